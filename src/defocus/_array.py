@@ -1,0 +1,93 @@
+"""Array validation and conversion helpers used by every analysis function."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._errors import BadInputError
+
+__all__ = ["as_float_image", "luminance"]
+
+# ITU-R BT.709 luma weights: the usual choice for linear-ish camera and microscope RGB.
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+
+def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
+    """Return a float32 single-channel image, averaging colour channels by BT.709 luma weights.
+
+    Intensities keep their scale (no rescaling to [0, 1]): a 16-bit image gives values up to 65535.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D greyscale or 3-D multichannel image.
+    channel_axis : int, optional
+        Axis holding the channels. Three or four channels are read as RGB(A) (alpha is dropped);
+        any other number is averaged.
+
+    Returns
+    -------
+    ndarray of float32, 2-D
+
+    Examples
+    --------
+    >>> rgb = np.zeros((2, 2, 3), dtype=np.uint8); rgb[..., 1] = 100
+    >>> float(luminance(rgb, channel_axis=-1)[0, 0])
+    71.52...
+    """
+    image = np.asarray(image)
+    if channel_axis is None:
+        if image.ndim != 2:
+            raise BadInputError(
+                f"expected a 2-D greyscale image, got shape {image.shape}; "
+                "pass channel_axis for colour images"
+            )
+        return image.astype(np.float32, copy=False)
+    image = np.moveaxis(image, channel_axis, -1)
+    if image.ndim != 3:
+        raise BadInputError(f"expected a 2-D image with channels, got shape {image.shape}")
+    nch = image.shape[-1]
+    data = image.astype(np.float32, copy=False)
+    if nch in (3, 4):
+        return data[..., :3] @ _LUMA
+    return data.mean(axis=-1, dtype=np.float32)
+
+
+def as_float_image(
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    min_size: int = 1,
+    allow_constant: bool = True,
+    name: str = "image",
+) -> np.ndarray:
+    """Validate an image and return it as a 2-D float32 luminance array.
+
+    Raises :class:`~defocus.BadInputError` for non-numeric data, wrong dimensionality, images
+    smaller than ``min_size`` on either side, non-finite values, and (unless ``allow_constant``)
+    constant images, which carry no focus information.
+
+    Examples
+    --------
+    >>> as_float_image(np.ones((4, 4), dtype=np.uint16)).dtype
+    dtype('float32')
+    >>> as_float_image(np.full((4, 4), np.nan))
+    Traceback (most recent call last):
+    ...
+    defocus._errors.BadInputError: image contains NaN or infinite values
+    """
+    arr = np.asarray(image)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise BadInputError(f"{name} has unsupported dtype {arr.dtype}; expected integer or float")
+    lum = luminance(arr, channel_axis=channel_axis)
+    if min(lum.shape) < min_size:
+        raise BadInputError(
+            f"{name} is {lum.shape[0]}x{lum.shape[1]} pixels; at least {min_size}x{min_size} needed"
+        )
+    if not np.isfinite(lum).all():
+        raise BadInputError(f"{name} contains NaN or infinite values")
+    if not allow_constant and lum.size and float(lum.max()) == float(lum.min()):
+        raise BadInputError(f"{name} is constant ({float(lum.flat[0]):g}); it holds no detail")
+    return lum
