@@ -1,0 +1,284 @@
+"""Pictures of maps: heatmap overlays, in-focus mask views, sketches and profile plots.
+
+Pictures are for people, so they may stretch intensities for display; the data outputs (TIFF
+maps) never do. Figures use matplotlib's non-interactive Agg canvas, so nothing needs a screen.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ._array import luminance
+from ._errors import BadInputError
+from .io import PixelSize, atomic_path
+
+__all__ = [
+    "heatmap_figure",
+    "mask_view",
+    "profile_figure",
+    "save_figure",
+    "sketch_view",
+    "to_display",
+]
+
+
+def to_display(
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> np.ndarray:
+    """Stretch an image of any dtype to uint8 for display (RGB stays RGB, alpha is dropped).
+
+    The stretch maps the given luminance percentiles to 0 and 255, so 12-bit data in a 16-bit
+    container and float data are both visible. Only for pictures, never for data outputs.
+
+    Examples
+    --------
+    >>> to_display(np.array([[0, 4095]], dtype=np.uint16), percentiles=(0, 100))
+    array([[  0, 255]], dtype=uint8)
+    """
+    img = np.asarray(image)
+    if channel_axis is not None:
+        img = np.moveaxis(img, channel_axis, -1)[..., :3]
+        if img.shape[-1] == 1:
+            img = img[..., 0]
+    img = img.astype(np.float32)
+    lo, hi = np.percentile(img, percentiles)
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((img - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _as_rgb(display: np.ndarray) -> np.ndarray:
+    return np.repeat(display[..., None], 3, axis=-1) if display.ndim == 2 else display
+
+
+def mask_view(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    background: str | Sequence[int] = "white",
+    channel_axis: int | None = None,
+) -> np.ndarray:
+    """Show in-focus pixels in their original colour over a plain background colour.
+
+    Parameters
+    ----------
+    image : ndarray
+        The original image (any dtype; stretched for display).
+    mask : ndarray of bool
+        True where in focus.
+    background : str or sequence of int
+        A matplotlib colour name (``"white"``, ``"black"``, ``"magenta"``...) or an RGB triple.
+
+    Returns
+    -------
+    ndarray of uint8, shape (M, N, 3)
+
+    Examples
+    --------
+    >>> img = np.arange(4, dtype=np.uint8).reshape(2, 2)
+    >>> mask_view(img, img > 1, background="black")[0, 0].tolist()
+    [0, 0, 0]
+    """
+    from matplotlib.colors import to_rgb
+
+    rgb = _as_rgb(to_display(image, channel_axis=channel_axis))
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != rgb.shape[:2]:
+        raise BadInputError(f"mask shape {mask.shape} does not match image {rgb.shape[:2]}")
+    try:
+        bg = (
+            np.round(np.array(to_rgb(background)) * 255)
+            if isinstance(background, str)
+            else np.asarray(background, dtype=float)
+        )
+    except ValueError:
+        raise BadInputError(f"unknown background colour {background!r}") from None
+    if bg.shape != (3,) or bg.min() < 0 or bg.max() > 255:
+        raise BadInputError(
+            f"background must be a colour name or 3 values in 0..255, got {background!r}"
+        )
+    out = np.empty_like(rgb)
+    out[:] = bg.astype(np.uint8)
+    out[mask] = rgb[mask]
+    return out
+
+
+def sketch_view(focus: np.ndarray) -> np.ndarray:
+    """The seed's "sketch": ``1 - focus`` in grey, so in-focus detail draws dark on white.
+
+    The map is normalised by its 99.5th percentile (robust to a few extreme pixels).
+
+    Examples
+    --------
+    >>> sketch_view(np.array([[0.0, 1.0]])).tolist()
+    [[255, 0]]
+    """
+    f = np.asarray(focus, dtype=np.float32)
+    top = float(np.percentile(f, 99.5)) if f.size else 0.0
+    norm = np.clip(f / top, 0, 1) if top > 0 else np.zeros_like(f)
+    return np.round(255.0 * (1.0 - norm)).astype(np.uint8)
+
+
+def _scalebar(ax, width_px: int, pixel_size: PixelSize) -> None:
+    """Draw a scale bar of a round physical length, about a fifth of the width."""
+    ps = pixel_size.readable()
+    target = width_px * ps.x / 5
+    exp = np.floor(np.log10(target))
+    nice = min((1, 2, 5, 10), key=lambda m: abs(m * 10**exp - target)) * 10**exp
+    n_px = nice / ps.x
+    ax.plot(
+        [width_px * 0.04, width_px * 0.04 + n_px],
+        [0.95, 0.95],
+        transform=ax.get_xaxis_transform(),
+        color="white",
+        lw=3,
+        solid_capstyle="butt",
+    )
+    ax.text(
+        width_px * 0.04 + n_px / 2,
+        0.91,
+        f"{nice:g} {ps.unit}",
+        transform=ax.get_xaxis_transform(),
+        color="white",
+        ha="center",
+        va="top",
+        fontsize=9,
+    )
+
+
+def heatmap_figure(
+    image: np.ndarray,
+    values: np.ndarray,
+    *,
+    label: str,
+    channel_axis: int | None = None,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    pixel_size: PixelSize | None = None,
+    secondary: tuple[str, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Overlay a map on the image as a heatmap, with a colourbar that names the unit.
+
+    Parameters
+    ----------
+    image, values : ndarray
+        The image (any dtype) and a 2-D map of the same height and width.
+    label : str
+        Colourbar label, including the unit, e.g. ``"blur sigma (px)"``.
+    pixel_size : PixelSize, optional
+        Adds a scale bar.
+    secondary : (str, float), optional
+        A second colourbar axis as (label, factor), e.g. ``("sigma (nm)", 97.7)`` to show
+        physical units beside pixels.
+
+    Examples
+    --------
+    >>> fig = heatmap_figure(np.eye(8), np.eye(8), label="focus (a.u.)")
+    >>> fig.axes[1].get_ylabel()
+    'focus (a.u.)'
+    """
+    disp = to_display(image, channel_axis=channel_axis)
+    grey = disp if disp.ndim == 2 else luminance(disp, channel_axis=-1)
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape != grey.shape:
+        raise BadInputError(f"map shape {values.shape} does not match image {grey.shape}")
+    h, w = grey.shape
+    fig = Figure(figsize=(7.0, 7.0 * h / w * 0.9 + 0.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
+    im = ax.imshow(
+        values, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax, interpolation="antialiased"
+    )
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    if pixel_size is not None:
+        _scalebar(ax, w, pixel_size)
+    cb = fig.colorbar(im, ax=ax, shrink=0.85)
+    cb.solids.set_alpha(1)
+    cb.set_label(label)
+    if secondary is not None:
+        name, factor = secondary
+        cb.ax.secondary_yaxis(
+            "left", functions=(lambda v: v * factor, lambda v: v / factor)
+        ).set_ylabel(name)
+    return fig
+
+
+def profile_figure(
+    positions: np.ndarray,
+    centre: np.ndarray,
+    *,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+    ylabel: str,
+    xlabel: str = "position (fraction of height, 0 = top)",
+    band: tuple[float, float] | None = None,
+    peak: float | None = None,
+    fit: tuple[np.ndarray, np.ndarray, str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Plot a profile with its spread, the sharpest band shaded and an optional model fit.
+
+    Parameters
+    ----------
+    positions : ndarray
+        Positions along the axis (e.g. fractions of the height).
+    centre, low, high : ndarray
+        The profile (e.g. median per row) and its spread (e.g. quartiles).
+    band : (float, float), optional
+        Start and end of the sharpest band, in the units of ``positions``.
+    peak : float, optional
+        The sharpest position, marked with a line.
+    fit : (x, y, label), optional
+        A fitted model curve.
+
+    Examples
+    --------
+    >>> x = np.linspace(0, 1, 50)
+    >>> fig = profile_figure(x, np.exp(-((x - 0.6) ** 2) / 0.02), ylabel="focus", band=(0.5, 0.7))
+    >>> fig.axes[0].get_ylabel()
+    'focus'
+    """
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    if low is not None and high is not None:
+        ax.fill_between(
+            positions, low, high, color="C0", alpha=0.25, lw=0, label="interquartile range"
+        )
+    ax.plot(positions, centre, color="C0", lw=1.5, label="median")
+    if band is not None:
+        ax.axvspan(
+            *band, color="C2", alpha=0.15, label=f"sharpest band {band[0]:.0%}–{band[1]:.0%}"
+        )
+    if peak is not None:
+        ax.axvline(peak, color="C2", lw=1.2, ls="--", label=f"sharpest at {peak:.0%}")
+    if fit is not None:
+        ax.plot(fit[0], fit[1], color="C3", lw=1.2, label=fit[2])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(float(np.min(positions)), float(np.max(positions)))
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110) -> None:
+    """Render a figure to PNG and write it atomically."""
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
