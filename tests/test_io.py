@@ -1,0 +1,320 @@
+"""Round trips, pixel-size sources, and bad input for defocus.io."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+from skimage import data
+
+from defocus import BadInputError
+from defocus.io import (
+    PixelSize,
+    atomic_path,
+    parse_pixel_size,
+    read_image,
+    write_image,
+    write_json,
+    write_map,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "suffix"),
+    [
+        (np.uint8, ".png"),
+        (np.uint16, ".png"),
+        (np.uint8, ".tif"),
+        (np.uint16, ".tif"),
+        (np.int32, ".tif"),
+        (np.float32, ".tif"),
+        (np.float64, ".tif"),
+    ],
+)
+def test_round_trip_keeps_dtype_and_range(tmp_path, dtype, suffix):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    if info is not None:
+        img = rng.integers(info.min, info.max, size=(37, 53), endpoint=True).astype(dtype)
+    else:
+        img = (rng.standard_normal((37, 53)) * 1e4).astype(dtype)
+    f = tmp_path / f"x{suffix}"
+    write_image(f, img)
+    back = read_image(f)
+    assert back.data.dtype == img.dtype
+    np.testing.assert_array_equal(back.data, img)
+    assert back.luminance.dtype == np.float32
+    np.testing.assert_allclose(back.luminance, img.astype(np.float32))
+
+
+def test_rgb_round_trip_and_luminance(tmp_path):
+    rgb = data.astronaut()[:64, :80]
+    for suffix in (".png", ".tif"):
+        f = tmp_path / f"rgb{suffix}"
+        write_image(f, rgb, channel_axis=-1)
+        back = read_image(f)
+        np.testing.assert_array_equal(np.moveaxis(back.data, back.channel_axis, -1), rgb)
+        assert back.luminance.shape == rgb.shape[:2]
+        assert back.luminance.min() >= 0 and back.luminance.max() <= 255
+
+
+def test_jpeg_is_read(tmp_path):
+    f = tmp_path / "c.jpg"
+    write_image(f, data.camera())
+    back = read_image(f)
+    assert back.data.shape == (512, 512) and back.data.dtype == np.uint8
+    # lossy, but close
+    assert np.abs(back.luminance - data.camera()).mean() < 5
+
+
+@pytest.mark.parametrize("unit_text", ["2.5nm", "2.5 nm", "0.0025um", "0.0025µm", "2.5e-9 m"])
+def test_pixel_size_parsing_is_unit_aware(unit_text):
+    ps = parse_pixel_size(unit_text)
+    assert ps.metres[0] == pytest.approx(2.5e-9)
+
+
+@pytest.mark.parametrize("bad", ["3", "nm", "2.5 parsecs", "-1nm", "0nm"])
+def test_pixel_size_parsing_rejects(bad):
+    with pytest.raises(BadInputError):
+        parse_pixel_size(bad)
+
+
+def test_pixel_size_round_trip_via_ome(tmp_path):
+    f = tmp_path / "m.tif"
+    write_map(f, np.zeros((10, 12)), pixel_size="97.66nm")
+    back = read_image(f)
+    assert back.pixel_size_source == "OME PhysicalSizeX"
+    assert back.pixel_size.to("nm").x == pytest.approx(97.66)
+    # OME parser view (what Fiji's Bio-Formats reads)
+    with tifffile.TiffFile(f) as tf:
+        meta = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert float(meta["PhysicalSizeX"]) == pytest.approx(97.66)
+    assert meta["PhysicalSizeXUnit"] == "nm"
+
+
+def test_override_wins(tmp_path):
+    f = tmp_path / "m.tif"
+    write_map(f, np.zeros((10, 12)), pixel_size="97.66nm")
+    back = read_image(f, pixel_size="1um")
+    assert back.pixel_size_source == "override"
+    assert back.pixel_size == PixelSize(1, 1, "µm")
+
+
+def test_fei_pixel_width_is_read():
+    f = SHARED / "fibsem_demarcolab" / "sem_tilted32_baseline_eb.tif"
+    if not f.exists():
+        pytest.skip("shared real data not present")
+    img = read_image(f)
+    assert img.pixel_size_source == "FEI PixelWidth"
+    assert img.pixel_size.to("nm").x == pytest.approx(195.312, rel=1e-4)
+
+
+def test_fei_metadata_in_written_copy(tmp_path):
+    # The same FEI block as an SEM writes it, but in a file we make, so this runs without data.
+    text = "[Scan]\r\nPixelWidth=4.5e-09\r\nPixelHeight=4.5e-09\r\n"
+    f = tmp_path / "fei.tif"
+    tifffile.imwrite(f, np.zeros((8, 8), np.uint8), extratags=[(34682, "s", 0, text, True)])
+    img = read_image(f)
+    assert img.pixel_size_source == "FEI PixelWidth"
+    assert img.pixel_size.to("nm").x == pytest.approx(4.5)
+
+
+def test_zeiss_pixel_size_is_read(tmp_path):
+    text = "\r\n".join(["0", "AP_IMAGE_PIXEL_SIZE", "Image Pixel Size = 3.2 nm", ""])
+    f = tmp_path / "zeiss.tif"
+    tifffile.imwrite(f, np.zeros((8, 8), np.uint8), extratags=[(34118, "s", 0, text, True)])
+    img = read_image(f)
+    assert img.pixel_size_source == "Zeiss CZ_SEM"
+    assert img.pixel_size.to("nm").x == pytest.approx(3.2)
+
+
+def test_imagej_unit_and_tiff_resolution(tmp_path):
+    f = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        f,
+        np.zeros((8, 8), np.uint8),
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.25),
+        metadata={"unit": "um"},
+    )
+    img = read_image(f)
+    assert img.pixel_size_source == "ImageJ unit"
+    assert img.pixel_size.to("µm").x == pytest.approx(0.25)
+
+    g = tmp_path / "res.tif"
+    tifffile.imwrite(
+        g, np.zeros((8, 8), np.uint8), resolution=(200, 200), resolutionunit="CENTIMETER"
+    )
+    img = read_image(g)
+    assert img.pixel_size_source == "TIFF resolution"
+    assert img.pixel_size.to("µm").x == pytest.approx(50)
+
+
+def test_placeholder_resolution_is_not_a_pixel_size(tmp_path):
+    f = tmp_path / "plain.tif"
+    tifffile.imwrite(f, np.zeros((8, 8), np.uint8), resolution=(1, 1), resolutionunit="INCH")
+    assert read_image(f).pixel_size is None
+
+
+def test_multipage_needs_an_index(tmp_path):
+    f = tmp_path / "stack.tif"
+    stack = np.arange(3 * 8 * 9, dtype=np.uint16).reshape(3, 8, 9)
+    tifffile.imwrite(f, stack, photometric="minisblack")
+    with pytest.raises(BadInputError, match="3 planes"):
+        read_image(f)
+    np.testing.assert_array_equal(read_image(f, index=2).data, stack[2])
+    with pytest.raises(BadInputError, match="out of range"):
+        read_image(f, index=3)
+
+
+def test_big_endian_tiff_reads_native(tmp_path):
+    f = tmp_path / "be.tif"
+    img = np.arange(64, dtype=">u2").reshape(8, 8) * 1000
+    tifffile.imwrite(f, img, byteorder=">")
+    back = read_image(f)
+    assert back.data.dtype.byteorder in ("=", "|")
+    np.testing.assert_array_equal(back.data, img.astype(np.uint16))
+
+
+def test_palette_and_alpha_png(tmp_path):
+    from PIL import Image
+
+    pal = Image.fromarray(data.camera()[:32, :32]).convert("P")
+    pal.save(tmp_path / "pal.png")
+    assert read_image(tmp_path / "pal.png").luminance.shape == (32, 32)
+    rgba = np.dstack([data.astronaut()[:32, :32], np.full((32, 32), 7, np.uint8)])
+    iio.imwrite(tmp_path / "rgba.png", rgba)
+    img = read_image(tmp_path / "rgba.png")
+    assert img.data.shape == (32, 32, 4)
+    # alpha must not enter the luminance
+    np.testing.assert_allclose(img.luminance, read_image_rgb_luma(rgba[..., :3]), rtol=1e-5)
+
+
+def read_image_rgb_luma(rgb):
+    return rgb.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "directory",
+        "empty",
+        "truncated_png",
+        "truncated_tif",
+        "truncated_jpg",
+        "garbage",
+        "nan",
+        "bomb",
+    ],
+)
+def test_bad_input_gets_one_line_error(tmp_path, case):
+    f = tmp_path / f"{case}.png"
+    if case == "missing":
+        f = tmp_path / "nope.png"
+    elif case == "directory":
+        f = tmp_path
+    elif case == "empty":
+        f.write_bytes(b"")
+    elif case.startswith("truncated"):
+        ext = case.split("_")[1]
+        f = tmp_path / f"t.{ext}"
+        write_image(f, data.camera())
+        f.write_bytes(f.read_bytes()[: os.path.getsize(f) // 3])
+    elif case == "garbage":
+        f.write_bytes(b"this is not an image at all" * 10)
+    elif case == "nan":
+        f = tmp_path / "nan.tif"
+        write_image(f, np.full((8, 8), np.nan, np.float32))
+    elif case == "bomb":
+        f = tmp_path / "bomb.tif"
+        write_image(f, np.zeros((300, 400), np.uint8))
+    with pytest.raises(BadInputError) as info:
+        read_image(f, max_pixels=100_000 if case == "bomb" else 2**28)
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 300
+
+
+def test_bomb_guard_can_be_raised(tmp_path):
+    f = tmp_path / "big.png"
+    write_image(f, np.zeros((300, 400), np.uint8))
+    with pytest.raises(BadInputError, match="MP limit"):
+        read_image(f, max_pixels=100_000)
+    assert read_image(f, max_pixels=200_000).data.shape == (300, 400)
+
+
+def test_png_header_bomb_is_refused_before_decoding(tmp_path):
+    # A PNG whose header claims 100k x 100k; only the header exists.
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    f = tmp_path / "bomb.png"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    with pytest.raises(BadInputError, match="limit"):
+        read_image(f)
+
+
+def test_inputs_are_not_modified(tmp_path):
+    src = tmp_path / "in.tif"
+    write_image(src, data.camera(), pixel_size="1um")
+    before = src.read_bytes()
+    read_image(src)
+    assert src.read_bytes() == before
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.tif"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_unwritable_destination_is_bad_input(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that ignores permissions")
+        with pytest.raises(BadInputError, match="cannot write"):
+            write_map(ro / "m.tif", np.zeros((4, 4)))
+    finally:
+        ro.chmod(0o700)
+        shutil.rmtree(ro)
+
+
+def test_png_refuses_float_instead_of_rescaling(tmp_path):
+    with pytest.raises(BadInputError, match="cannot hold float32"):
+        write_image(tmp_path / "f.png", np.zeros((4, 4), np.float32))
+
+
+def test_write_json_handles_numpy(tmp_path):
+    f = tmp_path / "s.json"
+    write_json(f, {"a": np.float32(1.5), "b": np.arange(3), "p": PixelSize(1, 1, "nm")})
+    assert '"a": 1.5' in f.read_text()
+
+
+def test_destination_under_a_file_is_bad_input(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BadInputError, match="cannot write"):
+        write_map(blocker / "m.tif", np.zeros((4, 4)))
