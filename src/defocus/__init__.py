@@ -2,12 +2,52 @@
 
 The primary unit of blur everywhere is **sigma in pixels**: the per-axis standard deviation of
 the local point-spread function (for a uniform disk of radius R, sigma = R / 2).
+
+Examples
+--------
+>>> import defocus
+>>> from skimage import data
+>>> fmap = defocus.focus_map(data.camera())
+>>> fmap.shape, fmap.dtype
+((512, 512), dtype('float32'))
 """
 
 from __future__ import annotations
 
 from ._errors import BadInputError
+from .focus import (
+    DEFAULT_MEASURE,
+    MEASURES,
+    focus_map,
+    focus_profile,
+    focus_score,
+    focus_threshold,
+    get_measure,
+    in_focus_mask,
+    list_measures,
+    sharpest_band,
+    tile_grid,
+)
+from .io import PixelSize, read_image, write_image, write_map
 
 __version__ = "0.1.0"
 
-__all__ = ["BadInputError", "__version__"]
+__all__ = [
+    "DEFAULT_MEASURE",
+    "MEASURES",
+    "BadInputError",
+    "PixelSize",
+    "__version__",
+    "focus_map",
+    "focus_profile",
+    "focus_score",
+    "focus_threshold",
+    "get_measure",
+    "in_focus_mask",
+    "list_measures",
+    "read_image",
+    "sharpest_band",
+    "tile_grid",
+    "write_image",
+    "write_map",
+]

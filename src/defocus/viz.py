@@ -129,24 +129,21 @@ def sketch_view(focus: np.ndarray) -> np.ndarray:
 
 def _scalebar(ax, width_px: int, pixel_size: PixelSize) -> None:
     """Draw a scale bar of a round physical length, about a fifth of the width."""
-    ps = pixel_size.readable()
-    target = width_px * ps.x / 5
-    exp = np.floor(np.log10(target))
-    nice = min((1, 2, 5, 10), key=lambda m: abs(m * 10**exp - target)) * 10**exp
-    n_px = nice / ps.x
+    target_m = width_px * pixel_size.metres[0] / 5
+    bar = PixelSize(target_m, target_m, "m").readable()  # unit that suits the bar, not the pixel
+    exp = np.floor(np.log10(bar.x))
+    nice = min((1, 2, 5, 10), key=lambda m: abs(m * 10**exp - bar.x)) * 10**exp
+    n_px = nice * width_px / 5 / bar.x
+    x0 = width_px * 0.04
+    trans = ax.get_xaxis_transform()
     ax.plot(
-        [width_px * 0.04, width_px * 0.04 + n_px],
-        [0.95, 0.95],
-        transform=ax.get_xaxis_transform(),
-        color="white",
-        lw=3,
-        solid_capstyle="butt",
+        [x0, x0 + n_px], [0.95, 0.95], transform=trans, color="white", lw=3, solid_capstyle="butt"
     )
     ax.text(
-        width_px * 0.04 + n_px / 2,
+        x0 + n_px / 2,
         0.91,
-        f"{nice:g} {ps.unit}",
-        transform=ax.get_xaxis_transform(),
+        f"{nice:g} {bar.unit}",
+        transform=trans,
         color="white",
         ha="center",
         va="top",
@@ -282,3 +279,50 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110) -> None
     fig.savefig(buf, format="png", dpi=dpi)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.getvalue())
+
+
+def kernel_figure(kernel: np.ndarray, *, title: str | None = None) -> Figure:
+    """Show a PSF kernel with a colourbar beside its azimuthally averaged radial profile.
+
+    The profile is taken about the kernel's centroid, in pixels, and drawn on linear and
+    logarithmic axes so both the core and faint rings (Airy, defocus) are visible.
+
+    Examples
+    --------
+    >>> from defocus.psf import disk
+    >>> fig = kernel_figure(disk(4.0), title="disk R = 4 px")
+    >>> [ax.get_xlabel() for ax in fig.axes[:2]]
+    ['x (px)', 'radius (px)']
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all():
+        raise BadInputError(f"kernel must be a finite 2-D array, got shape {k.shape}")
+    total = k.sum()
+    weights = k / total if total > 0 else k
+    y, x = np.indices(k.shape)
+    cy, cx = (float((weights * y).sum()), float((weights * x).sum())) if total > 0 else (0, 0)
+    r = np.hypot(y - cy, x - cx)
+    bins = np.rint(r).astype(int).ravel()
+    counts = np.bincount(bins)
+    profile = np.bincount(bins, weights=k.ravel()) / np.maximum(counts, 1)
+    radii = np.arange(profile.size)[counts > 0]
+    profile = profile[counts > 0]
+
+    fig = Figure(figsize=(10.0, 4.2), layout="constrained")
+    ax_img, ax_prof = fig.subplots(1, 2, width_ratios=(1.0, 1.3))
+    im = ax_img.imshow(k, cmap="magma", interpolation="nearest")
+    ax_img.set_xlabel("x (px)")
+    ax_img.set_ylabel("y (px)")
+    fig.colorbar(im, ax=ax_img, shrink=0.85, label="weight")
+    ax_prof.plot(radii, profile, "o-", ms=3, color="C0", label="mean at radius")
+    ax_prof.set_xlabel("radius (px)")
+    ax_prof.set_ylabel("weight")
+    ax_prof.grid(alpha=0.3)
+    positive = profile > 0
+    if positive.sum() > 1:
+        ax_log = ax_prof.twinx()
+        ax_log.semilogy(radii[positive], profile[positive], color="C1", lw=1, alpha=0.7)
+        ax_log.set_ylabel("weight (log scale)", color="C1")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
