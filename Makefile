@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/defocus demo -o out
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check src tests benchmarks
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
@@ -26,12 +26,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check src tests benchmarks
-	$(BIN)/python -m ruff format --check src tests benchmarks
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 
 format: $(STAMP)
-	$(BIN)/python -m ruff format src tests benchmarks
-	$(BIN)/python -m ruff check --fix src tests benchmarks
+	$(BIN)/python -m ruff format .
+	$(BIN)/python -m ruff check --fix .
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
