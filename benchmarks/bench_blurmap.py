@@ -1,0 +1,766 @@
+"""Accuracy and speed benchmark for the absolute blur-radius map (issue 4), with peers.
+
+Run:  python benchmarks/bench_blurmap.py [--quick]
+Writes benchmarks/results/blurmap.md (and blurmap_example.png). See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _scenes as S
+import peers as P
+
+F32 = NDArray[np.float32]
+Mask = NDArray[np.bool_]
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+FAMILIES = ("gauss", "disk")
+NOISES = (0.01, 0.03)
+TRAP_GAIN, TRAP_OFFSET = 4.0, 0.5  # offset in units of the sharp image's range
+OURS = "defocus.blur_map"
+ABSOLUTE = (OURS, "seed LoG (calibrated)", "Zhuo & Sim")
+RELATIVE = ("block acutance", "blur-detector")
+
+
+# --------------------------------------------------------------------------- our method
+
+
+def find_ours() -> tuple[Callable[..., object] | None, str]:
+    """Return (blur_map, where) or (None, reason); the method may not exist yet."""
+    try:
+        mod = importlib.import_module("defocus")
+        fn = getattr(mod, "blur_map", None)
+        if fn is None:
+            fn = importlib.import_module("defocus.blurmap").blur_map
+        return fn, f"{fn.__module__}.{fn.__qualname__}"
+    except Exception as exc:
+        return None, f"not importable ({type(exc).__name__}: {exc})"
+
+
+def run_ours(fn: Callable[..., object], image: F32, family: str) -> F32:
+    res = fn(image, psf=family)
+    return np.asarray(res.sigma, dtype=np.float32)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+@dataclass
+class Scene:
+    image: str
+    kind: str  # tilt | regions | depth
+    family: str
+    noise: float
+    sharp: F32
+    sigma: F32
+    blurred: F32
+    struct: Mask
+    interior: Mask
+
+    @property
+    def label(self) -> str:
+        return f"{self.image}/{self.kind}"
+
+
+@dataclass
+class Ctx:
+    """Per-run caches: sharp images, sigma maps, rendered scenes, calibrations."""
+
+    images: tuple[str, ...]
+    render: Callable[[F32, F32, str], F32]
+    sharp: dict[str, F32] = field(default_factory=dict)
+    scenes: dict[tuple[str, str, str, float], Scene] = field(default_factory=dict)
+    calib: dict[tuple[str, str, float], tuple[P.LogCalibration, float]] = field(
+        default_factory=dict
+    )
+
+    def get_sharp(self, name: str) -> F32:
+        if name not in self.sharp:
+            self.sharp[name] = S.load_image(name)
+        return self.sharp[name]
+
+    def sigma_map(self, name: str, kind: str) -> F32:
+        shape = self.get_sharp(name).shape
+        i = S.TEST_IMAGES.index(name)
+        rng = np.random.default_rng(1000 + i)  # deterministic per image
+        if kind == "tilt":
+            frac, ang = rng.uniform(0.3, 0.7), rng.uniform(-15, 15)
+            return S.tilt_sigma(shape, band_frac=float(frac), angle_deg=float(ang))
+        if kind == "regions":
+            return S.region_sigma(shape, seed=2000 + i)
+        if kind == "depth":
+            return S.depth_sigma(S.load_motorcycle_disparity())
+        raise ValueError(kind)
+
+    def scene(self, name: str, kind: str, family: str, noise: float) -> Scene:
+        key = (name, kind, family, noise)
+        if key not in self.scenes:
+            sharp = self.get_sharp(name)
+            sig = self.sigma_map(name, kind)
+            clean = self.render(sharp, sig, family)
+            seed = hash_seed(name, kind, family, noise)
+            rng_ = float(sharp.max() - sharp.min())
+            blurred = S.add_noise(clean, noise, ref_range=rng_, seed=seed)
+            self.scenes[key] = Scene(
+                name,
+                kind,
+                family,
+                noise,
+                sharp,
+                sig,
+                blurred,
+                S.structured_mask(sharp),
+                S.interior_mask(sharp.shape),
+            )
+        return self.scenes[key]
+
+    def calibration(self, scored: str, family: str, noise: float) -> tuple[P.LogCalibration, float]:
+        """LoG linear map and Zhuo & Sim sigma0, fitted on the NEXT image's tilt scene."""
+        cal_img = self.images[(self.images.index(scored) + 1) % len(self.images)]
+        key = (cal_img, family, noise)
+        if key not in self.calib:
+            sc = self.scene(cal_img, "tilt", family, noise)
+            log = P.LogCalibration.fit(sc.blurred, sc.sigma, sc.struct)
+            best = max(
+                (1.0, 2.0, 4.0),
+                key=lambda s0: frac_right(
+                    P.zhuo_sim(sc.blurred, sigma0=s0)[0], sc.sigma, sc.struct
+                ),
+            )
+            self.calib[key] = (log, best)
+        return self.calib[key]
+
+
+def hash_seed(*parts: object) -> int:
+    """Stable seed from the scene's identity (hash() is salted per process)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def right(est: F32, true: F32) -> NDArray[np.bool_]:
+    """Within ±30 % of the true sigma, or ±0.3 px where that is wider."""
+    return np.abs(est - true) <= np.maximum(0.3 * true, 0.3)
+
+
+def frac_right(est: F32, true: F32, m: Mask) -> float:
+    return float(right(est[m], true[m]).mean())
+
+
+def spearman(score: F32, true: F32, m: Mask, n_max: int = 20000) -> float:
+    """Rank correlation over the mask, on a deterministic strided subsample."""
+    e, t = score[m], true[m]
+    step = max(1, e.size // n_max)
+    r = stats.spearmanr(e[::step], t[::step])[0]
+    return float(r) if np.isfinite(r) else 0.0
+
+
+@dataclass
+class Score:
+    struct_right: float = np.nan
+    struct_medrel: float = np.nan
+    dense_right: float = np.nan
+    rho: float = np.nan
+    seconds: float = np.nan
+    error: str | None = None
+    ok: NDArray[np.bool_] | None = None  # per structured pixel, for pooling
+    relerr: NDArray[np.float32] | None = None  # per structured pixel, for pooling
+    dense_ok: NDArray[np.bool_] | None = None  # per interior pixel, for pooling
+
+
+def score_abs(est: F32, sc: Scene) -> Score:
+    e, t = est[sc.struct], sc.sigma[sc.struct]
+    ok = right(e, t)
+    relerr = (np.abs(e - t) / t).astype(np.float32)
+    dense_ok = right(est[sc.interior], sc.sigma[sc.interior])
+    return Score(
+        struct_right=float(ok.mean()),
+        struct_medrel=float(np.median(relerr)),
+        dense_right=float(dense_ok.mean()),
+        rho=spearman(est, sc.sigma, sc.struct),
+        ok=ok,
+        relerr=relerr,
+        dense_ok=dense_ok,
+    )
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def method_table(ours: Callable[..., object] | None, ctx: Ctx) -> dict[str, Callable[..., F32]]:
+    """name -> fn(scene) returning sigma (absolute) or blurriness score (relative)."""
+
+    def log_cal(sc: Scene) -> F32:
+        return ctx.calibration(sc.image, sc.family, sc.noise)[0](sc.blurred)
+
+    def zhuo(sc: Scene) -> F32:
+        s0 = ctx.calibration(sc.image, sc.family, sc.noise)[1]
+        return P.zhuo_sim(sc.blurred, sigma0=s0)[0]
+
+    methods: dict[str, Callable[..., F32]] = {}
+    if ours is not None:
+        methods[OURS] = lambda sc: run_ours(ours, sc.blurred, sc.family)
+    methods["seed LoG (calibrated)"] = log_cal
+    methods["Zhuo & Sim"] = zhuo
+    # relative scores are sharpness: negate so that larger = blurrier, like sigma
+    methods["block acutance"] = lambda sc: -P.block_acutance(sc.blurred)
+    if P.blur_detector_available() is None:
+        methods["blur-detector"] = lambda sc: -P.blur_detector_map(sc.blurred)
+    return methods
+
+
+def evaluate(ctx: Ctx, methods: dict[str, Callable[..., F32]], scenes: list[Scene]) -> dict:
+    """Score every method on every scene; calibrations are fitted lazily and not timed."""
+    out: dict[tuple[str, str, str, float], dict[str, Score]] = {}
+    for sc in scenes:
+        ctx.calibration(sc.image, sc.family, sc.noise)  # keep fitting out of the timings
+        row: dict[str, Score] = {}
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            try:
+                est = fn(sc)
+                dt_ = time.perf_counter() - t0
+                if est.shape != sc.sigma.shape or not np.isfinite(est).all():
+                    raise ValueError(
+                        f"bad output: shape {est.shape}, finite {np.isfinite(est).all()}"
+                    )
+            except Exception as exc:
+                row[name] = Score(error=f"{type(exc).__name__}: {exc}")
+                traceback.print_exc()
+                continue
+            s = (
+                score_abs(est, sc)
+                if name in ABSOLUTE
+                else Score(rho=spearman(est, sc.sigma, sc.struct))
+            )
+            s.seconds = dt_
+            row[name] = s
+        out[(sc.image, sc.kind, sc.family, sc.noise)] = row
+        brief = "  ".join(
+            f"{n[:12]}={r.struct_right:.2f}" if n in ABSOLUTE else f"{n[:12]} ρ={r.rho:.2f}"
+            for n, r in row.items()
+        )
+        print(f"[{sc.label} {sc.family} {sc.noise:.0%}] {brief}", flush=True)
+    return out
+
+
+def pooled(res: dict, scenes: list[Scene], method: str, family: str, noise: float) -> Score:
+    """Pool pixels over scenes (struct/dense), and average per-scene rank correlations."""
+    errs, oks, dense, rhos, secs = [], [], [], [], []
+    for sc in scenes:
+        if sc.family != family or sc.noise != noise:
+            continue
+        r = res[(sc.image, sc.kind, sc.family, sc.noise)].get(method)
+        if r is None or r.error:
+            return Score(error=r.error if r else "not run")
+        rhos.append(r.rho)
+        secs.append(r.seconds)
+        if r.ok is not None and r.relerr is not None and r.dense_ok is not None:
+            oks.append(r.ok)
+            errs.append(r.relerr)
+            dense.append(r.dense_ok)
+    s = Score(rho=float(np.mean(rhos)), seconds=float(np.sum(secs)))
+    if errs:
+        s.struct_right = float(np.concatenate(oks).mean())
+        s.struct_medrel = float(np.median(np.concatenate(errs)))
+        s.dense_right = float(np.concatenate(dense).mean())
+    return s
+
+
+# --------------------------------------------------------------------------- contrast trap
+
+
+def contrast_trap(
+    ctx: Ctx, methods: dict[str, Callable[..., F32]], images: tuple[str, ...]
+) -> list[tuple[str, str, str, float, float, float]]:
+    """Gain ×4 and an offset inside one region of the SHARP image (float, no clipping).
+
+    Returns rows (image, family, method, median before, median after, relative change), the
+    medians taken over structured pixels of the region eroded by BORDER px (the region's own
+    boundary is a new, legitimately blurred edge, so it is kept out of the comparison).
+    """
+    rows = []
+    for name in images:
+        for fam in FAMILIES:
+            base = ctx.scene(name, "tilt", fam, 0.01)
+            h, w = base.sharp.shape
+            region = np.zeros((h, w), bool)
+            region[int(0.2 * h) : int(0.8 * h), int(0.45 * w) : int(0.95 * w)] = True
+            rng_ = float(base.sharp.max() - base.sharp.min())
+            sharp2 = np.where(region, TRAP_GAIN * base.sharp + TRAP_OFFSET * rng_, base.sharp)
+            sharp2 = sharp2.astype(np.float32)
+            clean = ctx.render(sharp2, base.sigma, fam)
+            noisy = S.add_noise(clean, 0.01, ref_range=rng_, seed=hash_seed(name, "trap", fam))
+            trap = Scene(
+                name, "trap", fam, 0.01, sharp2, base.sigma, noisy, base.struct, base.interior
+            )
+            inner = ndi.binary_erosion(region, iterations=S.BORDER) & base.struct
+            for mname, fn in methods.items():
+                try:
+                    # relative methods: compare their raw score (sign restored)
+                    sgn = 1.0 if mname in ABSOLUTE else -1.0
+                    a = float(np.median(sgn * fn(base)[inner]))
+                    b = float(np.median(sgn * fn(trap)[inner]))
+                    rows.append((name, fam, mname, a, b, abs(b / a - 1) if a else np.inf))
+                except Exception as exc:
+                    print(f"trap {mname}: {exc}", flush=True)
+                    rows.append((name, fam, mname, np.nan, np.nan, np.nan))
+    return rows
+
+
+# --------------------------------------------------------------------------- speed
+
+
+SIZES = {1: (1000, 1000), 3: (1500, 2000), 6: (2000, 3000), 12: (3000, 4000)}
+
+
+def speed_image(mp: int) -> F32:
+    """A real blurred greyscale image of ``mp`` megapixels (mirror-tiled, so no seams)."""
+    sharp = S.load_image("camera")
+    sig = S.tilt_sigma(sharp.shape, band_frac=0.45, angle_deg=5.0)
+    small = S.add_noise(
+        S.blur_varying_levels(sharp, sig, family="gauss"), 0.01, ref_range=1.0, seed=7
+    )
+    h, w = SIZES[mp]
+    reps = (-(-h // small.shape[0]), -(-w // small.shape[1]))
+    tile = np.block(
+        [
+            [small if (i + j) % 2 == 0 else small[:, ::-1] for j in range(reps[1])]
+            for i in range(reps[0])
+        ]
+    )
+    return np.ascontiguousarray(tile[:h, :w], dtype=np.float32)
+
+
+def time_one(method: str, path: str, repeat: int) -> dict:
+    """Run in a fresh subprocess: wall times and peak RSS of one method on one saved image.
+
+    The image is loaded from .npy so that the RSS high-water mark before the call is only
+    interpreter + imports + input, and the peak after the call is the method's own.
+    """
+    img = np.load(path)
+    fns: dict[str, Callable[[F32], object]] = {
+        "seed LoG (calibrated)": lambda im: P.LogCalibration()(im),
+        "Zhuo & Sim": lambda im: P.zhuo_sim(im, sigma0=2.0),
+        "block acutance": P.block_acutance,
+        "blur-detector": P.blur_detector_map,
+    }
+    if method == OURS:
+        ours, _ = find_ours()
+        assert ours is not None
+        fns[OURS] = lambda im: run_ours(ours, im, "gauss")
+    base_kb = peak_rss_kb()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fns[method](img)
+        times.append(time.perf_counter() - t0)
+    peak_kb = peak_rss_kb()
+    return {"times": times, "base_mb": base_kb / 1024, "peak_mb": peak_kb / 1024}
+
+
+def peak_rss_kb() -> float:
+    """Peak RSS of this process in KiB.
+
+    Linux's VmHWM belongs to the current address space, so it starts afresh at exec;
+    getrusage's ru_maxrss does not (a child inherits the forking parent's high-water mark).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def speed_runs(plan: list[tuple[str, int]], repeat: int) -> dict[tuple[str, int], dict]:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for mp in sorted({mp for _, mp in plan}):
+            paths[mp] = str(Path(tmp) / f"img_{mp}mp.npy")
+            np.save(paths[mp], speed_image(mp))
+        for method, mp in plan:
+            cmd = [sys.executable, __file__, "--time-one", method, paths[mp], str(repeat)]
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            if p.returncode != 0:
+                out[(method, mp)] = {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
+            else:
+                out[(method, mp)] = json.loads(p.stdout.strip().splitlines()[-1])
+            print(
+                f"[speed {method} {mp} MP] {out[(method, mp)]} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def pct(x: float) -> str:
+    return "–" if not np.isfinite(x) else f"{100 * x:.1f} %"
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "**FAIL**"
+
+
+def write_report(
+    args: argparse.Namespace,
+    ctx: Ctx,
+    ours_where: str,
+    renderer: str,
+    scenes: list[Scene],
+    res: dict,
+    methods: list[str],
+    trap: list,
+    speed: dict,
+    elapsed: float,
+) -> str:
+    L: list[str] = []
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cmd = "python benchmarks/bench_blurmap.py" + (" --quick" if args.quick else "")
+    L += [
+        "# Blur-radius map benchmark (issue 4)",
+        "",
+        f"- Command: `{cmd}`{' (QUICK mode: subset, not the reference run)' if args.quick else ''}",
+        f"- Date: {now}; run time {elapsed / 60:.1f} min",
+        f"- Machine: {os.cpu_count()} cores (the 2-core shared dev box; timings are noisy), "
+        f"{platform.machine()}, Python {platform.python_version()}, numpy {np.__version__}",
+        f"- Our method: `{ours_where}`",
+        f"- Renderer: {renderer}",
+        f"- Test images: {', '.join(ctx.images)}; scenes: tilt ramp and Voronoi regions on each, "
+        "plus thin-lens depth from the motorcycle disparity; σ 0.5–8 px; Gaussian and disk "
+        "(R ≈ 2σ) PSFs; noise 1 % and 3 % of the sharp image's range.",
+        "- A pixel is *right* when |σ̂ − σ| ≤ max(0.3 σ, 0.3 px). *Structured*: see README. "
+        f"All scores exclude a {S.BORDER}-px border. Pixels are pooled over scenes; ρ is the "
+        "mean over scenes of Spearman's rank correlation with the true σ on structured pixels.",
+        "",
+    ]
+    absm = [m for m in methods if m in ABSOLUTE]
+
+    def agg(m: str, fam: str, noise: float) -> Score:
+        return pooled(res, scenes, m, fam, noise)
+
+    # ---- targets
+    L += ["## Targets (issue 4)", ""]
+    L += ["| Criterion | Target | " + " | ".join(absm) + " |"]
+    L += ["|---|---|" + "---|" * len(absm)]
+    for fam in FAMILIES:
+        cells = []
+        for m in absm:
+            s = agg(m, fam, 0.01)
+            cells.append(
+                f"{pct(s.struct_right)} {verdict(s.struct_right >= 0.9)}"
+                if not s.error
+                else "error"
+            )
+        L += [f"| Structured right, {fam}, 1 % noise | ≥ 90 % | " + " | ".join(cells) + " |"]
+        cells = []
+        for m in absm:
+            s = agg(m, fam, 0.01)
+            cells.append(
+                f"{pct(s.struct_medrel)} {verdict(s.struct_medrel <= 0.10)}"
+                if not s.error
+                else "error"
+            )
+        L += [
+            f"| Median rel. error (structured), {fam}, 1 % | ≤ 10 % | " + " | ".join(cells) + " |"
+        ]
+        cells = []
+        for m in absm:
+            s = agg(m, fam, 0.01)
+            cells.append(
+                f"{pct(s.dense_right)} {verdict(s.dense_right >= 0.8)}" if not s.error else "error"
+            )
+        L += [
+            f"| Dense right (> {S.BORDER} px from border), {fam}, 1 % | ≥ 80 % | "
+            + " | ".join(cells)
+            + " |"
+        ]
+        cells = []
+        for m in absm:
+            s = agg(m, fam, 0.03)
+            cells.append(
+                f"{pct(s.struct_right)} {verdict(s.struct_right >= 0.75)}"
+                if not s.error
+                else "error"
+            )
+        L += [f"| Structured right, {fam}, 3 % noise | ≥ 75 % | " + " | ".join(cells) + " |"]
+    cells = []
+    for m in absm:
+        ch = [r[5] for r in trap if r[2] == m]
+        worst = max(ch) if ch else np.nan
+        cells.append(
+            f"{pct(worst)} {verdict(bool(worst <= 0.05))}" if np.isfinite(worst) else "error"
+        )
+    L += [
+        "| Contrast trap: worst median-σ change (gain ×4 + offset) | ≤ 5 % | "
+        + " | ".join(cells)
+        + " |"
+    ]
+    L += [""]
+
+    # ---- all methods summary
+    L += ["## All methods, pooled", ""]
+    L += [
+        "Absolute methods: % structured right / median rel. error / % dense right. Every "
+        "method: ρ (mean per-scene Spearman with true σ; relative methods' sharpness scores "
+        "are negated so that +1 is a perfect ranking). Time: total seconds over the scenes.",
+        "",
+    ]
+    L += [
+        "| Method | PSF | Noise | Structured right | Median rel. err | Dense right | ρ | time (s) |"
+    ]
+    L += ["|---|---|---|---|---|---|---|---|"]
+    for m in methods:
+        for noise in NOISES:
+            for fam in FAMILIES:
+                s = agg(m, fam, noise)
+                if s.error:
+                    L += [f"| {m} | {fam} | {noise:.0%} | error: {s.error} | | | | |"]
+                    continue
+                L += [
+                    f"| {m} | {fam} | {noise:.0%} | {pct(s.struct_right)} | {pct(s.struct_medrel)} "
+                    f"| {pct(s.dense_right)} | {s.rho:.3f} | {s.seconds:.1f} |"
+                ]
+    if P.blur_detector_available() is not None:
+        L += [f"| blur-detector | – | – | not run: {P.blur_detector_available()} | | | | |"]
+    L += [""]
+
+    # ---- per scene
+    L += ["## Per scene", "", "Absolute: % structured right (median rel. error); relative: ρ.", ""]
+    L += ["| Scene | PSF | Noise | " + " | ".join(methods) + " |"]
+    L += ["|---|---|---|" + "---|" * len(methods)]
+    for sc in scenes:
+        row = res[(sc.image, sc.kind, sc.family, sc.noise)]
+        cells = []
+        for m in methods:
+            r = row.get(m)
+            if r is None or r.error:
+                cells.append("error")
+            elif m in ABSOLUTE:
+                cells.append(f"{100 * r.struct_right:.0f} ({100 * r.struct_medrel:.0f} %)")
+            else:
+                cells.append(f"ρ {r.rho:.2f}")
+        L += [f"| {sc.label} | {sc.family} | {sc.noise:.0%} | " + " | ".join(cells) + " |"]
+    L += [""]
+
+    # ---- calibrations
+    L += [
+        "## Peer calibration (fitted on the next test image's tilt scene, never the scored one)",
+        "",
+    ]
+    L += [
+        "| Calibration scene | PSF | Noise | LoG power p | LoG smoothing (px) "
+        "| σ = a·scale + b | Zhuo & Sim σ0 |"
+    ]
+    L += ["|---|---|---|---|---|---|---|"]
+    for (img, fam, noise), (c, s0) in sorted(ctx.calib.items()):
+        L += [
+            f"| {img}/tilt | {fam} | {noise:.0%} | {c.power:g} | {c.smooth:g} "
+            f"| {c.a:.3f}·s {c.b:+.3f} | {s0:g} |"
+        ]
+    L += [""]
+
+    # ---- trap
+    L += [
+        "## Contrast trap",
+        "",
+        f"Region (rows 20–80 %, columns 45–95 %) of the sharp image gets gain ×{TRAP_GAIN:g} and "
+        f"offset +{TRAP_OFFSET:g}×range before blurring (tilt scene, 1 % noise of the ORIGINAL "
+        "range). Median over the region's structured pixels, eroded by "
+        f"{S.BORDER} px. Relative methods: their raw sharpness score.",
+        "",
+    ]
+    L += [
+        "| Image | PSF | Method | median before | median after | change |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, fam, m, a, b, ch in trap:
+        L += [f"| {name} | {fam} | {m} | {a:.4g} | {b:.4g} | {pct(ch)} |"]
+    L += [""]
+
+    # ---- speed
+    L += [
+        "## Speed and memory",
+        "",
+        "Greyscale float32 images made by mirror-tiling a blurred `camera` scene; each method "
+        "in a fresh subprocess; median wall time of the repeats; peak RSS of the whole process "
+        "(Python + input image included; Linux VmHWM), and its increase over the "
+        "pre-call baseline.",
+        "",
+    ]
+    L += [
+        "| Method | MP | median wall (s) | runs | peak RSS (MB) | Δ over baseline (MB) | × ours |"
+    ]
+    L += ["|---|---|---|---|---|---|---|"]
+    for (m, mp), r in speed.items():
+        if "error" in r:
+            L += [f"| {m} | {mp} | error: {r['error']} | | | | |"]
+            continue
+        med = float(np.median(r["times"]))
+        ref = speed.get((OURS, mp), {})
+        ratio = f"{med / np.median(ref['times']):.2f}" if "times" in ref and m != OURS else "–"
+        L += [
+            f"| {m} | {mp} | {med:.2f} | {len(r['times'])} | {r['peak_mb']:.0f} "
+            f"| {r['peak_mb'] - r['base_mb']:.0f} | {ratio} |"
+        ]
+    ours_pts = [
+        (mp, float(np.median(r["times"])))
+        for (m, mp), r in speed.items()
+        if m == OURS and "times" in r
+    ]
+    if len(ours_pts) >= 2:
+        x, y = np.log([p[0] for p in ours_pts]), np.log([p[1] for p in ours_pts])
+        slope = np.polyfit(x, y, 1)[0]
+        L += [
+            "",
+            f"Growth of our time with pixel count: t ∝ MP^{slope:.2f} (log-log fit over "
+            f"{', '.join(str(p[0]) for p in ours_pts)} MP).",
+        ]
+    r12 = speed.get((OURS, 12))
+    if r12 and "times" in r12:
+        med = float(np.median(r12["times"]))
+        L += [
+            "",
+            f"Target 12 MP ≤ 5 s on 2 cores: {med:.2f} s → {verdict(med <= 5)}; "
+            f"peak ≤ 1.5 GB: {r12['peak_mb']:.0f} MB → {verdict(r12['peak_mb'] <= 1536)}.",
+        ]
+    L += [""]
+    if (RESULTS / "blurmap_example.png").exists():
+        L += ["## Example", "", "![truth vs estimates](blurmap_example.png)", ""]
+    return "\n".join(L)
+
+
+def figure(ctx: Ctx, methods: dict[str, Callable[..., F32]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sc = ctx.scene("camera" if "camera" in ctx.images else ctx.images[0], "tilt", "gauss", 0.01)
+    panels = [
+        ("blurred input (gauss, 1 % noise)", sc.blurred, "gray", None),
+        ("true σ (px)", sc.sigma, "viridis", (0, 8)),
+    ]
+    for m, fn in methods.items():
+        try:
+            est = fn(sc)
+        except Exception:
+            continue
+        if m in ABSOLUTE:
+            panels.append((f"{m} σ (px)", est, "viridis", (0, 8)))
+        else:
+            panels.append((f"{m} (blurriness, relative)", est, "viridis", None))
+    n = len(panels)
+    cols = 4
+    rows = -(-n // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False)
+    for ax, (title, im, cmap, lim) in zip(axs.flat, panels, strict=False):
+        h = ax.imshow(im, cmap=cmap, vmin=lim[0] if lim else None, vmax=lim[1] if lim else None)
+        ax.set_title(title, fontsize=8)
+        fig.colorbar(h, ax=ax, fraction=0.046)
+    for ax in axs.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "blurmap_example.png", dpi=80)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="3 images, short speed test (≤ 2 min)")
+    ap.add_argument(
+        "--time-one", nargs=3, metavar=("METHOD", "NPY", "REPEAT"), help=argparse.SUPPRESS
+    )
+    args = ap.parse_args(argv)
+    if args.time_one:
+        m, path, rep = args.time_one
+        print(json.dumps(time_one(m, path, int(rep))))
+        return 0
+
+    t_start = time.perf_counter()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    images = ("camera", "gravel", "motorcycle_left") if args.quick else S.TEST_IMAGES
+    render, renderer = S.get_renderer()
+    ours, ours_where = find_ours()
+    print(f"ours: {ours_where}\nrenderer: {renderer}", flush=True)
+    ctx = Ctx(images=images, render=render)
+    methods = method_table(ours, ctx)
+
+    scenes = []
+    for noise in NOISES:
+        for fam in FAMILIES:
+            for name in images:
+                kinds = ["tilt", "regions"] + (["depth"] if name == "motorcycle_left" else [])
+                scenes += [ctx.scene(name, k, fam, noise) for k in kinds]
+    res = evaluate(ctx, methods, scenes)
+    trap = contrast_trap(ctx, methods, ("camera", "gravel") if not args.quick else ("camera",))
+    figure(ctx, methods)
+
+    peers_t = ["seed LoG (calibrated)", "Zhuo & Sim", "block acutance"]
+    if P.blur_detector_available() is None:
+        peers_t.append("blur-detector")
+    if args.quick:
+        plan = [(OURS, mp) for mp in (1, 3)] + [(m, 1) for m in peers_t]
+        repeat = 1
+    else:
+        plan = [(OURS, mp) for mp in (1, 3, 6, 12)] + [(m, 1) for m in peers_t]
+        plan += [("seed LoG (calibrated)", 3), ("Zhuo & Sim", 3)]
+        repeat = 3
+    if ours is None:
+        plan = [p for p in plan if p[0] != OURS]
+    speed = speed_runs(plan, repeat)
+
+    report = write_report(
+        args,
+        ctx,
+        ours_where,
+        renderer,
+        scenes,
+        res,
+        list(methods),
+        trap,
+        speed,
+        time.perf_counter() - t_start,
+    )
+    out = RESULTS / "blurmap.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(report + "\n")
+    tmp.replace(out)  # atomic: a failed run never leaves half a table
+    print(f"wrote {out} in {(time.perf_counter() - t_start) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
