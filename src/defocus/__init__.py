@@ -29,15 +29,21 @@ from .focus import (
     tile_grid,
 )
 from .io import PixelSize, read_image, write_image, write_map
+from .psf import MODELS, moments, otf, render, sigma_of
+from .synth import blur, blur_varying, depth_to_sigma, tilt_map
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MEASURE",
     "MEASURES",
+    "MODELS",
     "BadInputError",
     "PixelSize",
     "__version__",
+    "blur",
+    "blur_varying",
+    "depth_to_sigma",
     "focus_map",
     "focus_profile",
     "focus_score",
@@ -45,9 +51,14 @@ __all__ = [
     "get_measure",
     "in_focus_mask",
     "list_measures",
+    "moments",
+    "otf",
     "read_image",
+    "render",
     "sharpest_band",
+    "sigma_of",
     "tile_grid",
+    "tilt_map",
     "write_image",
     "write_map",
 ]

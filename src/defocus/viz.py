@@ -19,6 +19,7 @@ from .io import PixelSize, atomic_path
 
 __all__ = [
     "heatmap_figure",
+    "kernel_figure",
     "mask_view",
     "profile_figure",
     "save_figure",

@@ -1,0 +1,151 @@
+"""``defocus psf``: render PSF model kernels and convert between blur-size measures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import psf as P
+from .._errors import BadInputError
+from ..io import PixelSize, parse_pixel_size, write_map
+from ._common import stem_of
+
+# Numeric model parameters as command-line options: name -> help text.
+_PARAMS = {
+    "sigma": "Gaussian sigma in px",
+    "radius": "radius in px (disk, ring centre line, Airy first dark ring, defocus blur circle)",
+    "width": "ring thickness or box width in px",
+    "height": "box height in px (default: the width)",
+    "softness": "ring edge softness (Gaussian sigma) in px",
+    "waves": "defocus W020 in waves (instead of --radius)",
+    "airy_radius": "in-focus Airy first-dark-ring radius in px (defocus)",
+    "na": "numerical aperture (airy, defocus; with --wavelength and a pixel size)",
+    "length": "motion length in px",
+    "angle": "motion direction in degrees, counter-clockwise from +x",
+}
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options for every PSF model parameter (only those the model takes may be given)."""
+    group = parser.add_argument_group("PSF parameters")
+    for name, text in _PARAMS.items():
+        group.add_argument(f"--{name.replace('_', '-')}", type=float, dest=f"p_{name}", help=text)
+    group.add_argument(
+        "--wavelength",
+        dest="p_wavelength",
+        metavar="VALUE+UNIT",
+        help="wavelength with a unit, e.g. 520nm (airy, defocus; needs a pixel size)",
+    )
+
+
+def model_params(
+    args: argparse.Namespace, model: str, pixel_size: PixelSize | None
+) -> dict[str, float]:
+    """The ``--PARAM`` options given for ``model``; the wavelength is put in pixel-size units."""
+    params: dict[str, Any] = {
+        k[2:]: v for k, v in vars(args).items() if k.startswith("p_") and v is not None
+    }
+    if "wavelength" in params:
+        wavelength = parse_pixel_size(params["wavelength"])
+        if pixel_size is None:
+            raise BadInputError("--wavelength needs a pixel size (--pixel-size or file metadata)")
+        params["wavelength"] = wavelength.to(pixel_size.unit).x  # type: ignore[union-attr]
+        params["pixel_size"] = pixel_size.x
+    if model not in P.MODELS:
+        raise BadInputError(f"unknown PSF model {model!r}; choose from {', '.join(P.MODELS)}")
+    extra = sorted(set(params) - set(P.MODELS[model].params))
+    if extra:
+        flags = ", ".join("--" + e.replace("_", "-") for e in extra)
+        raise BadInputError(f"{model} does not take {flags}")
+    return params
+
+
+def describe(model: str, params: dict[str, float]) -> str:
+    """One line: the model, its parameters and its sigma."""
+    shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
+    return f"{model}({shown}), sigma {P.sigma_of(model, **params):.4g} px"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("psf", help="render PSF kernels and convert blur sizes")
+    cmds = p.add_subparsers(dest="psf_command", required=True, parser_class=type(p))
+
+    r = cmds.add_parser(
+        "render",
+        help="render a model kernel to a float32 TIFF and a PNG with its radial profile",
+        description=(
+            "Write the kernel of MODEL to OUT (float32 TIFF, sums to 1) and a picture with its "
+            "radial profile beside it (same name, .png). Models: " + ", ".join(P.MODELS) + "."
+        ),
+    )
+    r.add_argument("model", metavar="MODEL", choices=tuple(P.MODELS))
+    r.add_argument("-o", "--output", required=True, metavar="K.tif", help="kernel TIFF to write")
+    r.add_argument(
+        "--shape", type=int, metavar="N", help="kernel size N×N (default: 99.9 %% energy)"
+    )
+    r.add_argument(
+        "--offset",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("DY", "DX"),
+        help="sub-pixel shift of the PSF centre",
+    )
+    r.add_argument("--pixel-size", metavar="VALUE+UNIT", help="pixel size, for --wavelength")
+    add_model_options(r)
+    r.set_defaults(func=run_render)
+
+    c = cmds.add_parser(
+        "convert",
+        help="convert a blur size between sigma, radius, diameter, FWHM and edge width",
+        description="Print VALUE, given as --from for MODEL, in every other measure (px).",
+    )
+    c.add_argument("value", type=float, metavar="VALUE")
+    c.add_argument("--model", default="gauss", choices=tuple(P.MODELS))
+    c.add_argument(
+        "--from",
+        dest="from_",
+        default="sigma",
+        choices=("sigma", "radius", "diameter", "fwhm", "edge"),
+    )
+    add_model_options(c)
+    c.set_defaults(func=run_convert, pixel_size=None)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise BadInputError(f"{out}: the kernel is written as TIFF; use a .tif name")
+    pixel_size = parse_pixel_size(args.pixel_size)
+    params = model_params(args, args.model, pixel_size)
+    kernel = P.render(args.model, shape=args.shape, offset=tuple(args.offset), **params)
+    from ..viz import kernel_figure, save_figure
+
+    png = out.with_name(stem_of(out) + ".png")
+    write_map(out, kernel)
+    save_figure(kernel_figure(kernel, title=describe(args.model, params)), png)
+    m = P.moments(kernel, area_sampled=P.MODELS[args.model].area_sampled)
+    print(
+        f"{describe(args.model, params)}; kernel {kernel.shape[0]}x{kernel.shape[1]}, "
+        f"moment sigma {m.sigma:.4g} px"
+    )
+    print(f"wrote {out} and {png}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    params = model_params(args, args.model, None)
+    natural = P.MODELS[args.model].natural
+    params.pop(natural, None)
+    for measure in ("sigma", "radius", "diameter", "fwhm", "edge"):
+        try:
+            value = P.convert_width(
+                args.value, from_=args.from_, to=measure, model=args.model, **params
+            )
+        except BadInputError:
+            if measure == args.from_:
+                raise
+            continue  # not defined for this model
+        print(f"{measure:9s} {value:.4g} px")
+    return 0

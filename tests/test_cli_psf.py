@@ -1,0 +1,82 @@
+"""`defocus psf render` and `defocus psf convert` end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defocus import psf as P
+from defocus.cli import main
+from defocus.io import read_image
+
+
+@pytest.mark.parametrize(
+    ("model", "flags", "params"),
+    [
+        ("disk", ["--radius", "5"], {"radius": 5.0}),
+        (
+            "ring",
+            ["--radius", "8", "--width", "2", "--softness", "1"],
+            {"radius": 8.0, "width": 2.0, "softness": 1.0},
+        ),
+        ("motion", ["--length", "9", "--angle", "30"], {"length": 9.0, "angle": 30.0}),
+        (
+            "defocus",
+            ["--waves", "1", "--airy-radius", "3", "--shape", "45"],
+            {"waves": 1.0, "airy_radius": 3.0, "shape": 45},
+        ),
+    ],
+)
+def test_render_writes_kernel_and_profile_png(tmp_path, capsys, model, flags, params):
+    out = tmp_path / "k.tif"
+    assert main(["psf", "render", model, *flags, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "sigma" in printed
+    kernel = read_image(out).data
+    assert kernel.dtype == np.float32
+    assert float(kernel.sum(dtype=np.float64)) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(kernel, P.render(model, **params), atol=1e-7)
+    png = tmp_path / "k.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_airy_from_optics_uses_the_pixel_size(tmp_path, capsys):
+    out = tmp_path / "airy.tif"
+    args = ["psf", "render", "airy", "--wavelength", "520nm", "--na", "0.9"]
+    assert main([*args, "--pixel-size", "0.05um", "--shape", "33", "-o", str(out)]) == 0
+    expected = P.airy(P.airy_radius(520, 0.9, 50), shape=33)
+    np.testing.assert_allclose(read_image(out).data, expected, atol=1e-7)
+    # Without a pixel size the wavelength cannot be used.
+    assert main([*args, "-o", str(tmp_path / "x.tif")]) == 2
+
+
+def test_convert_prints_every_measure(capsys):
+    assert main(["psf", "convert", "2", "--model", "disk"]) == 0
+    lines = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines())
+    assert float(lines["radius"]) == pytest.approx(4.0)
+    assert float(lines["diameter"]) == pytest.approx(8.0)
+    assert main(["psf", "convert", "3", "--from", "fwhm", "--model", "gauss"]) == 0
+    lines = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines())
+    assert float(lines["sigma"]) == pytest.approx(3 / 2.3548, rel=1e-3)
+    assert "radius" not in lines  # a Gaussian has none
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["psf", "render", "disk", "--radius", "3", "-o", "k.png"],  # kernel must be TIFF
+        ["psf", "render", "disk", "--sigma", "3", "-o", "k.tif"],
+        ["psf", "render", "disk", "--radius", "-3", "-o", "k.tif"],
+    ],
+)
+def test_render_bad_requests_exit_2(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert not (tmp_path / "k.tif").exists() and not (tmp_path / "k.png").exists()
+
+
+def test_unknown_model_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["psf", "render", "lorentz", "-o", "k.tif"])
+    assert exc.value.code == 2
+    assert "lorentz" in capsys.readouterr().err
