@@ -318,3 +318,11 @@ def test_destination_under_a_file_is_bad_input(tmp_path):
     blocker.write_text("x")
     with pytest.raises(BadInputError, match="cannot write"):
         write_map(blocker / "m.tif", np.zeros((4, 4)))
+
+
+def test_outputs_get_umask_permissions_not_private(tmp_path):
+    f = tmp_path / "p.tif"
+    write_map(f, np.zeros((4, 4)))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert f.stat().st_mode & 0o777 == 0o666 & ~umask
