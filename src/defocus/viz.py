@@ -225,6 +225,7 @@ def profile_figure(
     band: tuple[float, float] | None = None,
     peak: float | None = None,
     fit: tuple[np.ndarray, np.ndarray, str] | None = None,
+    spread_label: str = "interquartile range",
     title: str | None = None,
 ) -> Figure:
     """Plot a profile with its spread, the sharpest band shaded and an optional model fit.
@@ -241,6 +242,8 @@ def profile_figure(
         The sharpest position, marked with a line.
     fit : (x, y, label), optional
         A fitted model curve.
+    spread_label : str, optional
+        Legend text for the ``low``-``high`` band.
 
     Examples
     --------
@@ -252,9 +255,7 @@ def profile_figure(
     fig = Figure(figsize=(7.0, 3.6), layout="constrained")
     ax = fig.add_subplot()
     if low is not None and high is not None:
-        ax.fill_between(
-            positions, low, high, color="C0", alpha=0.25, lw=0, label="interquartile range"
-        )
+        ax.fill_between(positions, low, high, color="C0", alpha=0.25, lw=0, label=spread_label)
     ax.plot(positions, centre, color="C0", lw=1.5, label="median")
     if band is not None:
         ax.axvspan(

@@ -1,0 +1,68 @@
+"""`defocus map` and `defocus demo` end to end, in temporary folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from skimage import data
+
+from defocus.cli import main
+from defocus.io import read_image, write_image
+from defocus.synth import blur_varying, tilt_map
+
+
+@pytest.fixture
+def tilted(tmp_path):
+    sharp = data.brick()[:160, :192].astype(np.float32)
+    sigma = tilt_map(sharp.shape, position=0.5, slope=0.04, floor=0.6)
+    image = np.clip(np.round(blur_varying(sharp, sigma, family="gauss")), 0, 255)
+    path = tmp_path / "tilted.tif"
+    write_image(path, image.astype(np.uint8), pixel_size="20nm")
+    return path
+
+
+def test_map_writes_every_output_with_units(tilted, tmp_path):
+    out = tmp_path / "out"
+    assert main(["map", str(tilted), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "tilted.confidence.tif",
+        "tilted.json",
+        "tilted.png",
+        "tilted.profile.png",
+        "tilted.sigma.tif",
+    ]
+    sigma = read_image(out / "tilted.sigma.tif")
+    conf = read_image(out / "tilted.confidence.tif")
+    assert sigma.data.dtype == np.float32 and sigma.data.shape == (160, 192)
+    assert np.isfinite(sigma.data).all() and (sigma.data >= 0).all()
+    assert conf.data.min() >= 0 and conf.data.max() <= 1
+    assert sigma.pixel_size.to("nm").x == pytest.approx(20)
+    summary = json.loads((out / "tilted.json").read_text())
+    assert summary["blur"]["unit"] == "px"
+    assert summary["blur"]["sigma_physical"]["unit"] == "nm"
+    # the sharp line is in the middle: the focal plane must find it there
+    assert summary["sharpest_band"]["axis"] == "rows"
+    assert abs(summary["sharpest_band"]["position"] - 0.5) < 0.1
+
+
+def test_map_bad_input_exit_2(tmp_path, capsys):
+    flat = tmp_path / "flat.tif"
+    write_image(flat, np.full((64, 64), 7, np.uint8))
+    assert main(["map", str(flat), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("defocus: error:") and "constant" in err and "\n" not in err
+    assert not (tmp_path / "o" / "flat.sigma.tif").exists()
+
+
+def test_demo_runs_on_bundled_samples(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    for name in (
+        "fib_needle.focus.png",
+        "fib_needle.mask.png",
+        "tilted_gravel.sigma.tif",
+        "tilted_gravel.profile.png",
+    ):
+        assert (tmp_path / name).exists() and name in text
