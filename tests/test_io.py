@@ -326,3 +326,25 @@ def test_outputs_get_umask_permissions_not_private(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert f.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_unsupported_dtype_and_shape_are_refused(tmp_path):
+    f = tmp_path / "complex.tif"
+    tifffile.imwrite(f, np.zeros((8, 8), np.complex64))
+    with pytest.raises(BadInputError, match="unsupported pixel type"):
+        read_image(f)
+    g = tmp_path / "4d.tif"
+    tifffile.imwrite(
+        g, np.zeros((2, 3, 8, 8), np.uint8), photometric="minisblack", metadata={"axes": "TZYX"}
+    )
+    with pytest.raises(BadInputError, match="4-D"):
+        read_image(g)
+
+
+def test_animated_gif_needs_an_index(tmp_path):
+    frames = np.stack([data.camera()[i * 32 : (i + 1) * 32, :32] for i in range(3)])
+    f = tmp_path / "anim.gif"
+    iio.imwrite(f, frames)
+    with pytest.raises(BadInputError, match="3 frames"):
+        read_image(f)
+    assert read_image(f, index=1).data.shape[:2] == (32, 32)
