@@ -80,3 +80,42 @@ def test_unknown_model_is_a_usage_error(capsys):
         main(["psf", "render", "lorentz", "-o", "k.tif"])
     assert exc.value.code == 2
     assert "lorentz" in capsys.readouterr().err
+
+
+def test_estimate_writes_kernel_png_and_json(tmp_path, capsys):
+    import json
+
+    from skimage import data
+
+    from defocus.io import write_image
+    from defocus.synth import blur
+
+    full = data.camera().astype(np.float32)
+    kernel = P.disk(4.0, shape=11)
+    write_image(tmp_path / "sharp.tif", full[100:228, 150:278])
+    write_image(tmp_path / "blurry.tif", blur(full, kernel)[100:228, 150:278])
+    out = tmp_path / "out"
+    args = ["psf", "estimate", str(tmp_path / "sharp.tif"), str(tmp_path / "blurry.tif")]
+    assert main([*args, "--size", "11", "-o", str(out)]) == 0
+    k = read_image(out / "kernel.tif").data
+    assert k.dtype == np.float32 and k.shape == (11, 11)
+    assert np.linalg.norm(k - kernel) < 0.05 * np.linalg.norm(kernel)
+    summary = json.loads((out / "kernel.json").read_text())
+    assert summary["fit"]["model"] in P.MODELS
+    assert summary["fit"]["sigma_px"] == pytest.approx(2.0, rel=0.05)
+    assert (out / "kernel.png").read_bytes()[:4] == b"\x89PNG"
+    # Mismatched shapes are bad input (exit 2).
+    write_image(tmp_path / "small.tif", full[:64, :64])
+    assert (
+        main(
+            [
+                "psf",
+                "estimate",
+                str(tmp_path / "sharp.tif"),
+                str(tmp_path / "small.tif"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )

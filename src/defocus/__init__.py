@@ -29,6 +29,7 @@ from .focus import (
     tile_grid,
 )
 from .io import PixelSize, read_image, write_image, write_map
+from .kernel import Kernel, PSFFit, estimate_kernel, fit_psf
 from .psf import MODELS, moments, otf, render, sigma_of
 from .synth import blur, blur_varying, depth_to_sigma, tilt_map
 
@@ -39,11 +40,15 @@ __all__ = [
     "MEASURES",
     "MODELS",
     "BadInputError",
+    "Kernel",
+    "PSFFit",
     "PixelSize",
     "__version__",
     "blur",
     "blur_varying",
     "depth_to_sigma",
+    "estimate_kernel",
+    "fit_psf",
     "focus_map",
     "focus_profile",
     "focus_score",

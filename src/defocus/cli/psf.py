@@ -8,8 +8,8 @@ from typing import Any
 
 from .. import psf as P
 from .._errors import BadInputError
-from ..io import PixelSize, parse_pixel_size, write_map
-from ._common import stem_of
+from ..io import PixelSize, parse_pixel_size, write_json, write_map
+from ._common import add_input_options, output_dir, read_input, stem_of
 
 # Numeric model parameters as command-line options: name -> help text.
 _PARAMS = {
@@ -112,6 +112,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_options(c)
     c.set_defaults(func=run_convert, pixel_size=None)
 
+    e = cmds.add_parser(
+        "estimate",
+        help="estimate the blur kernel from a sharp/blurred pair and name its model",
+        description=(
+            "Write OUTDIR/kernel.tif (float32, sums to 1), kernel.png (with its radial profile) "
+            "and kernel.json (sigma, shift, gain/offset, residual and the PSF model fit)."
+        ),
+    )
+    e.add_argument("sharp", metavar="SHARP")
+    e.add_argument("blurry", metavar="BLURRY")
+    e.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    e.add_argument("--size", type=int, metavar="N", help="kernel side (odd; default automatic)")
+    e.add_argument("--no-align", dest="align", action="store_false", help="skip registration")
+    add_input_options(e)
+    e.set_defaults(func=run_estimate)
+
 
 def run_render(args: argparse.Namespace) -> int:
     out = Path(args.output)
@@ -148,4 +164,27 @@ def run_convert(args: argparse.Namespace) -> int:
                 raise
             continue  # not defined for this model
         print(f"{measure:9s} {value:.4g} px")
+    return 0
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from ..kernel import estimate_kernel, fit_psf
+    from ..viz import kernel_figure, save_figure
+
+    out = output_dir(args.output, [args.sharp, args.blurry])
+    sharp, blurry = read_input(args.sharp, args), read_input(args.blurry, args)
+    if sharp.channel_axis != blurry.channel_axis:
+        raise BadInputError("one image is colour and the other greyscale; give a matching pair")
+    est = estimate_kernel(
+        sharp.data, blurry.data, size=args.size, channel_axis=sharp.channel_axis, align=args.align
+    )
+    k = est.kernel if est.kernel.ndim == 2 else est.kernel.mean(axis=-1)
+    fit = fit_psf(k)
+    out.mkdir(parents=True, exist_ok=True)
+    write_map(out / "kernel.tif", k)
+    title = describe(fit.model, fit.best.params)
+    save_figure(kernel_figure(k, title=title), out / "kernel.png")
+    write_json(out / "kernel.json", {"kernel": est.to_dict(), "fit": fit.to_dict()})
+    print(f"kernel {k.shape[0]}x{k.shape[1]}, sigma {est.sigma:.4g} px; best model {title}")
+    print(f"wrote {out / 'kernel.tif'}, kernel.png and kernel.json")
     return 0
