@@ -166,9 +166,8 @@ def make_samples(images: list[np.ndarray], rng: np.random.Generator, keep: float
                 nl = rng.choice([0.0, 0.003, 0.01, 0.02, 0.03, 0.05])
                 b = b + nl * rng.standard_normal(b.shape)
                 b = b.astype(np.float32)
-                noise = bm._noise_sigma(b)
                 fam = {"gauss": (1.0, 0.0), "disk": (0.0, 1.0)}[family]
-                x = bm._assemble(bm._features(b, noise, noise_gain), fam)
+                x = bm._assemble(bm._features(b, noise_gain), fam)
                 y = np.log(np.sqrt(cell_mean(smap) ** 2 + FLOOR**2)).ravel()
                 w = structure_weight(img).ravel()
                 sel = rng.random(y.size) < keep
@@ -182,7 +181,7 @@ def make_samples(images: list[np.ndarray], rng: np.random.Generator, keep: float
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws).astype(np.float32)
 
 
-def train_mlp(x, y, w, rng, hidden=64, epochs=12, batch=2048, lr=1e-3):
+def train_mlp(x, y, w, rng, hidden=64, epochs=20, batch=2048, lr=1e-3):
     """Two-hidden-layer tanh MLP with outputs (mean, log variance) of log(sigma_eff).
 
     The mean is fitted by structure-weighted squared error; the log variance by the Gaussian
@@ -248,7 +247,8 @@ def report(x, y, w, model, label):
     st = w > 0.5
     ok = np.abs(s_est - s_true) <= np.maximum(0.3 * s_true, 0.3)
     rel = np.abs(s_est - s_true) / np.maximum(s_true, 0.3)
-    print(f"held-out {label}, structured: within tol {ok[st].mean():.3f}, median rel {np.median(rel[st]):.3f}")
+    frac, med = ok[st].mean(), np.median(rel[st])
+    print(f"held-out {label}, structured: within tol {frac:.3f}, median rel {med:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,8 @@ Examples
 from __future__ import annotations
 
 from ._errors import BadInputError
+from .blurmap import BlurMap, blur_map
+from .focalplane import FocalPlane, focal_plane, region_stats
 from .focus import (
     DEFAULT_MEASURE,
     MEASURES,
@@ -40,15 +42,19 @@ __all__ = [
     "MEASURES",
     "MODELS",
     "BadInputError",
+    "BlurMap",
+    "FocalPlane",
     "Kernel",
     "PSFFit",
     "PixelSize",
     "__version__",
     "blur",
+    "blur_map",
     "blur_varying",
     "depth_to_sigma",
     "estimate_kernel",
     "fit_psf",
+    "focal_plane",
     "focus_map",
     "focus_profile",
     "focus_score",
@@ -59,6 +65,7 @@ __all__ = [
     "moments",
     "otf",
     "read_image",
+    "region_stats",
     "render",
     "sharpest_band",
     "sigma_of",

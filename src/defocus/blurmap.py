@@ -2,8 +2,9 @@
 
 Method
 ------
-1. **Noise.** The white-noise level is estimated with Immerkaer's (1996) Laplacian-difference
-   mask, made robust to texture by the median absolute response.
+1. **Noise.** The white-noise level is estimated locally, in 32 px blocks, with Immerkaer's
+   (1996) Laplacian-difference mask, made robust to texture by the median absolute response.
+   Local, because a region with its own gain also has its own noise level.
 2. **Multi-scale local energies.** On a block-mean pyramid, the scale-normalised gradient and
    second-derivative energies ``s²|∇L|²`` and ``s⁴|∂²L|²`` (Lindeberg 1998) are computed at
    11 scales ``s`` = 0.5 ... 16 px, and averaged over two local windows (4 and 12 px). By the
@@ -67,13 +68,33 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return a[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3), dtype=np.float32)
 
 
+_NOISE_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+# Noise is estimated in blocks of this many pixels (a multiple of STRIDE).
+_NOISE_BLOCK = 32
+
+
 def _noise_sigma(img: np.ndarray) -> float:
-    """Immerkaer (1996) noise estimate, made robust with the median absolute response."""
-    m = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
-    sub = img[: 2048 * 4 : max(1, img.shape[0] // 2048)]
-    r = ndi.correlate(sub, m, mode="reflect")[1:-1, 1:-1]
-    # ||m||_2 = 6; 1.4826 * MAD is the Gaussian std.
+    """Global noise std: Immerkaer (1996) mask, made robust by the median absolute response."""
+    sub = img[:: max(1, img.shape[0] // 2048)]
+    r = ndi.correlate(sub, _NOISE_MASK, mode="reflect")[1:-1, 1:-1]
+    # ||mask||_2 = 6, and 1.4826 * MAD is the std of Gaussian noise.
     return float(1.4826 * np.median(np.abs(r)) / 6.0)
+
+
+def _noise_map(img: np.ndarray) -> np.ndarray:
+    """Local noise std on the output grid: Immerkaer's estimate per block, median-smoothed.
+
+    Local, so that a region with its own gain (and hence its own noise level) is not read as
+    sharper than its neighbours. ``img`` must have sides divisible by the block size.
+    """
+    b = _NOISE_BLOCK
+    r = np.abs(ndi.correlate(img, _NOISE_MASK, mode="reflect"))
+    h, w = img.shape[0] // b, img.shape[1] // b
+    blocks = r.reshape(h, b, w, b).transpose(0, 2, 1, 3).reshape(h, w, b * b)
+    med = np.median(blocks, axis=-1) * np.float32(1.4826 / 6.0)
+    med = ndi.median_filter(med, size=3, mode="nearest")
+    k = b // STRIDE
+    return np.repeat(np.repeat(med, k, axis=0), k, axis=1).astype(np.float32)
 
 
 def _energies(img: np.ndarray) -> list[np.ndarray]:
@@ -111,7 +132,7 @@ def _energies(img: np.ndarray) -> list[np.ndarray]:
 
 
 def _pad16(img: np.ndarray) -> np.ndarray:
-    m = 16
+    m = _NOISE_BLOCK
     ph, pw = (-img.shape[0]) % m, (-img.shape[1]) % m
     return np.pad(img, ((0, ph), (0, pw)), mode="reflect") if ph or pw else img
 
@@ -121,18 +142,24 @@ def _pad16(img: np.ndarray) -> np.ndarray:
 WINDOWS = (4.0, 12.0)
 
 
-def _features(img: np.ndarray, noise: float, noise_gain: np.ndarray) -> np.ndarray:
-    """Gain/offset-invariant features on the output grid, shape (n_features, h, w)."""
-    e = _energies(_pad16(img))
-    tiny = np.float32(1e-6 * noise * noise + 1e-20)
+def _features(img: np.ndarray, noise_gain: np.ndarray, noise: float | None = None) -> np.ndarray:
+    """Gain/offset-invariant features on the output grid, shape (n_features, h, w).
+
+    ``noise`` is the noise std if known; otherwise it is estimated locally.
+    """
+    padded = _pad16(img)
+    e = _energies(padded)
+    nmap = _noise_map(padded) if noise is None else np.float32(noise)
+    nvar = np.square(nmap, dtype=np.float32)
+    tiny = np.float32(1e-6) * nvar + np.float32(1e-20)
     feats = []
     for win in WINDOWS:
-        sm = [ndi.gaussian_filter(ei, win / STRIDE, mode="reflect") for ei in e]
-        logs = np.log(np.stack(sm) + tiny)
+        sm = np.stack([ndi.gaussian_filter(ei, win / STRIDE, mode="reflect") for ei in e]) + tiny
+        logs = np.log(sm)
         logs -= logs.mean(axis=0, keepdims=True)
         feats.append(logs)
-        nz = np.asarray(noise_gain, np.float32)[:, None, None] * np.float32(noise * noise)
-        feats.append(np.log(np.clip(1.0 - nz / (np.stack(sm) + tiny), 1e-3, 1.0)))
+        nz = np.asarray(noise_gain, np.float32)[:, None, None] * nvar
+        feats.append(np.log(np.clip(1.0 - nz / sm, 1e-3, 1.0)))
     h, w = -(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE)
     return np.concatenate(feats)[:, :h, :w]
 
@@ -166,32 +193,46 @@ def _calibration() -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-# Heavy-tailed fill kernel: a sum of Gaussians (std in output cells) with weights ~ 1/r^2, so
-# measurements within ~2 cells dominate and far ones only fill where nothing is near.
-_FILL_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# Pooled precision (1 / variance of log sigma) at which a pyramid level's local estimate is
+# trusted half-way over the coarser fill.
+_TRUST_PRECISION = 16.0
 # Log-sigma standard error at which a pixel's confidence is one half.
 _HALF_CONF_SD = 0.25
 # Cells whose predicted log-sigma error exceeds this are left out of the sparse field.
 _SPARSE_MAX_SD = 0.35
 
 
+def _half(a: np.ndarray) -> np.ndarray:
+    """2x2 block mean, padding odd sizes by edge replication."""
+    p = ((0, a.shape[0] % 2), (0, a.shape[1] % 2))
+    return _block_mean(np.pad(a, p, mode="edge"), 2)
+
+
 def _fill(mean: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Confidence-weighted normalised convolution of log sigma; returns (filled, confidence)."""
+    """Confidence-weighted normalised convolution of log sigma; returns (filled, confidence).
+
+    On a pyramid, each level gives a precision-weighted local mean (Knutsson & Westin 1993)
+    over a neighbourhood twice as wide as the level below. Going from coarse to fine, a level
+    replaces the coarser estimate in proportion to the evidence it holds, so well-measured
+    regions keep their own values (no leakage across blur edges) while flat regions inherit
+    values from the nearest measured ones.
+    """
     prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
-    num = np.zeros_like(mean)
-    den = np.zeros_like(mean)
-    local = None
-    for r in _FILL_SCALES:
-        if r > 2 * max(mean.shape):
+    wsum, den = prec * mean, prec
+    levels = []
+    while True:
+        d = ndi.gaussian_filter(den, 1.0, mode="reflect")
+        m = ndi.gaussian_filter(wsum, 1.0, mode="reflect") / np.maximum(d, np.float32(1e-30))
+        levels.append((m, d))
+        if min(den.shape) <= 2:
             break
-        k = np.float32(1.0 / r**2)
-        d = ndi.gaussian_filter(prec, r, mode="reflect")
-        num += k * ndi.gaussian_filter(prec * mean, r, mode="reflect")
-        den += k * d
-        if local is None:
-            local = d
-    filled = num / np.maximum(den, np.float32(1e-30))
-    # Pooled precision within ~1 cell: a sum of precisions, shrunk for spatial correlation.
+        wsum, den = _half(wsum), _half(den)
+    filled = levels[-1][0]
+    for m, d in reversed(levels[:-1]):
+        up = ndi.zoom(filled, 2, order=1, grid_mode=True, mode="nearest", prefilter=False)
+        a = d / (d + np.float32(_TRUST_PRECISION))
+        filled = a * m + (1 - a) * up[: m.shape[0], : m.shape[1]]
+    local = levels[0][1]
     conf = local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
     return filled, conf
 
@@ -375,24 +416,25 @@ def blur_map(
     if psf not in PSF_FAMILIES:
         raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
     img = as_float_image(image, channel_axis=channel_axis, min_size=16, allow_constant=False)
-    if noise_sigma is None:
-        noise = _noise_sigma(img)
-    elif not (np.isfinite(noise_sigma) and noise_sigma >= 0):
+    if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
-    else:
-        noise = float(noise_sigma)
+    noise = _noise_sigma(img) if noise_sigma is None else float(noise_sigma)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
     img = img / np.float32(scale)
     cal = _calibration()
-    feats = _features(img, noise / scale, cal["noise_gain"])
+    local = None if noise_sigma is None else noise / scale
+    feats = _features(img, cal["noise_gain"], local)
     h, w = feats.shape[1:]
     mean, logvar = _mlp(_assemble(feats, _FAMILY_CODE[psf]), cal, cal["x_mean"], cal["x_std"])
     mean = mean.reshape(h, w).astype(np.float32)
     logvar = logvar.reshape(h, w).astype(np.float32)
     filled, conf = _fill(mean, logvar)
     floor2 = np.float32(cal["floor"]) ** 2
-    to_sigma = lambda m: np.sqrt(np.maximum(np.exp(2 * m) - floor2, 0)).astype(np.float32)  # noqa: E731
+
+    def to_sigma(m: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(np.exp(2 * m) - floor2, 0)).astype(np.float32)
+
     sd = np.exp(0.5 * logvar)
     sparse = np.where(sd <= _SPARSE_MAX_SD, to_sigma(mean), np.float32(np.nan))
     sparse_conf = (1.0 / (1.0 + (sd / _HALF_CONF_SD) ** 2)).astype(np.float32)

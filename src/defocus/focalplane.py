@@ -198,8 +198,9 @@ def region_stats(
             raise BadInputError(f"{name} must be fractions 0 <= start < stop <= 1, got {(a, b)}")
     h, w = blurmap.shape
     r0, r1 = rows if origin == "top" else (1 - rows[1], 1 - rows[0])
-    ys = slice(int(round(r0 * h)), max(int(round(r1 * h)), int(round(r0 * h)) + 1))
-    xs = slice(int(round(cols[0] * w)), max(int(round(cols[1] * w)), int(round(cols[0] * w)) + 1))
+    y0, x0 = round(r0 * h), round(cols[0] * w)
+    ys = slice(y0, max(round(r1 * h), y0 + 1))
+    xs = slice(x0, max(round(cols[1] * w), x0 + 1))
     sig = blurmap.sigma[ys, xs].ravel()
     conf = blurmap.confidence[ys, xs].ravel()
     p16, med, p84 = (float(q) for q in _weighted_quantiles(sig, conf, (0.16, 0.5, 0.84), 0))

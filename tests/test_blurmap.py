@@ -1,0 +1,125 @@
+"""Property tests for defocus.blurmap: monotonic, invariant, dense, and roughly calibrated."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import data
+
+from defocus import BadInputError
+from defocus.blurmap import BlurMap, blur_map
+from defocus.io import PixelSize
+
+
+@pytest.fixture(scope="module")
+def sharp() -> np.ndarray:
+    """A 192 x 192 crop of the camera image (not used to train the calibration), in [0, 1]."""
+    return data.camera()[64:256, 160:352].astype(np.float32) / 255
+
+
+def _noisy(img: np.ndarray, level: float = 0.01, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (img + level * rng.standard_normal(img.shape)).astype(np.float32)
+
+
+def _median_structured(est: BlurMap, sharp: np.ndarray) -> float:
+    g = np.hypot(*np.gradient(ndi.gaussian_filter(sharp, 1.0)))
+    mask = ndi.maximum_filter(g, 7) > 0.02
+    mask[:16], mask[-16:], mask[:, :16], mask[:, -16:] = False, False, False, False
+    return float(np.median(est.sigma[mask]))
+
+
+def test_more_blur_gives_larger_sigma(sharp):
+    meds = [
+        _median_structured(blur_map(_noisy(ndi.gaussian_filter(sharp, s))), sharp)
+        for s in (0.5, 1.0, 2.0, 4.0, 8.0)
+    ]
+    assert all(b > a for a, b in itertools.pairwise(meds)), meds
+
+
+@pytest.mark.parametrize("psf", ["gauss", "disk"])
+def test_uniform_blur_is_measured_within_tolerance(sharp, psf):
+    if psf == "gauss":
+        blurred = ndi.gaussian_filter(sharp, 2.5)
+    else:  # uniform disk of radius 5 px: sigma = 2.5 px
+        y, x = np.mgrid[-6:7, -6:7]
+        k = (x * x + y * y <= 25).astype(np.float32)
+        blurred = ndi.convolve(sharp, k / k.sum(), mode="reflect")
+    est = blur_map(_noisy(blurred), psf=psf)
+    assert _median_structured(est, sharp) == pytest.approx(2.5, rel=0.3)
+
+
+def test_gain_and_offset_do_not_change_sigma(sharp):
+    blurred = _noisy(ndi.gaussian_filter(sharp, 2.0))
+    ref = blur_map(blurred).sigma
+    scaled = blur_map(4.0 * blurred + 1000.0).sigma
+    assert np.median(np.abs(scaled - ref) / np.maximum(ref, 0.3)) < 0.02
+
+
+def test_local_gain_does_not_change_local_sigma(sharp):
+    """The contrast trap: a brighter, higher-contrast half of the scene must not read sharper."""
+    trapped = sharp.copy()
+    trapped[:, 96:] = 4 * trapped[:, 96:] + 0.5
+    a = np.median(blur_map(_noisy(ndi.gaussian_filter(sharp, 2.0))).sigma[24:-24, 120:-24])
+    b = np.median(blur_map(_noisy(ndi.gaussian_filter(trapped, 2.0))).sigma[24:-24, 120:-24])
+    assert b == pytest.approx(a, rel=0.1)
+
+
+def test_dense_output_and_lower_confidence_in_flat_regions(sharp):
+    img = _noisy(ndi.gaussian_filter(sharp, 1.5))
+    img[:, 100:] = 0.5 + 0.01 * np.random.default_rng(1).standard_normal((192, 92))
+    est = blur_map(img)
+    for a in (est.sigma, est.confidence):
+        assert a.shape == img.shape and a.dtype == np.float32 and np.isfinite(a).all()
+    assert est.confidence.min() >= 0 and est.confidence.max() <= 1
+    assert est.confidence[:, 140:].mean() < 0.5 * est.confidence[:, :60].mean()
+    assert np.isnan(est.sparse).any() and est.sparse.shape == (48, 48)
+
+
+def test_odd_shapes_integer_dtypes_and_colour(sharp):
+    img8 = (ndi.gaussian_filter(sharp, 1.0)[:77, :53] * 255).astype(np.uint8)
+    est = blur_map(img8)
+    assert est.sigma.shape == (77, 53)
+    rgb = np.stack([img8] * 3, axis=-1)
+    assert np.allclose(blur_map(rgb, channel_axis=-1).sigma, est.sigma, atol=1e-3)
+
+
+def test_deterministic(sharp):
+    img = _noisy(ndi.gaussian_filter(sharp, 3.0))
+    assert np.array_equal(blur_map(img).sigma, blur_map(img).sigma)
+
+
+def test_conversions_and_summary(sharp):
+    est = blur_map(_noisy(ndi.gaussian_filter(sharp, 2.0)), psf="disk", pixel_size=5e-9)
+    assert np.allclose(est.to_parameter(), 2 * est.sigma)
+    assert np.allclose(est.to_parameter("fwhm"), 2.3548 * est.sigma, rtol=1e-4)
+    assert np.allclose(est.to_physical("nm"), 5 * est.sigma, rtol=1e-5)
+    assert est.pixel_size == PixelSize(5e-9, 5e-9, "m")
+    s = json.loads(json.dumps(est.summary()))
+    assert s["unit"] == "px" and s["psf"] == "disk"
+    assert s["sigma"]["p10"] <= s["sigma"]["median"] <= s["sigma"]["p90"]
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "match"),
+    [
+        (np.full((64, 64), 3.0), {}, "constant"),
+        (np.full((64, 64), np.nan), {}, "NaN"),
+        (np.zeros((8, 64)), {}, "at least"),
+        (np.random.default_rng(0).random((64, 64)), {"psf": "ring"}, "unknown psf"),
+        (np.random.default_rng(0).random((64, 64)), {"noise_sigma": -1.0}, "noise_sigma"),
+        (np.random.default_rng(0).random((64, 64)), {"pixel_size": "big"}, "pixel_size"),
+    ],
+)
+def test_bad_input(image, kwargs, match):
+    with pytest.raises(BadInputError, match=match):
+        blur_map(image, **kwargs)
+
+
+def test_unknown_physical_size_is_a_clear_error(sharp):
+    with pytest.raises(BadInputError, match="pixel size unknown"):
+        blur_map(sharp).to_physical()
