@@ -628,9 +628,7 @@ def write_image(
 
     allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
     if suffix not in allowed:
-        raise BadInputError(
-            f"{dest}: unsupported output format {suffix!r}; use .tif, .png or .jpg"
-        )
+        raise BadInputError(f"{dest}: unsupported output format {suffix!r}; use .tif, .png or .jpg")
     if image.dtype.type not in allowed[suffix]:
         raise BadInputError(
             f"{dest}: {suffix[1:].upper()} cannot hold {image.dtype} without rescaling; "
