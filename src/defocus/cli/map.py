@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +56,12 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     }
     write_map(files["sigma"], bm.sigma, pixel_size=img.pixel_size)
     write_map(files["confidence"], bm.confidence, pixel_size=img.pixel_size)
-    secondary = None
+    # one physical unit for the colourbar and the summary: geometric mean of the x and y sizes
+    physical = None
     if img.pixel_size is not None:
         ps = img.pixel_size.readable()
-        secondary = (f"sigma ({ps.unit})", float(np.sqrt(ps.x * ps.y)))
+        physical = (ps.unit, float(np.sqrt(ps.x * ps.y)))
+    secondary = None if physical is None else (f"sigma ({physical[0]})", physical[1])
     save_figure(
         heatmap_figure(
             img.data,
@@ -84,12 +85,11 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "pixel_size_source": img.pixel_size_source,
         "blur": bm.summary(),
     }
-    if img.pixel_size is not None:
-        ps = img.pixel_size.readable()
-        factor = float(np.sqrt(ps.x * ps.y))
+    if physical is not None:
+        unit, factor = physical
         summary["blur"]["sigma_physical"] = {
             k: round(v * factor, 4) for k, v in summary["blur"]["sigma"].items()
-        } | {"unit": ps.unit}
+        } | {"unit": unit}
     if fp is None:
         summary["focal_plane"] = {"error": fp_note}
         prof_rows = None
@@ -146,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
         line = fp.get("text", fp.get("error"))
         print(
             f"{path}: sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f}"
-            f" px); {line} -> {out}/{stem_of(path)}.*",
-            file=sys.stdout,
+            f" px); {line} -> {out}/{stem_of(path)}.*"
         )
 
     return for_each_image(args.images, work)
