@@ -14,7 +14,14 @@ from ..blurmap import PSF_FAMILIES, blur_map
 from ..focalplane import focal_plane
 from ..io import write_json, write_map
 from ..viz import heatmap_figure, profile_figure, save_figure
-from ._common import add_input_options, for_each_image, output_dir, read_input, stem_of
+from ._common import (
+    add_input_options,
+    display_name,
+    for_each_image,
+    output_dir,
+    read_input,
+    stem_of,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +41,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--psf", choices=PSF_FAMILIES, default="gauss", help="PSF family (default gauss)"
     )
     p.add_argument("--json", action="store_true", help="print each summary as JSON on stdout")
+    tiled = p.add_argument_group(
+        "tiled (Dask)",
+        "With --chunks, or a Zarr input, images are read lazily and processed in tiles "
+        "(needs defocus[dask]). IMAGE may be a Zarr / OME-Zarr store or a (tiled) TIFF; the "
+        "result is <stem>.blur.zarr (OME-Zarr, channels sigma (px) and confidence, "
+        "multiscale, with the physical pixel size) and <stem>.json, or, with -o OUT.zarr "
+        "and one IMAGE, OUT.zarr and OUT.json.",
+    )
+    tiled.add_argument(
+        "--chunks", type=int, metavar="PX", help="tile size in px (e.g. 2048); turns tiling on"
+    )
+    tiled.add_argument(
+        "--format",
+        choices=("zarr", "tiff"),
+        default="zarr",
+        help="tiled output: OME-Zarr (default) or tiled OME-TIFF <stem>.sigma.tif and "
+        "<stem>.confidence.tif",
+    )
     add_input_options(p)
     p.set_defaults(func=run)
 
@@ -73,7 +98,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             vmax=float(np.percentile(bm.sigma, 99)),
             pixel_size=img.pixel_size,
             secondary=secondary,
-            title=f"{Path(path).name}: blur sigma ({args.psf} PSF)",
+            title=f"{display_name(path)}: blur sigma ({args.psf} PSF)",
         ),
         files["heatmap"],
     )
@@ -120,7 +145,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 fit=(grid, model_profile, "fit: sigma² = sigma0² + (k·d)²"),
                 spread_label="16-84 % range",
                 title=(
-                    f"{Path(path).name}: sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°\n"
+                    f"{display_name(path)}: sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°\n"
                     f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
                 ),
             ),
@@ -133,7 +158,106 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return summary
 
 
+def _weighted_quantiles(sigma: Any, weight: Any) -> dict[str, float]:
+    """Confidence-weighted p10/median/p90 of a lazy sigma map, from a 0.005-px histogram."""
+    import dask.array as da
+
+    top = float(sigma.max().compute())
+    edges = np.linspace(0.0, max(top, 1e-3) * (1 + 1e-6), max(2, int(top / 0.005) + 2))
+    hist, _ = da.histogram(sigma, bins=edges, weights=weight)
+    cum = np.cumsum(hist.compute())
+    if cum[-1] <= 0:
+        cum = np.cumsum(da.histogram(sigma, bins=edges)[0].compute())
+    centres = (edges[:-1] + edges[1:]) / 2
+    return {
+        name: round(float(centres[min(np.searchsorted(cum, f * cum[-1]), len(centres) - 1)]), 3)
+        for name, f in (("p10", 0.1), ("median", 0.5), ("p90", 0.9))
+    }
+
+
+def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, Any]:
+    """Blur map of one image in tiles, written to ``target`` (OME-Zarr) or as tiled TIFFs."""
+    import shutil
+
+    from .. import parallel
+
+    img = parallel.open_image(
+        path, chunks=args.chunks, pixel_size=args.pixel_size, index=args.index
+    )
+    lazy = parallel.blur_map(
+        img.data,
+        psf=args.psf,
+        pixel_size=img.pixel_size,
+        channel_axis=img.channel_axis,
+        chunks=args.chunks,
+    )
+    attrs = {
+        "quantity": "blur sigma (per-axis PSF standard deviation)",
+        "unit": "px",
+        "psf": args.psf,
+        "noise_sigma": lazy.noise_sigma,
+        "tile_depth_px": lazy.depth,
+        "input": str(path),
+        "pixel_size_source": img.pixel_size_source,
+    }
+    names = ("sigma (px)", "confidence")
+    if args.format == "zarr":
+        zarr_path = target
+    else:  # computed once into a hidden store, then streamed into the TIFFs
+        zarr_path = target.parent / f".{target.name}.tmp.zarr"
+    try:
+        parallel.write_ome_zarr(
+            zarr_path, lazy.data, pixel_size=img.pixel_size, channel_names=names, attrs=attrs
+        )
+        stored, _ = parallel.read_ome_zarr(zarr_path)
+        sigma, conf = stored[0], stored[1]
+        blur = {
+            "unit": "px",
+            "quantity": "sigma (per-axis PSF standard deviation)",
+            "psf": args.psf,
+            "shape": list(lazy.shape),
+            "sigma": _weighted_quantiles(sigma, conf),
+            "mean_confidence": round(float(conf.mean().compute()), 4),
+            "noise_sigma": float(f"{lazy.noise_sigma:.6g}"),
+        }
+        outputs = {}
+        if args.format == "zarr":
+            outputs["maps"] = str(zarr_path)
+        else:
+            for name, data in (("sigma", sigma), ("confidence", conf)):
+                f = target.parent / f"{target.name.removesuffix('.blur.zarr')}.{name}.tif"
+                parallel.write_tiled_tiff(f, data, pixel_size=img.pixel_size)
+                outputs[name] = str(f)
+    finally:
+        if zarr_path != target:
+            shutil.rmtree(zarr_path, ignore_errors=True)
+    summary: dict[str, Any] = {
+        "input": str(path),
+        "shape": list(lazy.shape),
+        "dtype": str(img.data.dtype),
+        "pixel_size": img.pixel_size,
+        "pixel_size_source": img.pixel_size_source,
+        "tiles": {"chunks": list(lazy.data.chunksize[1:]), "depth": lazy.depth},
+        "blur": blur,
+        "outputs": outputs,
+    }
+    json_path = (
+        target.parent / f"{target.name.removesuffix('.blur.zarr').removesuffix('.zarr')}.json"
+    )
+    summary["outputs"]["summary"] = str(json_path)
+    write_json(json_path, summary)
+    return summary
+
+
+def _tiled(args: argparse.Namespace) -> bool:
+    from ..parallel import is_zarr
+
+    return args.chunks is not None or any(is_zarr(p) for p in args.images)
+
+
 def run(args: argparse.Namespace) -> int:
+    if _tiled(args):
+        return run_tiled(args)
     out = output_dir(args.output, args.images)
 
     def work(path: str) -> None:
@@ -147,6 +271,37 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{path}: sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f}"
             f" px); {line} -> {out}/{stem_of(path)}.*"
+        )
+
+    return for_each_image(args.images, work)
+
+
+def run_tiled(args: argparse.Namespace) -> int:
+    from ..parallel import _dask
+
+    try:
+        _dask()
+    except ImportError as exc:
+        raise BadInputError(f"tiled maps: {exc}") from None
+    single = args.output.rstrip("/").lower().endswith(".zarr")
+    if single and len(args.images) != 1:
+        raise BadInputError(f"-o {args.output}: one output store needs exactly one IMAGE")
+    if single and args.format == "tiff":
+        raise BadInputError("--format tiff writes <stem>.sigma.tif files: give -o a folder")
+    out = Path(args.output) if single else output_dir(args.output, args.images)
+
+    def work(path: str) -> None:
+        stem = stem_of(path.rstrip("/")).removesuffix(".ome")
+        target = out if single else out / f"{stem}.blur.zarr"
+        summary = map_tiled(path, args, target)
+        if args.json:
+            print(json.dumps(summary, default=str))
+            return
+        q = summary["blur"]["sigma"]
+        print(
+            f"{path}: sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f}"
+            f" px), {summary['shape'][0]}x{summary['shape'][1]} in tiles of "
+            f"{summary['tiles']['chunks']} -> {', '.join(summary['outputs'].values())}"
         )
 
     return for_each_image(args.images, work)
