@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench fuzz lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,dask]'
 	$(BIN)/python benchmarks/run_all.py
+
+# Mutation fuzz of the readers over real files, for FUZZ_BUDGET seconds.
+FUZZ_BUDGET ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python scripts/fuzz_readers.py --budget $(FUZZ_BUDGET)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

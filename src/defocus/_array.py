@@ -11,6 +11,25 @@ __all__ = ["as_float_image", "luminance"]
 # ITU-R BT.709 luma weights: the usual choice for linear-ish camera and microscope RGB.
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
+#: Largest intensity magnitude accepted. Analysis runs in float32 (max 3.4e38), and focus
+#: measures square intensities and sum them over windows; 1e15 leaves room for that.
+MAX_MAGNITUDE = 1e15
+
+
+def _check_magnitude(image: np.ndarray) -> None:
+    """Refuse values too large for float32 analysis instead of letting them become inf."""
+    if image.dtype.kind not in "iuf" or (image.dtype.kind in "iu" and image.dtype.itemsize < 8):
+        return  # 32-bit integers and below always fit
+    finite = image[np.isfinite(image)] if image.dtype.kind == "f" else image
+    if finite.size == 0:
+        return
+    big = max(abs(float(finite.max())), abs(float(finite.min())))
+    if big > MAX_MAGNITUDE:
+        raise BadInputError(
+            f"image has values up to {big:.3g}; analysis runs in float32 and supports "
+            f"magnitudes up to {MAX_MAGNITUDE:g}: rescale it"
+        )
+
 
 def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
     """Return a float32 single-channel image, averaging colour channels by BT.709 luma weights.
@@ -22,12 +41,17 @@ def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarr
     image : ndarray
         2-D greyscale or 3-D multichannel image.
     channel_axis : int, optional
-        Axis holding the channels. Three or four channels are read as RGB(A) (alpha is dropped);
-        any other number is averaged.
+        Axis holding the channels. Two channels are read as grey + alpha and three or four as
+        RGB(A): alpha is dropped, as it holds no image detail. Any other number is averaged.
 
     Returns
     -------
     ndarray of float32, 2-D
+
+    Raises
+    ------
+    BadInputError
+        Wrong dimensionality, or values beyond :data:`MAX_MAGNITUDE`.
 
     Examples
     --------
@@ -36,6 +60,7 @@ def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarr
     71.52...
     """
     image = np.asarray(image)
+    _check_magnitude(image)
     if channel_axis is None:
         if image.ndim != 2:
             raise BadInputError(
@@ -50,6 +75,8 @@ def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarr
     data = image.astype(np.float32, copy=False)
     if nch in (3, 4):
         return data[..., :3] @ _LUMA
+    if nch == 2:
+        return np.ascontiguousarray(data[..., 0])
     return data.mean(axis=-1, dtype=np.float32)
 
 
@@ -89,5 +116,10 @@ def as_float_image(
     if not np.isfinite(lum).all():
         raise BadInputError(f"{name} contains NaN or infinite values")
     if not allow_constant and lum.size and float(lum.max()) == float(lum.min()):
+        if np.issubdtype(arr.dtype, np.integer) and arr.min() == np.iinfo(arr.dtype).max:
+            raise BadInputError(
+                f"{name} is fully saturated (every pixel {arr.min()}); it holds no detail; "
+                "lower the exposure or gain"
+            )
         raise BadInputError(f"{name} is constant ({float(lum.flat[0]):g}); it holds no detail")
     return lum

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
+import socket
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +219,10 @@ class ImageData:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
+def _check_path(path: str | bytes | os.PathLike) -> Path:
+    # bytes paths (non-UTF-8 names on POSIX) become str with surrogate escapes, which the OS
+    # maps back to the same bytes
+    p = Path(os.fsdecode(path))
     if not p.exists():
         raise BadInputError(f"{p}: no such file")
     if p.is_dir():
@@ -238,15 +244,29 @@ def _is_tiff(p: Path) -> bool:
     return magic[:2] in (b"II", b"MM") and magic[2:4] in (b"*\x00", b"\x00*", b"+\x00", b"\x00+")
 
 
-def _guard_pixels(p: Path, shape: tuple[int, ...], n_spatial: int, max_pixels: int | None) -> None:
-    npix = int(np.prod(shape[:n_spatial], dtype=np.int64))
+def _mp(n: int) -> str:
+    x = n / 1e6
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _guard_pixels(
+    p: Path, shape: tuple[int, ...], max_pixels: int | None, *, planes: int = 1
+) -> None:
+    """Refuse empty images, and images whose header claims more than ``max_pixels``.
+
+    Runs on the header alone, before any pixel is decoded. ``planes`` counts the 2-D planes
+    that must be decoded together (a file that cannot be read one plane at a time).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    npix = h * w * planes
     if npix == 0:
         raise BadInputError(f"{p}: image has zero size {tuple(shape)}")
     if max_pixels is not None and npix > max_pixels:
+        what = f"{h}x{w}" + (f"x{planes} planes" if planes > 1 else "")
         raise BadInputError(
-            f"{p}: image is {shape[0]}x{shape[1]} = {npix / 1e6:.0f} MP, above the "
-            f"{max_pixels / 1e6:.0f} MP limit (a decompression bomb?); raise max_pixels "
-            "(--max-pixels) if it is genuine"
+            f"{p}: header claims {what} = {_mp(npix)} MP, above the {_mp(max_pixels)} MP "
+            "limit (a decompression bomb?); if it is genuine, raise --max-pixels "
+            "(max_pixels=), or process it in tiles with 'defocus map --chunks 2048'"
         )
 
 
@@ -370,59 +390,127 @@ def _layout(
     return tuple(sel), (None if channel_axis < 0 else channel_axis)
 
 
+class _Quiet(logging.Filter):
+    """Drop tifffile's log lines about damaged tags: the one-line error says it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _planes(series: Any, sel: tuple[Any, ...]) -> Any:
+    """Decode only the pages ``sel`` needs, so one plane of a long stack costs one plane.
+
+    Returns None where the series does not map one page to one index of its leading axes
+    (for example ImageJ hyperstacks stored as one contiguous block); the caller then decodes
+    the whole series.
+    """
+    page_shape = tuple(series.keyframe.shape)
+    shape = tuple(series.shape)
+    lead = len(shape) - len(page_shape)
+    if lead <= 0 or shape[lead:] != page_shape:
+        return None
+    if len(series.pages) != int(np.prod(shape[:lead])) or any(
+        page is None for page in series.pages
+    ):
+        return None
+    keys = np.arange(len(series.pages)).reshape(shape[:lead])[sel[:lead]]
+    pages = series.parent.asarray(key=[int(k) for k in np.ravel(keys)], series=series)
+    return pages.reshape(np.shape(keys) + page_shape)[(Ellipsis, *sel[lead:])]
+
+
 def _read_tiff(p: Path, max_pixels: int | None, index: int | None) -> tuple[Any, ...]:
     import tifffile
 
+    quiet = _Quiet()
+    log = logging.getLogger("tifffile")
+    log.addFilter(quiet)
     try:
         with tifffile.TiffFile(p) as tf:
+            # walk the whole IFD chain first: it stops at a circular reference, which
+            # tifffile's lazy page iteration (used by ``series``) would follow forever
+            len(tf.pages)
             series = tf.series[0]
             shape, axes = tuple(series.shape), series.axes
             yx = tuple(n for a, n in zip(axes, shape, strict=True) if a in "YX")
-            _guard_pixels(p, yx, 2, max_pixels)
+            _guard_pixels(p, yx, max_pixels)
             sel, channel_axis = _layout(shape, axes, p, index)
-            data = series.asarray()[sel]
+            data = _planes(series, sel)
+            if data is None:
+                planes = int(
+                    np.prod([n for a, n in zip(axes, shape, strict=True) if a not in "YXS"])
+                )
+                _guard_pixels(p, yx, max_pixels, planes=planes)
+                data = series.asarray()[sel]
             ps, source = _tiff_pixel_size(tf)
             meta: dict[str, Any] = {"format": "TIFF", "axes": axes}
             if tf.is_ome:
                 meta["format"] = "OME-TIFF"
     except BadInputError:
         raise
+    except MemoryError:
+        raise BadInputError(
+            f"{p}: not enough memory to decode it; process it in tiles with "
+            "'defocus map --chunks 2048'"
+        ) from None
     except Exception as exc:  # tifffile raises many types for damaged files
         raise BadInputError(f"{p}: not a readable TIFF ({_short(exc)})") from None
+    finally:
+        log.removeFilter(quiet)
     return data, channel_axis, ps, source, meta
+
+
+# Pillow's own bomb check warns, or refuses, above a global pixel limit before our guard can
+# give its advice; the limit is lifted around our reads only (header first, then our guard,
+# then decoding), under a lock because it is process-wide.
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _no_pillow_limit() -> Iterator[None]:
+    from PIL import Image
+
+    with _PILLOW_LIMIT:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
 
 
 def _read_other(p: Path, max_pixels: int | None, index: int | None) -> tuple[Any, ...]:
     import imageio.v3 as iio
     from PIL import Image
 
-    try:
-        with Image.open(p) as im:  # header only: size before any pixels are decoded
-            w, h = im.size
-            n_frames = getattr(im, "n_frames", 1)
-            fmt = im.format
-    except Image.DecompressionBombError:
-        raise BadInputError(
-            f"{p}: header claims an image above Pillow's pixel limit (a decompression bomb?)"
-        ) from None
-    except Exception as exc:
-        raise BadInputError(f"{p}: not a readable image ({_short(exc)})") from None
-    _guard_pixels(p, (h, w), 2, max_pixels)
-    if n_frames > 1 and index is None:
-        raise BadInputError(
-            f"{p}: holds {n_frames} frames; choose one with index= (--index), or read it as a stack"
-        )
-    if index is not None and not 0 <= index < n_frames:
-        raise BadInputError(f"{p}: frame index {index} out of range 0..{n_frames - 1}")
-    old = Image.MAX_IMAGE_PIXELS
-    try:
-        # our own guard has passed; do not let Pillow's lower default refuse a genuine image
-        Image.MAX_IMAGE_PIXELS = None if max_pixels is None else max(max_pixels, old or 0)
-        data = iio.imread(p, index=index or 0)
-    except Exception as exc:
-        raise BadInputError(f"{p}: cannot decode image ({_short(exc)})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+    with _no_pillow_limit():
+        try:
+            with Image.open(p) as im:  # header only: size before any pixels are decoded
+                w, h = im.size
+                n_frames = getattr(im, "n_frames", 1)
+                fmt = im.format
+        except Image.UnidentifiedImageError:
+            raise BadInputError(
+                f"{p}: not a readable image (unknown format, or a damaged header)"
+            ) from None
+        except Exception as exc:
+            raise BadInputError(f"{p}: not a readable image ({_short(exc)})") from None
+        _guard_pixels(p, (h, w), max_pixels)
+        if n_frames > 1 and index is None:
+            raise BadInputError(
+                f"{p}: holds {n_frames} frames; choose one with index= (--index), or read it "
+                "as a stack"
+            )
+        if index is not None and not 0 <= index < n_frames:
+            raise BadInputError(f"{p}: frame index {index} out of range 0..{n_frames - 1}")
+        try:
+            data = iio.imread(p, index=index or 0)
+        except MemoryError:
+            raise BadInputError(
+                f"{p}: not enough memory to decode it; lower --max-pixels to refuse such files "
+                "early, or convert it to a tiled TIFF for 'defocus map --chunks 2048'"
+            ) from None
+        except Exception as exc:
+            raise BadInputError(f"{p}: cannot decode image ({_short(exc)})") from None
     data = np.asarray(data)
     channel_axis = -1 if data.ndim == 3 else None
     if data.ndim not in (2, 3):
@@ -436,7 +524,7 @@ def _short(exc: BaseException) -> str:
 
 
 def read_image(
-    path: str | os.PathLike,
+    path: str | bytes | os.PathLike,
     *,
     pixel_size: str | PixelSize | None = None,
     index: int | None = None,
@@ -446,17 +534,20 @@ def read_image(
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, bytes or path-like
         PNG, JPEG, TIFF (8/16/32-bit integer, float, multi-page), OME-TIFF, or any format
-        imageio reads.
+        imageio reads. The content decides the format, not the extension. A bytes path
+        reads a file whose name is not valid UTF-8.
     pixel_size : str or PixelSize, optional
         Override the pixel size from metadata, e.g. ``"2.5nm"``.
     index : int, optional
         Plane to read from a multi-page file (z-stack, time series, animated GIF). Required
         when the file holds more than one plane: a silent choice would be a guess.
     max_pixels : int or None
-        Refuse images with more pixels per plane (decompression-bomb guard). ``None`` disables
-        it.
+        Refuse images whose header claims more pixels per plane (decompression-bomb guard),
+        checked before any pixel is decoded; the message suggests the tiled path. Only the
+        requested plane of a multi-page TIFF is decoded where its layout allows; otherwise
+        all its planes count. ``None`` disables the guard.
 
     Returns
     -------
@@ -467,6 +558,8 @@ def read_image(
     BadInputError
         Missing, empty, truncated or corrupt files, unsupported shapes or dtypes, NaN or
         infinite values, or images over ``max_pixels``.
+    TypeError
+        ``path`` is not a str, bytes or path-like object.
 
     Examples
     --------
@@ -506,12 +599,42 @@ def read_image(
     )
 
 
+def _tmp_prefix(stem: str) -> str:
+    # the writer's process id and host name let a rerun tell a killed writer's leftovers
+    # from a live writer's temporary file
+    return f".{stem}.{os.getpid()}@{_host()}."
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "-")
+
+
+def _remove_stale(parent: Path, stem: str, suffix: str) -> None:
+    """Delete temporary files for this destination left by a killed process on this host."""
+    if os.name != "posix":  # os.kill(pid, 0) only probes on POSIX
+        return
+    host = _host()
+    for tmp in parent.glob(f".{glob_escape(stem)}.*@*.*{glob_escape(suffix)}"):
+        owner = tmp.name[len(stem) + 2 :].split(".", 1)[0]
+        pid, _, owner_host = owner.partition("@")
+        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     The temporary name keeps the extension so that writers choosing a format by suffix work. On
-    any exception the temporary file is removed and ``path`` is left as it was.
+    any exception the temporary file is removed and ``path`` is left as it was. A process
+    killed outright (SIGKILL, power loss) cannot clean up: its hidden ``.partial`` file is
+    removed by the next write to the same ``path``, and ``path`` itself is never partial.
 
     Examples
     --------
@@ -522,13 +645,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     >>> Path(target).read_text()
     'done'
     """
-    dest = Path(path)
+    dest = Path(os.fsdecode(path))
     parent = dest.parent
+    suffix = f".partial{''.join(dest.suffixes)}"
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=parent, prefix=f".{dest.stem}.", suffix=f".partial{''.join(dest.suffixes)}"
-        )
+        _remove_stale(parent, dest.stem, suffix)
+        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=_tmp_prefix(dest.stem), suffix=suffix)
     except OSError as exc:
         raise BadInputError(f"cannot write to {parent}: {exc.strerror}") from None
     os.close(fd)
@@ -584,12 +707,15 @@ def _write_tiff(
     if data.ndim == 3 and not rgb:
         data = np.moveaxis(data, -1, 0)
         meta["axes"] = "CYX"
+    # OME-XML has no half-float type: float16 goes into a plain TIFF, the resolution tags
+    # still carrying the pixel size
+    ome = data.dtype != np.float16
     tifffile.imwrite(
         tmp,
         data,
-        ome=True,
+        ome=ome,
         photometric="rgb" if rgb else "minisblack",
-        metadata=meta,
+        metadata=meta if ome else None,
         compression=compression,
         **kwargs,
     )
@@ -616,8 +742,10 @@ def write_image(
     >>> read_image(f).data.max()
     np.uint16(1000)
     """
-    dest = Path(path)
+    dest = Path(os.fsdecode(path))
     image = np.asarray(image)
+    if image.size == 0:
+        raise BadInputError(f"{dest}: nothing to write, the image is empty {image.shape}")
     ps = parse_pixel_size(pixel_size)
     suffix = _suffix(dest)
     if suffix == ".tif":
@@ -636,9 +764,23 @@ def write_image(
         )
     if channel_axis is not None:
         image = np.moveaxis(image, channel_axis, -1)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]  # one channel is greyscale, losslessly
+    fmt = suffix[1:].upper()
+    channels = {".png": (2, 3, 4), ".jpg": (3,), ".jpeg": (3,)}[suffix]  # grey+alpha, RGB(A)
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in channels)):
+        raise BadInputError(
+            f"{dest}: {fmt} cannot hold an image of shape {image.shape}; write a .tif instead"
+        )
     with atomic_path(dest) as tmp:
         kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
-        iio.imwrite(tmp, image, extension=suffix, **kwargs)
+        try:
+            iio.imwrite(tmp, image, extension=suffix, **kwargs)
+        except (ValueError, TypeError, KeyError) as exc:  # Pillow's refusals (e.g. 16-bit RGB)
+            raise BadInputError(
+                f"{dest}: cannot write {image.dtype} {image.shape} as {fmt} ({_short(exc)}); "
+                "write a .tif instead"
+            ) from None
 
 
 def write_map(

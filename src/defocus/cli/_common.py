@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from ..io import DEFAULT_MAX_PIXELS, ImageData, read_image
 
 __all__ = [
     "add_input_options",
+    "display_name",
     "for_each_image",
     "output_dir",
     "read_input",
@@ -43,6 +45,19 @@ def read_input(path: str | Path, args: argparse.Namespace) -> ImageData:
     return read_image(
         path, pixel_size=args.pixel_size, index=args.index, max_pixels=args.max_pixels
     )
+
+
+def display_name(path: str | Path) -> str:
+    """The file name, printable anywhere: bytes that are not UTF-8 are shown as U+FFFD.
+
+    Python keeps such bytes as lone surrogates, which fonts and encoders refuse.
+
+    Examples
+    --------
+    >>> display_name(os.fsdecode(b"/data/caf\\xe9.tif"))
+    'caf\ufffd.tif'
+    """
+    return os.fsencode(Path(path).name).decode("utf-8", "replace")
 
 
 def stem_of(path: str | Path) -> str:
@@ -84,7 +99,12 @@ def for_each_image(
         try:
             work(path)
         except BadInputError as exc:
-            print(f"defocus: error: {exc}", file=sys.stderr)
+            msg = str(exc)
+            if str(path) not in msg and Path(path).name not in msg:
+                msg = f"{path}: {msg}"  # say which file, as the reader's own errors do
+            # a non-UTF-8 file name is shown escaped (\udcff) on any stderr, strict or not
+            msg = msg.encode("utf-8", "backslashreplace").decode("utf-8")
+            print(f"defocus: error: {msg}", file=sys.stderr)
             code = max(code, 2) if code != 1 else 1
             if n == 1:
                 return 2

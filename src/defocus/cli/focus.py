@@ -11,10 +11,18 @@ from typing import Any
 import numpy as np
 
 from .. import focus as F
+from .._array import as_float_image
 from .._errors import BadInputError
 from ..io import write_json, write_map, write_png
 from ..viz import heatmap_figure, mask_view, profile_figure, save_figure, sketch_view
-from ._common import add_input_options, for_each_image, output_dir, read_input, stem_of
+from ._common import (
+    add_input_options,
+    display_name,
+    for_each_image,
+    output_dir,
+    read_input,
+    stem_of,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +76,10 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Analyse one image and write its maps, pictures and summary; return the summary."""
     img = read_input(path, args)
     F.get_measure(args.measure)  # fail early on a bad name, before any work
+    # a blank or fully saturated frame has an all-zero map and no sharpest band: say so
+    as_float_image(
+        img.data, channel_axis=img.channel_axis, allow_constant=False, name=f"{path}: image"
+    )
     fmap = F.focus_map(
         img.data, measure=args.measure, scale=args.scale, channel_axis=img.channel_axis
     )
@@ -97,7 +109,7 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             vmin=float(np.percentile(fmap, 1)),
             vmax=float(np.percentile(fmap, 99)),
             pixel_size=img.pixel_size,
-            title=Path(path).name,
+            title=display_name(path),
         ),
         files["heatmap"],
     )
@@ -119,7 +131,7 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             xlabel=f"position (fraction of the {what})",
             band=(band.start, band.end),
             peak=band.peak,
-            title=Path(path).name,
+            title=display_name(path),
         ),
         files["profile"],
     )
