@@ -115,6 +115,11 @@ def test_progress_is_monotonic_and_complete():
     rgb = data.astronaut()[:64, :64]
     deblur(rgb, P.disk(3.0), channel_axis=-1, method="tv", progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 3
+    ramp = np.tile(np.linspace(0.5, 3, 64, dtype=np.float32)[:, None], (1, 64))
+    for tile in (None, 32):
+        seen.clear()
+        deblur_varying(rgb, ramp, channel_axis=-1, tile=tile, progress=seen.append)
+        assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 3
 
 
 def test_constant_image_stays_constant():
@@ -137,6 +142,8 @@ def test_constant_map_reproduces_uniform_result():
     for c in np.linspace(0, 159, 5)[1:-1].round().astype(int):  # tile centres = blend edges
         seams[c - 1 : c + 2, :] = seams[:, c - 1 : c + 2] = True
     assert diff[seams[8:-8, 8:-8]].mean() < 2 * diff.mean()
+    # Untiled, a constant map is one level: exactly the uniform result.
+    np.testing.assert_array_equal(deblur_varying(blurred, smap), uniform)
 
 
 def test_varying_beats_the_median_psf_on_a_tilt():
@@ -149,6 +156,40 @@ def test_varying_beats_the_median_psf_on_a_tilt():
     median = deblur(blurred, ("gauss", {"sigma": float(np.median(smap))}))
     assert _psnr(varying, sharp) > _psnr(median, sharp) + 1
     assert _psnr(varying, sharp) > _psnr(blurred, sharp) + 1
+
+
+def _depth_edge(shape: tuple[int, int], near: float, far: float) -> np.ndarray:
+    """Sigma map of a sharp depth edge: ``near`` left of a vertical step, ``far`` right."""
+    smap = np.full(shape, far, np.float32)
+    smap[:, : shape[1] * 2 // 5] = near
+    return smap
+
+
+def test_varying_beats_the_median_psf_across_a_depth_edge():
+    sharp, big = _scene(128, 24)
+    smap_big = _depth_edge(big.shape, 0.5, 3.0)
+    blurred = S.blur_varying(big, smap_big, family="disk")[24:-24, 24:-24]
+    blurred = S.add_gaussian_noise(blurred, 0.005, rng=5)
+    smap = smap_big[24:-24, 24:-24]
+    varying = deblur_varying(blurred, smap, family="disk")
+    median = deblur(blurred, ("disk", {"radius": 2 * float(np.median(smap))}))
+    assert _psnr(varying, sharp) > _psnr(median, sharp) + 2
+    assert _psnr(varying, sharp) > _psnr(blurred, sharp) + 1
+
+
+def test_blur_does_not_leak_across_a_depth_edge():
+    # Each side is restored from its own pixels: changing the data beyond the edge leaves the
+    # near side untouched (the noise level is given, so it is not re-estimated either).
+    _, big = _scene(96, 0)
+    smap = _depth_edge(big.shape, 1.0, 4.0)
+    out = deblur_varying(big, smap, noise_sigma=0.01)
+    other = big.copy()
+    other[:, 60:] = other[::-1, 60:]
+    near = slice(0, 38)  # columns whose sigma is 1 (the edge is at column 38)
+    np.testing.assert_array_equal(
+        deblur_varying(other, smap, noise_sigma=0.01)[:, near], out[:, near]
+    )
+    assert not np.array_equal(deblur_varying(other, smap, noise_sigma=0.01), out)
 
 
 def test_blurmap_input_uses_its_sigma_and_family():

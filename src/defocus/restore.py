@@ -15,7 +15,8 @@ Methods (``method=``):
   stationary Gaussian prior whose power spectrum falls as 1/|f|² (natural images, [4]_), with
   the valid-region data term. Its normal equations are solved by conjugate gradients
   preconditioned with the ordinary (circulant) Wiener filter, which is exact away from the
-  border, so about ten iterations converge.
+  border, and started from the circulant Wiener estimate of a smooth periodic extension of
+  the data (Liu & Jia [6]_), so eight iterations settle the border.
 * ``"tv"``: total-variation regularised least squares, by the ADMM of [1]_, started from the
   Wiener estimate. Sharper edges and less noise than Wiener; several times slower.
 * ``"rl"``: Richardson-Lucy with the boundary correction of Bertero & Boccacci [2]_ (the
@@ -25,9 +26,12 @@ Methods (``method=``):
 The regularisation comes from the noise level (estimated from the finest wavelet detail unless
 given) and, for Wiener, from the image's own gradient power; nothing needs hand tuning.
 
-:func:`deblur_varying` undoes spatially varying blur described by a sigma map: overlapping
-tiles, each deconvolved with the PSF of its region, are blended with a smooth partition of
-unity (Nagy & O'Leary [5]_), so tile seams do not show.
+:func:`deblur_varying` undoes spatially varying blur described by a sigma map: the image is
+deconvolved at a ladder of sigma levels, each level seeing only the pixels whose sigma is near
+it (the others are unknown to it, as beyond a border), and the results are blended per pixel
+between the two levels around the map's sigma. Depth edges thus get the right PSF on each
+side. Optional overlapping tiles with a smooth partition of unity (Nagy & O'Leary [5]_) bound
+the memory on large images.
 
 References
 ----------
@@ -43,6 +47,8 @@ References
    properties of cortical cells", J. Opt. Soc. Am. A 4, 2379–2394 (1987).
 .. [5] J. G. Nagy and D. P. O'Leary, "Restoring images degraded by spatially variant blur",
    SIAM J. Sci. Comput. 19, 1063–1082 (1998).
+.. [6] R. Liu and J. Jia, "Reducing boundary artifacts in image deconvolution", Proc. IEEE
+   ICIP, 505–508 (2008).
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ METHODS = ("wiener", "tv", "rl")
 BOUNDARIES = ("valid", "periodic")
 
 # Default iteration caps; each method also stops when it has converged.
-_ITERATIONS = {"wiener": 15, "tv": 60, "rl": 200}
+_ITERATIONS = {"wiener": 8, "tv": 60, "rl": 200}
 # Relative preconditioned-residual norm at which conjugate gradients stop.
 _CG_TOL = 1e-2
 # Wiener: the prior's gradient power is scaled by this. This and the TV constants below were
@@ -177,17 +183,26 @@ class _Problem:
         return a.ravel() if self.observed is None else a[self.observed]
 
     def extended(self) -> np.ndarray:
-        """The data mirrored into the margin, split over both sides: a starting guess only."""
+        """The data continued smoothly and periodically into the margin: a starting guess.
 
-        def source(n: int, size: int) -> np.ndarray:
-            # Grid index i shows data row i; the margin beyond n mirrors the last rows on its
-            # first half and (wrapping round) the first rows on its second half.
-            pad = size - n
-            mirrored = np.pad(np.arange(n), (pad // 2, pad - pad // 2), mode="symmetric")
-            return np.roll(mirrored, -(pad // 2))
-
+        Each margin row (then column) blends the last data row into the first with a cosine
+        ramp, so the grid has no jump where it wraps round. The circulant Wiener filter of
+        this extension is close to the valid-model solution, as in Liu & Jia [6]_, and the
+        conjugate gradients need only a few steps to correct the border.
+        """
         h, w = self.y.shape
-        return self.y[np.ix_(source(h, self.shape[0]), source(w, self.shape[1]))]
+        out = np.empty(self.shape, self.dtype)
+        out[:h, :w] = self.y
+
+        def ramp(pad: int) -> np.ndarray:
+            t = np.arange(1, pad + 1) / (pad + 1)
+            return (0.5 - 0.5 * np.cos(np.pi * t)).astype(self.dtype)
+
+        t = ramp(self.shape[0] - h)[:, None]
+        out[h:, :w] = (1 - t) * self.y[-1] + t * self.y[0]
+        t = ramp(self.shape[1] - w)[None, :]
+        out[:, w:] = (1 - t) * out[:, w - 1 : w] + t * out[:, :1]
+        return out
 
 
 def _gradient_power(y: np.ndarray, observed: np.ndarray | None = None) -> float:
@@ -199,7 +214,8 @@ def _gradient_power(y: np.ndarray, observed: np.ndarray | None = None) -> float:
         gx = gx[observed[:, 1:] & observed[:, :-1]]
         if gy.size == 0 or gx.size == 0:
             return 0.0
-    return float(np.mean(gy * gy, dtype=np.float64) + np.mean(gx * gx, dtype=np.float64))
+    # vdot: one BLAS pass without a squared temporary (this runs on every full image).
+    return float(np.vdot(gy, gy)) / gy.size + float(np.vdot(gx, gx)) / gx.size
 
 
 def _wiener(
@@ -222,19 +238,24 @@ def _wiener(
     if prob.periodic:  # the model is circulant: the Wiener filter itself is the solution
         report(1, 1)
         return prob.irfft(kc * prob.rfft(prob.y) / pre)
+    inv_pre = np.reciprocal(pre, out=pre)
+    buf = np.empty_like(k)  # scratch for products, so the loop allocates only FFT outputs
 
     def normal(xh: np.ndarray) -> np.ndarray:  # (KᵀMᵀMK + λDᵀD) in the Fourier domain
-        out = prob.rfft(prob.masked(prob.irfft(k * xh)))
+        out = prob.rfft(prob.masked(prob.irfft(np.multiply(k, xh, out=buf))))
         out *= kc
-        out += lam_d2 * xh
+        out += np.multiply(lam_d2, xh, out=buf)
         return out
 
     xh = kc * prob.rfft(prob.extended())
-    xh /= pre
+    xh *= inv_pre
     # r = Kᵀ(Mᵀy − MKx) − λDᵀDx, with one transform for both data terms.
-    r = kc * prob.rfft(prob.embed(prob.y) - prob.masked(prob.irfft(k * xh)))
-    r -= lam_d2 * xh
-    z = r / pre
+    r = prob.embed(prob.y)
+    r -= prob.masked(prob.irfft(np.multiply(k, xh, out=buf)))
+    r = prob.rfft(r)
+    r *= kc
+    r -= np.multiply(lam_d2, xh, out=buf)
+    z = r * inv_pre
     p = z.copy()
     rz = rz0 = prob.dot(r, z)
     for it in range(iterations):
@@ -242,9 +263,9 @@ def _wiener(
             break
         ap = normal(p)
         alpha = rz / prob.dot(p, ap)
-        xh += alpha * p
-        r -= alpha * ap
-        np.divide(r, pre, out=z)
+        xh += np.multiply(p, alpha, out=buf)
+        r -= np.multiply(ap, alpha, out=buf)
+        np.multiply(r, inv_pre, out=z)
         rz_new = prob.dot(r, z)
         p *= rz_new / rz
         p += z
@@ -473,7 +494,7 @@ def deblur(
         so nothing is assumed beyond the border and it does not ring. ``periodic``: the image
         wraps around (a tiled pattern, or an image blurred with ``mode="wrap"``).
     iterations : int, optional
-        Cap on iterations (default 15 for Wiener's conjugate gradients, 60 for TV, 200 for
+        Cap on iterations (default 8 for Wiener's conjugate gradients, 60 for TV, 200 for
         Richardson-Lucy); each method stops earlier once converged.
     channel_axis : int, optional
         Axis of the colour channels; each channel is deconvolved alike.
@@ -545,6 +566,7 @@ def _blend_levels(
     noise: list[float],
     method: str,
     steps: int,
+    report: Progress,
 ) -> np.ndarray:
     """Deconvolve a (H, W, C) patch at each level it needs and blend by the level weights.
 
@@ -561,6 +583,7 @@ def _blend_levels(
         weight = weight[box].astype(patch.dtype)
         if levels[k] == 0:
             out[box] += weight[..., None] * patch[box]
+            report((k + 1) / levels.size)
             continue
         observed = weight > 0
         kernel = _family_kernel(family, float(levels[k])).astype(patch.dtype)
@@ -576,6 +599,7 @@ def _blend_levels(
                 None if observed.all() else observed,
             )
             out[(*box, c)] += weight * x
+        report((k + 1) / levels.size)
     return out
 
 
@@ -682,10 +706,10 @@ def deblur_varying(
     noise = _noise_levels(data, noise_sigma, in_dtype)
     levels = _ladder(smap)
     idx, t = _level_weights(smap, levels)
+    report = progress or (lambda fraction: None)
     if tile is None:
-        out = _blend_levels(data, idx, t, levels, family, noise, method, steps)
-        if progress is not None:
-            progress(1.0)
+        out = _blend_levels(data, idx, t, levels, family, noise, method, steps, report)
+        report(1.0)
         return _finish(_clip_range(out, data, in_dtype), channel_axis, in_dtype, in_dtype)
     margin = _family_kernel(family, float(levels[-1])).shape[0]
     cy, wy = _window_1d(h, int(tile))
@@ -707,10 +731,16 @@ def deblur_varying(
                 slice(core[1].start - xs.start, core[1].stop - xs.start),
             )
             patch = _blend_levels(
-                data[ys, xs], idx[ys, xs], t[ys, xs], levels, family, noise, method, steps
+                data[ys, xs],
+                idx[ys, xs],
+                t[ys, xs],
+                levels,
+                family,
+                noise,
+                method,
+                steps,
+                lambda f, done=done: report((done + f) / total),
             )
             out[core] += weight[..., None] * patch[inner]
             done += 1
-            if progress is not None:
-                progress(done / total)
     return _finish(_clip_range(out, data, in_dtype), channel_axis, in_dtype, in_dtype)
