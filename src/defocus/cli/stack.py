@@ -1,0 +1,155 @@
+"""``defocus stack``: align and fuse a focus stack, with depth, confidence and source maps."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import focus as F
+from .. import stack as S
+from .._errors import BadInputError
+from ..io import read_image, write_image, write_json, write_map, write_png
+from ..viz import heatmap_figure, mask_view, save_figure
+from ._common import output_dir, stem_of
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stack",
+        help="fuse a focus stack into one all-in-focus image, with a depth map",
+        description=(
+            "Align FRAMES (in focus order) to the first, fuse them into one all-in-focus image "
+            "with the frames' dtype (8- and 16-bit kept), and optionally write the depth map "
+            "(sub-frame index of the sharpest frame, float32) and per-frame maps."
+        ),
+    )
+    p.add_argument("frames", nargs="+", metavar="FRAME")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FUSED", help="fused image (.tif/.png/.jpg)"
+    )
+    p.add_argument(
+        "--depth", metavar="DEPTH.tif", help="write the depth map (frame index, float32)"
+    )
+    p.add_argument(
+        "--method", choices=S.METHODS, default="pyramid", help="fusion method (default pyramid)"
+    )
+    p.add_argument(
+        "--motion",
+        choices=("translation", "similarity", "affine"),
+        default="similarity",
+        help="alignment motion model (default similarity: shift, rotation, scale)",
+    )
+    p.add_argument("--no-align", action="store_true", help="frames are already aligned")
+    p.add_argument(
+        "--maps",
+        metavar="OUTDIR",
+        help="also write each frame's focus map and in-focus mask view, and the confidence, "
+        "source-frame and depth pictures, into OUTDIR",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _progress_bar(quiet: bool):
+    start = time.perf_counter()
+
+    def show(done: int, total: int, what: str) -> None:
+        if quiet:
+            return
+        width = 24
+        fill = round(width * done / total)
+        print(
+            f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {what:<36.36s} "
+            f"{time.perf_counter() - start:5.1f} s",
+            end="\n" if done == total else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _write_maps(out: Path, frames: list[str], res: S.StackResult) -> list[Path]:
+    """Per-frame focus map and mask view as ``defocus focus`` writes them, plus stack pictures."""
+    written = []
+    for path in frames:
+        img = read_image(path)
+        fmap = F.focus_map(img.data, channel_axis=img.channel_axis)
+        stem = stem_of(path)
+        write_map(out / f"{stem}.focus.tif", fmap, pixel_size=img.pixel_size)
+        mask = F.in_focus_mask(fmap)
+        write_png(
+            out / f"{stem}.mask.png", mask_view(img.data, mask, channel_axis=img.channel_axis)
+        )
+        written += [out / f"{stem}.focus.tif", out / f"{stem}.mask.png"]
+    n = len(frames)
+    pictures = {
+        "depth.png": (res.depth, "depth (frame index, 0 = first frame)", 0.0, n - 1.0),
+        "confidence.png": (res.confidence, "depth confidence (0-1)", 0.0, 1.0),
+        "source.png": (res.source.astype(np.float32), "source frame of each pixel", 0.0, n - 1.0),
+    }
+    for name, (values, label, vmin, vmax) in pictures.items():
+        save_figure(
+            heatmap_figure(
+                res.image,
+                values,
+                label=label,
+                channel_axis=res.channel_axis,
+                vmin=vmin,
+                vmax=vmax,
+            ),
+            out / name,
+        )
+        written.append(out / name)
+    write_map(out / "confidence.tif", res.confidence)
+    write_map(out / "source.tif", res.source.astype(np.float32))
+    write_json(
+        out / "stack.json",
+        {
+            "frames": frames,
+            "method": res.method,
+            "transforms": res.transforms,
+            "gain": res.gain,
+            "aligned": res.aligned,
+        },
+    )
+    return [*written, out / "confidence.tif", out / "source.tif", out / "stack.json"]
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.frames) < 2:
+        raise BadInputError(f"a focus stack needs at least 2 frames, got {len(args.frames)}")
+    inputs = {Path(f).resolve() for f in args.frames}
+    for target in (args.output, args.depth):
+        if target is not None and Path(target).resolve() in inputs:
+            raise BadInputError(f"{target}: output would overwrite an input frame")
+    maps = output_dir(args.maps, args.frames) if args.maps else None
+    res = S.fuse(
+        args.frames,
+        align=not args.no_align,
+        method=args.method,
+        motion=args.motion,
+        progress=_progress_bar(args.quiet),
+    )
+    write_image(args.output, res.image, channel_axis=res.channel_axis)
+    written = [Path(args.output)]
+    if args.depth:
+        write_map(args.depth, res.depth)
+        written.append(Path(args.depth))
+    if maps is not None:
+        written += _write_maps(maps, list(args.frames), res)
+    failed = [f for f, ok in zip(args.frames, res.aligned, strict=True) if not ok]
+    scale = np.sqrt(np.abs(np.linalg.det(res.transforms[:, :2, :2])))
+    print(
+        f"fused {len(args.frames)} frames ({res.method}), scale change "
+        f"{(scale.max() / scale.min() - 1):.1%}, depth {float(res.depth.min()):.1f}-"
+        f"{float(res.depth.max()):.1f}"
+        + (f", NOT aligned: {', '.join(failed)}" if failed else "")
+        + f" -> {', '.join(str(p) for p in written[:3])}"
+        + (f" (+{len(written) - 3} more)" if len(written) > 3 else "")
+    )
+    return 0
