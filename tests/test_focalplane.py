@@ -66,3 +66,47 @@ def test_bad_input():
     zero.confidence[:] = 0
     with pytest.raises(BadInputError, match="too few"):
         focal_plane(zero)
+
+
+@pytest.mark.parametrize(
+    ("position", "angle", "axis", "edge", "side"),
+    [
+        (-0.4, 0.0, "rows", 0.0, "top"),
+        (1.5, 10.0, "rows", 1.0, "bottom"),
+        (1.3, 5.0, "columns", 1.0, "right"),
+    ],
+)
+def test_focal_line_outside_the_image_reports_the_nearest_edge(position, angle, axis, edge, side):
+    # Blur grows monotonically across the image: the fitted line lies beyond one end.
+    if axis == "rows":
+        truth = tilt_map((160, 200), position=position, angle=angle, slope=0.03, floor=0.5)
+    else:  # tilt_map's lines cross the height; transposed, they cross the width
+        truth = tilt_map((200, 160), position=position, angle=angle, slope=0.03, floor=0.5).T
+    profile = truth.mean(axis=1 if axis == "rows" else 0)
+    assert np.all(np.diff(profile) > 0) if edge == 0 else np.all(np.diff(profile) < 0)
+    fp = focal_plane(_ideal(truth))
+    assert fp.axis == axis and fp.outside
+    assert fp.position == edge  # within the image, where blur is least
+    # The fit itself is kept, not bent to the edge: extrapolated line and model are honest.
+    assert fp.fitted_position == pytest.approx(position, abs=0.02)
+    assert np.allclose(fp.predict(), truth, rtol=0.02, atol=0.02)
+    assert "outside the field of view" in fp.note
+    s = json.loads(json.dumps(fp.summary()))
+    assert s["position"] == edge and s["note"] == fp.note
+    assert s["fitted_position"] == pytest.approx(position, abs=0.02)
+    assert s["text"].startswith(f"least blur at the {side} edge, {100 * edge:.0f} %")
+
+
+def test_focal_line_inside_the_image_has_no_note():
+    fp = focal_plane(_ideal(tilt_map((120, 100), position=0.3, slope=0.03, floor=0.5)))
+    assert not fp.outside and fp.note == "" and fp.position == fp.fitted_position
+    assert fp.summary()["text"].startswith("sharpest line at 30.")
+
+
+def test_tilted_line_through_a_corner_is_not_called_outside_the_field_of_view():
+    # Crosses the centre column below the image but cuts through its right-hand side.
+    truth = tilt_map((160, 200), position=1.2, angle=40.0, slope=0.03, floor=0.5)
+    fp = focal_plane(_ideal(truth))
+    assert fp.outside and fp.position == 1.0
+    assert fp.fitted_position == pytest.approx(1.2, abs=0.02)
+    assert "centre line outside" in fp.note and "field of view" not in fp.note

@@ -250,3 +250,50 @@ def test_airy_from_optics_equals_airy_from_radius():
     assert np.allclose(
         P.airy(wavelength=0.55, na=0.8, pixel_size=0.1, shape=31), P.airy(r, shape=31)
     )
+
+
+@pytest.mark.parametrize(("model", "params"), CASES)
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (0.3, -0.45)])
+def test_every_kernel_is_non_negative(model, params, offset):
+    # A PSF is an intensity: no rounding residue below zero (a disk used to hold -6e-17).
+    for shape in (None, (20, 15)):
+        assert P.render(model, shape=shape, offset=offset, **params).min() >= 0
+    assert P.render("disk", radius=3).min() >= 0
+
+
+def _required_params(model: str) -> dict:
+    """The first CASES entry of a model, which names everything it needs."""
+    return next(p for m, p in CASES if m == model and all(v != 0 for v in p.values()))
+
+
+@pytest.mark.parametrize("model", list(P.MODELS))
+def test_every_model_names_missing_and_unknown_parameters(model):
+    params = _required_params(model)
+    P.render(model, **params)  # the complete set renders
+    for name in params:
+        partial = {k: v for k, v in params.items() if k != name}
+        try:
+            P.render(model, **partial)
+        except BadInputError as exc:  # a one-line message that names the model and a need
+            text = str(exc)
+            assert model in text and "\n" not in text and "needs" in text
+            assert name in text or any(p in text for p in P.MODELS[model].params)
+        # else: ``name`` was optional (a ring's width, a box's height)
+    for call in (P.render, P.sigma_of):
+        with pytest.raises(BadInputError, match=rf"^{model} PSF needs"):
+            call(model)
+        with pytest.raises(
+            BadInputError, match=rf"^{model} PSF takes .*unknown parameter\(s\) bogus"
+        ):
+            call(model, bogus=1.0, **params)
+    with pytest.raises(BadInputError, match=rf"^{model} PSF needs"):
+        P.otf(model, (8, 8))
+
+
+@pytest.mark.parametrize("model", list(P.MODELS))
+def test_non_numeric_parameters_are_refused(model):
+    params = _required_params(model)
+    for name in params:
+        for bad in ("two", [1.0, 2.0]):
+            with pytest.raises(BadInputError, match=name):
+                P.render(model, **{**params, name: bad})

@@ -219,3 +219,52 @@ def test_blurmap_input_uses_its_sigma_and_family():
 def test_bad_input_gets_a_clear_error(call, message):
     with pytest.raises(BadInputError, match=message):
         call()
+
+
+@pytest.mark.parametrize("method", ["wiener", "tv", "rl"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_power_of_two_gain_is_exact_from_tiny_to_huge(method, dtype):
+    # The work runs on each channel scaled into [0.5, 1) by a power of two, so neither the
+    # squares of 1e14-sized values overflow nor those of 1e-30-sized values underflow.
+    _, big = _scene(48, 8)
+    blurred = (100 * _observe(big, P.disk(2.0), 8, 0.005) + 50).astype(dtype)
+    kw = {"method": method, "iterations": 10}
+    ref = deblur(blurred, P.disk(2.0), **kw)
+    for e in (-100, 40):  # values near 1e-28 and 3e14
+        gain = dtype(2.0**e)
+        out = deblur(blurred * gain, P.disk(2.0), **kw)
+        assert out.dtype == dtype and np.isfinite(out).all()
+        np.testing.assert_array_equal(out, ref * gain)
+
+
+def test_magnitudes_beyond_the_limit_are_refused():
+    img = data.camera()[:32, :32] * 1e154
+    for method in ("wiener", "tv", "rl"):
+        with pytest.raises(BadInputError, match="magnitudes up to"):
+            deblur(img, P.disk(2.0), method=method)
+    with pytest.raises(BadInputError, match="magnitudes up to"):
+        deblur_varying(img, np.ones(img.shape))
+
+
+@pytest.mark.parametrize("method", ["wiener", "tv", "rl"])
+def test_int32_near_its_maximum(method):
+    # float32 rounds 2**31 - 1 up to 2**31, which no int32 holds: the result must still be
+    # clipped to the int32 range, not wrap round (or warn about an invalid cast).
+    blurred = S.blur(data.camera()[100:164, 150:214], P.disk(2.5), dtype=np.uint8)
+    offset = 2**31 - 1 - 255 * 2**15 - 2**15  # the brightest pixel lands 1 step below the max
+    wide = (offset + blurred.astype(np.int64) * 2**15).astype(np.int32)
+    out = deblur(wide, P.disk(2.5), method=method, noise_sigma=2**15)
+    assert out.dtype == np.int32
+    assert out.max() == np.iinfo(np.int32).max  # overshoot at bright edges is clipped there
+    assert out.min() > offset - 100 * 2**15
+    if method == "wiener":  # linear: the 8-bit data's result under gain and offset
+        # (lifted by 1000 so that it is not clipped at 0, as the int32 result is not)
+        lifted = blurred.astype(np.float64) + 1000
+        narrow = deblur(lifted, P.disk(2.5), method=method, noise_sigma=1) - 1000
+        expected = np.clip(offset + narrow * 2**15, None, np.iinfo(np.int32).max)
+        assert np.abs(out - expected).max() / 2**15 < 1e-3
+
+
+def test_noise_above_the_signal_is_refused():
+    with pytest.raises(BadInputError, match="intensity units"):
+        deblur(data.camera()[:32, :32] / 255.0, P.disk(2.0), noise_sigma=5.0)

@@ -54,9 +54,13 @@ class FocalPlane:
     Attributes
     ----------
     position : float
-        Where the sharpest line crosses the image's centre line, as a fraction of the height
-        from the top (``axis == "rows"``: a near-horizontal line) or of the width from the left
-        (``axis == "columns"``).
+        Where the sharpest line crosses the image's centre line, as a fraction in [0, 1] of
+        the height from the top (``axis == "rows"``: a near-horizontal line) or of the width
+        from the left (``axis == "columns"``). When the fitted line crosses it outside the
+        image, this is the nearer end (0 or 1): the edge where the fitted blur is least.
+    fitted_position : float
+        The fitted line's crossing, the same as ``position`` unless it lies outside the
+        image (then extrapolated, beyond [0, 1]). The model (:meth:`predict`) uses it.
     axis : {"rows", "columns"}
         Which dimension ``position`` is a fraction of.
     angle : float
@@ -66,16 +70,21 @@ class FocalPlane:
     slope : float
         Growth ``k`` of sigma per pixel of distance from the line (px/px).
     errors : dict
-        One-standard-deviation uncertainties of ``position``, ``angle``, ``sigma0``, ``slope``.
+        One-standard-deviation uncertainties of ``position`` (that of ``fitted_position``),
+        ``angle``, ``sigma0``, ``slope``.
     rms_log_residual : float
         Weighted RMS residual of the fit, in natural-log units (0.1 = about 10 %).
     bands : list of dict
         Statistics of equal bands across the line (see :func:`region_stats`).
     rows, columns : Profile
         Profiles along each axis.
+    note : str
+        Empty, or why ``position`` is not the fitted line's, e.g. "focal line outside the
+        field of view; nearest edge reported".
     """
 
     position: float
+    fitted_position: float
     axis: str
     angle: float
     sigma0: float
@@ -86,6 +95,12 @@ class FocalPlane:
     bands: list[dict[str, Any]] = field(default_factory=list)
     rows: Profile | None = None
     columns: Profile | None = None
+    note: str = ""
+
+    @property
+    def outside(self) -> bool:
+        """Whether the fitted line crosses the centre line outside the image."""
+        return not 0 <= self.fitted_position <= 1
 
     def predict(self, shape: tuple[int, int] | None = None) -> np.ndarray:
         """The fitted model's sigma map (px), float32, for this (or another same-size) image."""
@@ -100,16 +115,24 @@ class FocalPlane:
         h, w = self.shape
         th = math.radians(self.angle)
         if self.axis == "rows":
-            return th, (self.position * h - (h - 1) / 2) * math.cos(th)
-        return th, (self.position * w - (w - 1) / 2) * math.sin(th)
+            return th, (self.fitted_position * h - (h - 1) / 2) * math.cos(th)
+        return th, (self.fitted_position * w - (w - 1) / 2) * math.sin(th)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary, with a one-line description."""
         e = self.errors
         where = "height from the top" if self.axis == "rows" else "width from the left"
+        line = f"{100 * self.fitted_position:.1f} ± {100 * e['position']:.1f} % of the {where}"
+        if self.outside:
+            ends = ("top", "bottom") if self.axis == "rows" else ("left", "right")
+            line = (
+                f"least blur at the {ends[int(self.position)]} edge, {100 * self.position:.0f} "
+                f"% of the {where} ({self.note}); the fitted line, extrapolated, lies at {line}"
+            )
+        else:
+            line = f"sharpest line at {line}"
         text = (
-            f"sharpest line at {100 * self.position:.1f} ± {100 * e['position']:.1f} % of the "
-            f"{where}, tilted {self.angle:.1f} ± {e['angle']:.1f}°; sigma = sqrt(sigma0² + "
+            f"{line}, tilted {self.angle:.1f} ± {e['angle']:.1f}°; sigma = sqrt(sigma0² + "
             f"(k·d)²) with sigma0 = {self.sigma0:.2f} ± {e['sigma0']:.2f} px, "
             f"k = {self.slope:.4f} ± {e['slope']:.4f} px/px"
         )
@@ -117,6 +140,8 @@ class FocalPlane:
             "text": text,
             "unit": "px",
             "position": round(self.position, 4),
+            "fitted_position": round(self.fitted_position, 4),
+            "note": self.note,
             "axis": self.axis,
             "angle_deg": round(self.angle, 3),
             "sigma0": round(self.sigma0, 4),
@@ -335,8 +360,19 @@ def focal_plane(
     for ax, coord in ((1, r), (0, c)):
         q16, med, q84 = _weighted_quantiles(sig, conf, (0.16, 0.5, 0.84), ax)
         profiles.append(Profile("rows" if ax == 1 else "columns", coord, med, q16, q84))
+    # Blur along the centre line grows with the distance from the line's crossing, so when
+    # that lies outside the image the least blur in it is at the nearer end.
+    position = min(max(fp["position"], 0.0), 1.0)
+    note = ""
+    if position != fp["position"]:
+        note = (
+            "focal line outside the field of view; nearest edge reported"
+            if _misses(p, shape)
+            else "focal line crosses the image's centre line outside it; nearest edge reported"
+        )
     return FocalPlane(
-        position=fp["position"],
+        position=position,
+        fitted_position=fp["position"],
         axis=axis,
         angle=fp["angle"],
         sigma0=fp["sigma0"],
@@ -347,7 +383,16 @@ def focal_plane(
         bands=bands,
         rows=profiles[0],
         columns=profiles[1],
+        note=note,
     )
+
+
+def _misses(p: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether the line (theta, rho, ...) passes by the image without crossing it."""
+    h, w = shape
+    corners = np.array([-0.5, h - 0.5])[:, None], np.array([-0.5, w - 0.5])[None, :]
+    d = _distance(*corners, (float(p[0]), float(p[1])), shape)
+    return bool(d.min() > 0 or d.max() < 0)
 
 
 def _describe(p: np.ndarray, shape: tuple[int, int]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ References
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -102,7 +103,10 @@ Offset = tuple[float, float]
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise BadInputError(f"{name} must be a finite number {bound}, got {value:g}")
@@ -133,6 +137,9 @@ def _layout(shape: Shape, offset: Offset, support: float) -> tuple[tuple[int, in
 
 
 def _normalised(kernel: np.ndarray, model: str) -> np.ndarray:
+    # Every PSF is an intensity, >= 0. Differences of pixel areas (disk, ring) and inverse
+    # FFTs leave rounding residues of either sign (-6e-17 in a disk of radius 3): drop them.
+    kernel = np.maximum(kernel, 0.0)
     total = kernel.sum()
     if not total > 0:
         raise BadInputError(f"{model} kernel has no energy inside the requested shape")
@@ -356,7 +363,10 @@ def motion(
            [0.       , 0.       , 0.       ]])
     """
     length = _positive("length", length)
-    theta = math.radians(float(angle))
+    try:
+        theta = math.radians(float(angle))
+    except (TypeError, ValueError):
+        raise BadInputError(f"angle must be a number, got {angle!r}") from None
     if not math.isfinite(theta):
         raise BadInputError("angle must be finite")
     shape, centre = _layout(shape, offset, length / 2 - 0.5)
@@ -402,15 +412,20 @@ def _cutoff(
     na: float | None,
     pixel_size: float | None,
     name: str,
+    model: str,
 ) -> float:
     """Incoherent cutoff frequency (cycles/px) from an Airy radius or from λ, NA, pixel size."""
     optics = (wavelength, na, pixel_size)
     if radius is None:
         if any(v is None for v in optics):
-            raise BadInputError(f"give {name}, or all of wavelength, na and pixel_size")
+            raise BadInputError(
+                f"{model} PSF needs {name}, or all of wavelength, na and pixel_size"
+            )
         radius = airy_radius(wavelength, na, pixel_size)  # type: ignore[arg-type]
     elif any(v is not None for v in optics):
-        raise BadInputError(f"give either {name} or wavelength/na/pixel_size, not both")
+        raise BadInputError(
+            f"{model} PSF takes either {name} or wavelength/na/pixel_size, not both"
+        )
     radius = _positive(name, radius, allow_zero=False)
     return _J1_ZERO / (math.pi * radius)
 
@@ -572,7 +587,7 @@ def airy(
     >>> bool(k[16, 16] == k.max()), bool(k[16, 19] < 1e-4 * k.max())  # dark ring at 3 px
     (True, True)
     """
-    cutoff = _cutoff(radius, wavelength, na, pixel_size, "radius")
+    cutoff = _cutoff(radius, wavelength, na, pixel_size, "radius", "airy")
     return _render_band_limited(
         lambda rho: _airy_otf(rho, cutoff), cutoff, _tail_support(cutoff), shape, offset, "airy"
     )
@@ -615,7 +630,7 @@ def defocus(
     >>> round(float(k.sum()), 12), bool(k[15, 15] < k.max() / 10)
     (1.0, True)
     """
-    cutoff = _cutoff(airy_radius, wavelength, na, pixel_size, "airy_radius")
+    cutoff = _cutoff(airy_radius, wavelength, na, pixel_size, "airy_radius", "defocus")
     w = _defocus_waves(radius, waves, cutoff)
     return _render_band_limited(
         lambda rho: defocus_otf(rho, waves=w, cutoff=cutoff),
@@ -629,7 +644,7 @@ def defocus(
 
 def _defocus_waves(radius: float | None, waves: float | None, cutoff: float) -> float:
     if (radius is None) == (waves is None):
-        raise BadInputError("give exactly one of radius (px) and waves for defocus")
+        raise BadInputError("defocus PSF needs exactly one of radius (px) and waves")
     if waves is not None:
         return _positive("waves", waves)
     return _positive("radius", radius) * cutoff / 4  # type: ignore[arg-type]
@@ -769,13 +784,19 @@ def _otf_airy(fy: np.ndarray, fx: np.ndarray, **optics: float) -> np.ndarray:
         optics.get("na"),
         optics.get("pixel_size"),
         "radius",
+        "airy",
     )
     return _airy_otf(np.hypot(fy, fx), cutoff)
 
 
 def _otf_defocus(fy: np.ndarray, fx: np.ndarray, **p: float) -> np.ndarray:
     cutoff = _cutoff(
-        p.get("airy_radius"), p.get("wavelength"), p.get("na"), p.get("pixel_size"), "airy_radius"
+        p.get("airy_radius"),
+        p.get("wavelength"),
+        p.get("na"),
+        p.get("pixel_size"),
+        "airy_radius",
+        "defocus",
     )
     w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
     rho = np.hypot(fy, fx)
@@ -801,13 +822,19 @@ def _sigma_airy(**optics: float) -> float:
         optics.get("na"),
         optics.get("pixel_size"),
         "radius",
+        "airy",
     )
     return _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
 
 
 def _sigma_defocus(**p: float) -> float:
     cutoff = _cutoff(
-        p.get("airy_radius"), p.get("wavelength"), p.get("na"), p.get("pixel_size"), "airy_radius"
+        p.get("airy_radius"),
+        p.get("wavelength"),
+        p.get("na"),
+        p.get("pixel_size"),
+        "airy_radius",
+        "defocus",
     )
     geometric = 4 * _defocus_waves(p.get("radius"), p.get("waves"), cutoff) / cutoff
     airy_sigma = _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
@@ -907,18 +934,27 @@ MODELS: Mapping[str, PSFModel] = MappingProxyType(
 )
 
 
-def _model(name: str, params: Mapping[str, Any]) -> PSFModel:
+def _model(name: str, params: Mapping[str, Any], *, complete: bool = True) -> PSFModel:
+    """The named model, after checking ``params``: all known and, if ``complete``, all there."""
     try:
         m = MODELS[name]
     except KeyError:
         raise BadInputError(
             f"unknown PSF model {name!r}; choose from {', '.join(MODELS)}"
         ) from None
-    unknown = set(params) - set(m.params)
+    unknown = sorted(set(params) - set(m.params))
     if unknown:
         raise BadInputError(
-            f"{name} takes {', '.join(m.params)}; unknown parameter(s) {', '.join(sorted(unknown))}"
+            f"{name} PSF takes {', '.join(m.params)}; unknown parameter(s) {', '.join(unknown)}"
         )
+    # Parameters without a default in the renderer; airy and defocus take one of several
+    # alternatives instead, which they check themselves.
+    signature = inspect.signature(m.render).parameters
+    required = [p for p in m.params if signature[p].default is inspect.Parameter.empty]
+    if complete and any(p not in params for p in required):
+        optional = [p for p in m.params if p not in required]
+        hint = f" (optional: {', '.join(optional)})" if optional else ""
+        raise BadInputError(f"{name} PSF needs {', '.join(required)}{hint}")
     return m
 
 
@@ -989,7 +1025,7 @@ def natural_from_sigma(model: str, sigma: float, **fixed: float) -> float:
     >>> round(natural_from_sigma("ring", 3.0, width=1.0, softness=1.0), 6)
     3.968627
     """
-    m = _model(model, fixed)
+    m = _model(model, fixed, complete=False)
     sigma = _positive("sigma", sigma)
     if m.natural in fixed:
         raise BadInputError(f"{m.natural} is what natural_from_sigma solves for; do not pass it")
@@ -1041,6 +1077,7 @@ def _radial_otf(model: str, params: Mapping[str, float]) -> tuple[Callable, floa
             params.get("na"),
             params.get("pixel_size"),
             radius_key,
+            model,
         )
         extent = 4 * m.sigma(**params) + 3 * _J1_ZERO / (math.pi * cutoff)
         return lambda rho: m.otf(fy, np.asarray(rho), **params), cutoff, extent
@@ -1102,9 +1139,13 @@ def blur_width(model: str, measure: str = "sigma", **params: float) -> float:
         if m.natural != "radius":
             raise BadInputError(f"{model} has no radius; use sigma, fwhm or edge")
         if model == "airy" and params.get("radius") is None:
-            r = _J1_ZERO / (math.pi * _cutoff(None, *(params.get(k) for k in _OPTICS), "radius"))
+            r = _J1_ZERO / (
+                math.pi * _cutoff(None, *(params.get(k) for k in _OPTICS), "radius", "airy")
+            )
         elif model == "defocus" and params.get("radius") is None:
-            cutoff = _cutoff(params.get("airy_radius"), *(params.get(k) for k in _OPTICS), "x")
+            cutoff = _cutoff(
+                params.get("airy_radius"), *(params.get(k) for k in _OPTICS), "airy_radius", model
+            )
             r = 4 * _defocus_waves(None, params.get("waves"), cutoff) / cutoff
         else:
             r = float(params["radius"])
@@ -1145,7 +1186,7 @@ def convert_width(
     >>> round(convert_width(1.683, from_="edge", to="sigma", model="gauss"), 3)
     1.0
     """
-    m = _model(model, fixed)
+    m = _model(model, fixed, complete=False)
     value = _positive(from_, value)
     if from_ == "sigma":
         x = natural_from_sigma(model, value, **fixed)

@@ -55,12 +55,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.fft
 
 from . import psf as _psf
+from ._array import _check_magnitude
 from ._errors import BadInputError
 from .blurmap import BlurMap
 from .focus import _noise_sigma
@@ -384,15 +385,15 @@ def _check(method: str, boundary: str, iterations: int | None) -> int:
     return int(iterations)
 
 
-def _quantisation_noise(channel: np.ndarray, in_dtype: np.dtype) -> float:
-    """Std of the rounding noise: a step q gives q/√12.
+def _quantisation_noise(channel: np.ndarray, in_dtype: np.dtype, scale: float) -> float:
+    """Std of the rounding noise, in the units of the (scaled) channel: a step q gives q/√12.
 
-    The step is 1 for integer data. Float data holding few distinct values (an 8-bit image
-    divided by 255) has the smallest gap between them as its step; other float data only
-    the working precision.
+    The step is 1 for integer data (``1 / scale`` once scaled). Float data holding few
+    distinct values (an 8-bit image divided by 255) has the smallest gap between them as its
+    step; other float data only the working precision.
     """
     if np.issubdtype(in_dtype, np.integer):
-        return 1 / math.sqrt(12)
+        return 1 / (math.sqrt(12) * scale)
     values = np.unique(channel.ravel()[:: max(1, channel.size // 100_000)])
     if 1 < values.size <= 4096:
         return float(np.diff(values).min()) / math.sqrt(12)
@@ -400,10 +401,14 @@ def _quantisation_noise(channel: np.ndarray, in_dtype: np.dtype) -> float:
     return rel * float(np.abs(channel).max())
 
 
-def _noise_levels(data: np.ndarray, noise_sigma: Any, in_dtype: np.dtype) -> list[float]:
-    """One noise std per channel: estimated, or the given value(s), raised to a floor.
+def _noise_levels(
+    data: np.ndarray, noise_sigma: Any, in_dtype: np.dtype, scales: np.ndarray
+) -> list[float]:
+    """One noise std per channel of the scaled data: estimated, or the given value(s), raised
+    to a floor.
 
-    No image is cleaner than its quantisation, and a zero would leave the inverse problem
+    Given values are in the input's intensity units and are scaled like their channel. No
+    image is cleaner than its quantisation, and a zero would leave the inverse problem
     singular at the zeros of the PSF's transfer function.
     """
     nch = data.shape[-1]
@@ -411,14 +416,24 @@ def _noise_levels(data: np.ndarray, noise_sigma: Any, in_dtype: np.dtype) -> lis
         levels = [_noise_sigma(data[..., c]) for c in range(nch)]
     else:
         try:
-            levels = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), (nch,)).tolist()
+            given = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), (nch,)).tolist()
         except (TypeError, ValueError):
             raise BadInputError(
                 f"noise_sigma must be one number or one per channel ({nch}), got {noise_sigma!r}"
             ) from None
-        if not all(math.isfinite(s) and s >= 0 for s in levels):
+        if not all(math.isfinite(s) and s >= 0 for s in given):
             raise BadInputError(f"noise_sigma must be finite and >= 0, got {noise_sigma!r}")
-    floors = [_quantisation_noise(data[..., c], in_dtype) for c in range(nch)]
+        levels = [s / float(k) for s, k in zip(given, scales, strict=True)]
+        for c, s in enumerate(levels):
+            # Noise above the whole signal is a units mistake (e.g. 8-bit units for an image
+            # in [0, 1]); it would also overflow the regularisation weights.
+            peak = float(np.abs(data[..., c]).max())
+            if peak > 0 and s > peak:
+                raise BadInputError(
+                    f"noise_sigma {given[c]:g} exceeds the image's largest magnitude "
+                    f"{peak * float(scales[c]):g}; give it in the image's intensity units"
+                )
+    floors = [_quantisation_noise(data[..., c], in_dtype, float(scales[c])) for c in range(nch)]
     return [max(s, f) for s, f in zip(levels, floors, strict=True)]
 
 
@@ -449,16 +464,54 @@ def _quiet(done: int, total: int) -> None:
     return None
 
 
-def _clip_range(out: np.ndarray, data: np.ndarray, in_dtype: np.dtype) -> np.ndarray:
-    """Keep the input's range: its dtype's for integers, [0, 1] for floats within it."""
-    lo = 0.0 if float(data.min()) >= 0 else -np.inf
+class _Input(NamedTuple):
+    data: np.ndarray  # (H, W, C), float32 or float64, each channel divided by its scale
+    dtype: np.dtype  # the input's
+    scales: np.ndarray  # (C,) powers of two
+    low: float  # the input's range, in its own units
+    high: float
+
+
+def _prepare(image: Any, channel_axis: int | None) -> _Input:
+    """Validate an image and bring it, channels last, into a well-scaled working domain.
+
+    Each channel is divided by the power of two that puts its largest magnitude in [0.5, 1).
+    Binary floating point scales by powers of two exactly, so the result does not depend on
+    the scale, while squares and FFT sums of the data can neither overflow (values up to
+    :data:`defocus._array.MAX_MAGNITUDE`) nor underflow (tiny values) in float32.
+    """
+    arr = np.asarray(image)
+    _check_magnitude(arr)
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4:
+        # float32 holds 24 bits: wider integers are computed in float64 to keep every count.
+        data, _ = _channels_last(arr.astype(np.float64), channel_axis)
+        in_dtype = arr.dtype
+    else:
+        data, in_dtype = _channels_last(arr, channel_axis)
+    low, high = float(data.min()), float(data.max())
+    peak = np.abs(data).max(axis=(0, 1)).astype(np.float64)
+    scales = np.where(peak > 0, np.exp2(np.frexp(peak)[1]), 1.0)
+    data *= 1 / scales  # float64 factors: 1/scale may exceed float32's range
+    return _Input(data, in_dtype, scales, low, high)
+
+
+def _output(out: np.ndarray, inp: _Input, channel_axis: int | None) -> np.ndarray:
+    """Back to the input's units, range and dtype.
+
+    Undoing the scale and clipping run in float64: float32 cannot hold the limits of 32-bit
+    integers (2**31 - 1 rounds up to 2**31, which no int32 can take). The range kept is the
+    dtype's for integers and, for floats, non-negative for non-negative input and [0, 1] for
+    input within it.
+    """
+    out = out.astype(np.float64) * inp.scales
+    lo = 0.0 if inp.low >= 0 else -np.inf
     hi = np.inf
-    if np.issubdtype(in_dtype, np.integer):
-        info = np.iinfo(in_dtype)
+    if np.issubdtype(inp.dtype, np.integer):
+        info = np.iinfo(inp.dtype)
         lo, hi = float(info.min), float(info.max)
-    elif float(data.max()) <= 1.0 and lo == 0.0:
+    elif inp.high <= 1.0 and lo == 0.0:
         hi = 1.0
-    return np.clip(out, lo, hi)
+    return _finish(np.clip(out, lo, hi, out=out), channel_axis, inp.dtype, inp.dtype)
 
 
 def deblur(
@@ -488,7 +541,8 @@ def deblur(
     noise_sigma : float or sequence of float, optional
         Standard deviation of the noise in intensity units (one per channel, or one for all).
         Default: estimated per channel from the finest wavelet detail. Values below the
-        quantisation noise of integer data (1/√12) or the float precision are raised to it.
+        quantisation noise of integer data (1/√12) or the float precision are raised to it;
+        values above the channel's largest magnitude are refused.
     boundary : {"valid", "periodic"}
         ``valid`` (default): the image is the valid part of a convolution of a larger scene,
         so nothing is assumed beyond the border and it does not ring. ``periodic``: the image
@@ -506,7 +560,15 @@ def deblur(
     ndarray
         Same shape and dtype as ``image``. Integers are rounded and clipped to the dtype's
         range; a non-negative image stays non-negative, and a float image within [0, 1] stays
-        within it.
+        within it. Any finite input up to the magnitude limit gives a finite output: the work
+        runs on each channel divided by a power of two (exact, so the result is the same as
+        unscaled) and 32-bit or wider integers are computed in float64.
+
+    Raises
+    ------
+    BadInputError
+        Unsupported shape or dtype, NaN or infinite values, magnitudes beyond
+        :data:`defocus._array.MAX_MAGNITUDE` (1e15), or invalid options.
 
     Examples
     --------
@@ -523,8 +585,9 @@ def deblur(
     """
     steps = _check(method, boundary, iterations)
     kernel = _as_kernel(psf)
-    data, in_dtype = _channels_last(image, channel_axis)
-    levels = _noise_levels(data, noise_sigma, in_dtype)
+    inp = _prepare(image, channel_axis)
+    data = inp.data
+    levels = _noise_levels(data, noise_sigma, inp.dtype, inp.scales)
     nch = data.shape[-1]
     out = np.empty_like(data)
     for c in range(nch):
@@ -538,8 +601,7 @@ def deblur(
         )
         if progress is not None:
             progress((c + 1) / nch)
-    out = _clip_range(out, data, in_dtype)
-    return _finish(out, channel_axis, in_dtype, in_dtype)
+    return _output(out, inp, channel_axis)
 
 
 def _ladder(smap: np.ndarray) -> np.ndarray:
@@ -693,7 +755,8 @@ def deblur_varying(
     if family not in FAMILIES:
         raise BadInputError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
     steps = _check(method, "valid", iterations)
-    data, in_dtype = _channels_last(image, channel_axis)
+    inp = _prepare(image, channel_axis)
+    data = inp.data
     h, w, _ = data.shape
     if smap.shape != (h, w):
         raise BadInputError(f"sigma map shape {smap.shape} does not match the image's {(h, w)}")
@@ -703,14 +766,14 @@ def deblur_varying(
         raise BadInputError(f"sigma map has negative values (min {float(smap.min()):g})")
     if tile is not None and (int(tile) != tile or tile < 8):
         raise BadInputError(f"tile must be an integer of at least 8 px, got {tile!r}")
-    noise = _noise_levels(data, noise_sigma, in_dtype)
+    noise = _noise_levels(data, noise_sigma, inp.dtype, inp.scales)
     levels = _ladder(smap)
     idx, t = _level_weights(smap, levels)
     report = progress or (lambda fraction: None)
     if tile is None:
         out = _blend_levels(data, idx, t, levels, family, noise, method, steps, report)
         report(1.0)
-        return _finish(_clip_range(out, data, in_dtype), channel_axis, in_dtype, in_dtype)
+        return _output(out, inp, channel_axis)
     margin = _family_kernel(family, float(levels[-1])).shape[0]
     cy, wy = _window_1d(h, int(tile))
     cx, wx = _window_1d(w, int(tile))
@@ -743,4 +806,4 @@ def deblur_varying(
             )
             out[core] += weight[..., None] * patch[inner]
             done += 1
-    return _finish(_clip_range(out, data, in_dtype), channel_axis, in_dtype, in_dtype)
+    return _output(out, inp, channel_axis)
