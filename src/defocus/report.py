@@ -1,0 +1,644 @@
+"""One self-contained HTML page per analysis: pictures embedded as PNG, numbers with their units.
+
+For each image the page shows the image, the blur-sigma heatmap with its colourbar, the profile
+across the sharpest line with the focal-plane fit, histograms of intensity, sigma and confidence,
+the summary numbers and the blur by band; given a sharp image of the same scene, also the
+estimated kernel beside the PSF model that explains it best. Everything is inline (no scripts,
+no links), so the file can be mailed or archived on its own, and the same input always gives the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import __version__
+from ._array import luminance
+from ._errors import BadInputError
+from .blurmap import PSF_FAMILIES, BlurMap, blur_map
+from .focalplane import FocalPlane, focal_plane
+from .io import ImageData, PixelSize, atomic_path, parse_pixel_size, read_image
+from .kernel import estimate_kernel, fit_psf
+from .psf import render
+from .viz import heatmap_figure, kernel_figure, profile_figure, to_display
+
+__all__ = [
+    "Section",
+    "focal_plane_figure",
+    "histogram_figure",
+    "make_report",
+    "report_page",
+    "report_section",
+]
+
+ImageLike = str | os.PathLike | ImageData | np.ndarray
+
+# Pictures of the image itself are shrunk (block mean) to at most this many pixels a side:
+# enough for a page, and it keeps a report of a large SEM frame a few MB at most.
+_MAX_DISPLAY = 1024
+_DPI = 90
+# Gaussian conversions of DESIGN.md: FWHM and the 20-80 % edge width per px of sigma.
+_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+_EDGE = 1.683
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1180px;margin:1.5em auto;padding:0 1em;
+color:#222;background:#fff}
+h1{font-size:1.5em}h2{border-bottom:2px solid #3b528b;padding-bottom:.2em;margin-top:2em}
+h3{font-size:1.05em;margin:1.2em 0 .4em}
+table{border-collapse:collapse;margin:.4em 0 1em;font-size:.92em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f2f2f2}td.n{text-align:right;font-variant-numeric:tabular-nums}
+figure{display:inline-block;margin:.5em 1em .8em 0;vertical-align:top;max-width:100%}
+figure.half{width:calc(50% - 1.2em)}figure.half img{width:100%}
+figure img{max-width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#555;max-width:560px}
+.error{color:#a40000}.note{color:#555;font-size:.9em}
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """The report of one image: its HTML fragment and the numbers shown in it.
+
+    Attributes
+    ----------
+    name : str
+        Heading of the section (the file name for files).
+    html : str
+        Self-contained HTML fragment (``<section>`` element, pictures inline).
+    summary : dict
+        JSON-ready numbers: ``image``, ``blur`` (:meth:`BlurMap.summary`), ``focal_plane``
+        (:meth:`FocalPlane.summary`, or an ``error``) and, with a pair, ``kernel``.
+    """
+
+    name: str
+    html: str
+    summary: dict[str, Any]
+
+
+def _png(fig: Figure) -> bytes:
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    return buf.getvalue()
+
+
+def _picture_png(picture: np.ndarray) -> bytes:
+    import imageio.v3 as iio
+    from skimage.transform import downscale_local_mean
+
+    factor = int(np.ceil(max(picture.shape[:2]) / _MAX_DISPLAY))
+    if factor > 1:
+        f = (factor, factor) + (1,) * (picture.ndim - 2)
+        picture = np.round(downscale_local_mean(picture, f)).astype(np.uint8)
+    return iio.imwrite("<bytes>", picture, extension=".png")
+
+
+def _img(png: bytes, alt: str, caption: str, *, half: bool = False) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    cls = ' class="half"' if half else ""
+    return (
+        f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _table(rows: Sequence[tuple[str, str]]) -> str:
+    """Two columns: a name and its value."""
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _grid(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A table with a header row and right-aligned cells."""
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+    body = "".join(
+        "<tr>" + "".join(f'<td class="n">{html.escape(c)}</td>' for c in r) + "</tr>" for r in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def _as_image(
+    image: ImageLike, pixel_size: str | PixelSize | None, channel_axis: int | None
+) -> ImageData:
+    """Read a path, or wrap an array, as ImageData; ``pixel_size`` overrides metadata."""
+    override = parse_pixel_size(pixel_size)
+    if isinstance(image, ImageData):
+        return (
+            image
+            if override is None
+            else replace(image, pixel_size=override, pixel_size_source="override")
+        )
+    if isinstance(image, str | os.PathLike):
+        return read_image(image, pixel_size=override)
+    data = np.asarray(image)
+    if data.ndim not in (2, 3) or (data.ndim == 3 and channel_axis is None):
+        raise BadInputError(
+            f"an image must be 2-D, or 3-D with channel_axis, got shape {data.shape}"
+        )
+    return ImageData(
+        data=data,
+        luminance=luminance(data, channel_axis=channel_axis),
+        channel_axis=channel_axis,
+        pixel_size=override,
+        pixel_size_source="none" if override is None else "override",
+    )
+
+
+def _physical(ps: PixelSize | None) -> tuple[str, float] | None:
+    """(unit, length of one pixel in it): geometric mean of x and y, in a readable unit."""
+    if ps is None:
+        return None
+    r = ps.readable()
+    return r.unit, float(np.sqrt(r.x * r.y))
+
+
+def focal_plane_figure(bm: BlurMap, fp: FocalPlane, *, title: str | None = None) -> Figure:
+    """Blur profile across the sharpest line with the fitted ``sigma² = sigma0² + (k·d)²``.
+
+    The profile runs along the axis the line crosses (down the height for a near-horizontal
+    line): the confidence-weighted median of sigma per row (or column) with its 16-84 % range,
+    the fitted model's median on the same rows, and the sharpest position.
+
+    Examples
+    --------
+    >>> from defocus.synth import tilt_map
+    >>> sig = tilt_map((96, 80), position=0.5, slope=0.05, floor=0.5)
+    >>> one = np.ones_like(sig)
+    >>> bm = BlurMap(sig, one, sig[2::4, 2::4], one[2::4, 2::4], 4, 0.0, "gauss")
+    >>> fig = focal_plane_figure(bm, focal_plane(bm))
+    >>> fig.axes[0].get_ylabel()
+    'blur sigma (px)'
+    """
+    prof = fp.rows if fp.axis == "rows" else fp.columns
+    n = bm.shape[0] if fp.axis == "rows" else bm.shape[1]
+    model = np.median(fp.predict(), axis=1 if fp.axis == "rows" else 0)
+    grid = (np.arange(n) + 0.5) / n
+    what = "height, 0 = top" if fp.axis == "rows" else "width, 0 = left"
+    return profile_figure(
+        (prof.coord + 0.5) / n,
+        prof.median,
+        low=prof.p16,
+        high=prof.p84,
+        ylabel="blur sigma (px)",
+        xlabel=f"position (fraction of the {what})",
+        peak=fp.position,
+        fit=(grid, model, "fit: sigma² = sigma0² + (k·d)²"),
+        spread_label="16-84 % range",
+        title=title,
+    )
+
+
+def histogram_figure(image: ImageData, bm: BlurMap) -> Figure:
+    """Histograms of the intensities, of sigma (all pixels and confidence-weighted) and of the
+    confidence, side by side.
+
+    The intensity histogram spans the dtype's full range for integer images, so clipping at
+    either end shows as a spike at the edge.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> img = ImageData(rng.random((64, 64)), rng.random((64, 64)).astype(np.float32))
+    >>> fig = histogram_figure(img, blur_map(img.data))
+    >>> [ax.get_xlabel() for ax in fig.axes]
+    ['intensity (float64)', 'blur sigma (px)', 'confidence']
+    """
+    fig = Figure(figsize=(11.0, 3.2), layout="constrained")
+    ax_i, ax_s, ax_c = fig.subplots(1, 3)
+    data = image.data
+    if data.dtype.kind in "ub":
+        info = np.iinfo(np.uint8 if data.dtype == bool else data.dtype)
+        rng = (float(info.min), float(info.max))
+    else:
+        rng = (float(data.min()), float(data.max()))
+        rng = rng if rng[1] > rng[0] else (rng[0], rng[0] + 1.0)
+    values = np.moveaxis(data, image.channel_axis, -1) if image.channel_axis is not None else data
+    if values.ndim == 3:
+        for c, colour in zip(range(min(values.shape[-1], 3)), ("C3", "C2", "C0"), strict=False):
+            ax_i.hist(values[..., c].ravel(), bins=128, range=rng, color=colour, alpha=0.5)
+    else:
+        ax_i.hist(values.ravel(), bins=128, range=rng, color="0.3")
+    ax_i.set_xlabel(f"intensity ({data.dtype})")
+    ax_i.set_ylabel("pixels")
+    ax_i.set_yscale("log")
+    top = max(float(np.percentile(bm.sigma, 99.5)), 0.5) * 1.05
+    kw = {"bins": 80, "range": (0.0, top), "density": True, "histtype": "step", "lw": 1.5}
+    ax_s.hist(bm.sigma.ravel(), color="0.5", label="all pixels", **kw)
+    ax_s.hist(
+        bm.sigma.ravel(),
+        weights=bm.confidence.ravel(),
+        color="C0",
+        label="confidence-weighted",
+        **kw,
+    )
+    ax_s.set_xlabel("blur sigma (px)")
+    ax_s.set_ylabel("density")
+    ax_s.legend(fontsize=8)
+    ax_c.hist(bm.confidence.ravel(), bins=50, range=(0.0, 1.0), color="C2")
+    ax_c.set_xlabel("confidence")
+    ax_c.set_ylabel("pixels")
+    for ax in (ax_i, ax_s, ax_c):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _model_figure(k: np.ndarray, model: np.ndarray, title: str) -> Figure:
+    """Kernel and fitted model side by side, and their radial profiles about the kernel centroid."""
+    fig = Figure(figsize=(11.0, 3.6), layout="constrained")
+    ax_k, ax_m, ax_p = fig.subplots(1, 3, width_ratios=(1, 1, 1.4))
+    vmax = float(max(k.max(), model.max()))
+    for ax, a, name in ((ax_k, k, "estimated kernel"), (ax_m, model, "fitted model")):
+        im = ax.imshow(a, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("x (px)")
+    fig.colorbar(im, ax=ax_m, shrink=0.85, label="weight")
+    total = k.sum()
+    y, x = np.indices(k.shape)
+    cy, cx = float((k * y).sum() / total), float((k * x).sum() / total)
+    bins = np.rint(np.hypot(y - cy, x - cx)).astype(int).ravel()
+    counts = np.maximum(np.bincount(bins), 1)
+    radii = np.arange(counts.size)
+    for a, style, name in ((k, "o-", "kernel"), (model, "-", "model")):
+        ax_p.plot(radii, np.bincount(bins, weights=a.ravel()) / counts, style, ms=3, label=name)
+    ax_p.set_xlabel("radius (px)")
+    ax_p.set_ylabel("mean weight")
+    ax_p.legend(fontsize=8)
+    ax_p.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _fmt(v: float, err: float | None, unit: str) -> str:
+    """``v ± err unit``, leaving out an unknown or infinite error."""
+    text = f"{v:.4g}" if err is None or not np.isfinite(err) else f"{v:.4g} ± {err:.2g}"
+    return f"{text} {unit}"
+
+
+def _kernel_part(
+    sharp: ImageData, image: ImageData, name: str, models: Sequence[str] | None
+) -> tuple[str, dict[str, Any]]:
+    if sharp.channel_axis != image.channel_axis:
+        raise BadInputError("one image is colour and the other greyscale; give a matching pair")
+    est = estimate_kernel(sharp.data, image.data, channel_axis=image.channel_axis)
+    k = est.kernel if est.kernel.ndim == 2 else est.kernel.mean(axis=-1)
+    fit = fit_psf(k) if models is None else fit_psf(k, models=models)
+    best = fit.best
+    shown = ", ".join(
+        f"{p} = {_fmt(v, best.errors.get(p), '°' if p == 'angle' else 'px')}"
+        for p, v in best.params.items()
+    )
+    title = f"{fit.model}({shown}); sigma {best.sigma:.3g} px"
+    model = render(fit.model, shape=k.shape, offset=best.centre, **best.params)
+    rows = [
+        ("best model (lowest BIC)", title),
+        ("kernel sigma (moments)", f"{est.sigma:.4g} px"),
+        ("kernel size", f"{k.shape[0]} x {k.shape[1]} px"),
+        ("model misfit ‖model − kernel‖ / ‖kernel‖", f"{best.rel_error:.3g}"),
+        ("registration shift (dy, dx)", f"({est.shift[0]:.2f}, {est.shift[1]:.2f}) px"),
+        ("intensity mapping", f"gain {np.mean(est.gain):.4g}, offset {np.mean(est.offset):.4g}"),
+        ("fit residual (RMS)", f"{np.mean(est.residual):.4g} (blurred image's units)"),
+    ]
+    fits = [
+        (
+            m + (" (chosen)" if m == fit.model else ""),
+            ", ".join(f"{p}={v:.3g}" for p, v in f.params.items()),
+            f"{f.sigma:.3g}",
+            f"{f.rel_error:.3g}",
+            f"{f.bic - best.bic:.1f}",
+        )
+        for m, f in sorted(fit.fits.items(), key=lambda kv: kv[1].bic)
+    ]
+    part = (
+        "<h3>Kernel from the pair</h3>"
+        + _table(rows)
+        + _grid(fits, ("model", "parameters (px; angles in °)", "sigma (px)", "misfit", "ΔBIC"))
+        + _img(
+            _png(kernel_figure(k, title=f"estimated kernel, sigma {est.sigma:.3g} px")),
+            f"{name}: estimated kernel",
+            "Kernel estimated from the pair (sharp → this image), with its radial profile on "
+            "linear and log axes.",
+        )
+        + _img(
+            _png(_model_figure(k, model, title)),
+            f"{name}: kernel and model",
+            "The kernel beside the model that explains it best, and their radial profiles.",
+        )
+    )
+    summary = {
+        "sigma_px": est.sigma,
+        "model": fit.model,
+        "params": best.params,
+        "model_sigma_px": best.sigma,
+        "fit_rel_error": best.rel_error,
+        "estimate": est.to_dict(),
+    }
+    return part, summary
+
+
+def report_section(
+    image: ImageLike,
+    *,
+    sharp: ImageLike | None = None,
+    psf: str = "gauss",
+    pixel_size: str | PixelSize | None = None,
+    channel_axis: int | None = None,
+    name: str | None = None,
+    models: Sequence[str] | None = None,
+) -> Section:
+    """Analyse one image and lay out its part of the report.
+
+    Parameters
+    ----------
+    image : path, ImageData or ndarray
+        The (blurred) image.
+    sharp : path, ImageData or ndarray, optional
+        A sharp image of the same scene: adds the kernel estimated from the pair and its model.
+    psf : {"gauss", "disk", "auto"}
+        PSF family for :func:`defocus.blur_map`.
+    pixel_size : str or PixelSize, optional
+        Overrides the pixel size from metadata, e.g. ``"10nm"``.
+    channel_axis : int, optional
+        Colour axis of array inputs (files carry their own layout).
+    name : str, optional
+        Heading; default the file name, or ``"image"``.
+    models : sequence of str, optional
+        PSF models to fit to the kernel (default: those of :func:`defocus.fit_psf`).
+
+    Returns
+    -------
+    Section
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> sec = report_section(data.camera()[::4, ::4], pixel_size="50nm")
+    >>> sec.summary["blur"]["unit"], sec.html.count("<img")
+    ('px', 4)
+    """
+    if psf not in PSF_FAMILIES:
+        raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
+    img = _as_image(image, pixel_size, channel_axis)
+    if name is None:
+        name = img.path.name if img.path is not None else "image"
+    bm = blur_map(img.data, psf=psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
+    try:
+        fp: FocalPlane | None = focal_plane(bm)
+        fp_note = ""
+    except BadInputError as exc:  # e.g. too few confident measurements: the map still stands
+        fp, fp_note = None, str(exc)
+    physical = _physical(img.pixel_size)
+    blur = bm.summary()
+    q = blur["sigma"]
+    summary: dict[str, Any] = {
+        "image": {
+            "name": name,
+            "shape": list(img.data.shape),
+            "dtype": str(img.data.dtype),
+            "pixel_size": None if img.pixel_size is None else str(img.pixel_size),
+            "pixel_size_source": img.pixel_size_source,
+        },
+        "blur": blur,
+    }
+
+    def px(v: float) -> str:
+        text = f"{v:.2f} px"
+        return text if physical is None else f"{text} ({v * physical[1]:.3g} {physical[0]})"
+
+    ps_text = "unknown" if img.pixel_size is None else str(img.pixel_size)
+    rows = [
+        ("image", f"{' x '.join(map(str, img.data.shape))}, {img.data.dtype}"),
+        ("pixel size", f"{ps_text} (source: {img.pixel_size_source})"),
+        ("PSF family assumed", psf),
+        ("blur sigma, median", px(q["median"])),
+        ("blur sigma, 10-90 %", f"{px(q['p10'])} – {px(q['p90'])}"),
+        (
+            "median as other sizes",
+            f"FWHM {q['median'] * _FWHM:.2f} px, 20-80 % edge {q['median'] * _EDGE:.2f} px "
+            f"(Gaussian); disk radius {2 * q['median']:.2f} px",
+        ),
+        ("mean confidence", f"{blur['mean_confidence']:.2f}"),
+        ("measured fraction of cells", f"{blur['measured_fraction']:.0%}"),
+        ("noise sigma", f"{blur['noise_sigma']:.4g} (intensity units)"),
+    ]
+    if fp is not None:
+        fps = fp.summary()
+        summary["focal_plane"] = fps
+        e = fp.errors
+        where = "height" if fp.axis == "rows" else "width"
+        ends = ("top", "bottom") if fp.axis == "rows" else ("left", "right")
+        line = (
+            f"{fp.position:.1%} ± {e['position']:.1%} of the {where} from the {ends[0]} "
+            f"({1 - fp.position:.1%} from the {ends[1]})"
+        )
+        if not 0 <= fp.position <= 1:
+            line += "; outside the image: blur has no clear minimum inside it"
+        rows += [
+            ("sharpest line", line),
+            ("tilt of the line", f"{fp.angle:.1f} ± {e['angle']:.1f}°"),
+            ("sigma on the line, sigma0", f"{fp.sigma0:.2f} ± {e['sigma0']:.2f} px"),
+            ("growth k (sigma per px of distance)", f"{fp.slope:.4f} ± {e['slope']:.4f} px/px"),
+            ("fit RMS residual", f"{fp.rms_log_residual:.3f} (log units; 0.1 ≈ 10 %)"),
+        ]
+    else:
+        summary["focal_plane"] = {"error": fp_note}
+        rows.append(("sharpest line", f"not fitted: {fp_note}"))
+
+    secondary = None if physical is None else (f"sigma ({physical[0]})", physical[1])
+    pictures = [
+        _img(
+            _picture_png(to_display(img.data, channel_axis=img.channel_axis)),
+            f"{name}: image",
+            f"The image ({ps_text} per pixel), stretched for display (0.5-99.5 % percentiles).",
+            half=True,
+        ),
+        _img(
+            _png(
+                heatmap_figure(
+                    img.data,
+                    bm.sigma,
+                    label="blur sigma (px)",
+                    channel_axis=img.channel_axis,
+                    cmap="viridis",
+                    vmin=0.0,
+                    vmax=float(np.percentile(bm.sigma, 99)),
+                    pixel_size=img.pixel_size,
+                    secondary=secondary,
+                    title=f"blur sigma ({psf} PSF)",
+                )
+            ),
+            f"{name}: blur heatmap",
+            "Blur sigma in px over the image: the per-axis standard deviation of the local PSF.",
+            half=True,
+        ),
+    ]
+    if fp is not None:
+        pictures.append(
+            _img(
+                _png(
+                    focal_plane_figure(
+                        bm,
+                        fp,
+                        title=f"sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°; "
+                        f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px",
+                    )
+                ),
+                f"{name}: profile with focal-plane fit",
+                "Median blur per row (or column) with its 16-84 % range, and the fitted model.",
+            )
+        )
+    pictures.append(
+        _img(
+            _png(histogram_figure(img, bm)),
+            f"{name}: histograms",
+            "Intensities (full dtype range, log counts), blur sigma and confidence.",
+        )
+    )
+    parts = [
+        f"<section><h2>{html.escape(name)}</h2>",
+        "<h3>Summary</h3>",
+        _table(rows),
+    ]
+    if fp is not None:
+        key = "rows" if fp.axis == "rows" else "cols"
+        bands = [
+            (
+                f"{100 * b[key][0]:.0f}–{100 * b[key][1]:.0f} %",
+                f"{b['sigma']:.2f} ± {b['spread']:.2f}",
+                f"{b['confidence']:.2f}",
+            )
+            for b in fp.bands
+        ]
+        span = "height from the top" if fp.axis == "rows" else "width from the left"
+        parts.append(
+            "<h3>Blur by band</h3>"
+            + _grid(bands, (f"band ({span})", "sigma ± half 16-84 % (px)", "confidence"))
+        )
+    parts.append("<h3>Pictures</h3>" + "".join(pictures))
+    if sharp is not None:
+        sharp_img = _as_image(sharp, pixel_size, channel_axis)
+        part, summary["kernel"] = _kernel_part(sharp_img, img, name, models)
+        parts.append(part)
+    parts.append("</section>")
+    return Section(name=name, html="\n".join(parts), summary=summary)
+
+
+def report_page(
+    sections: Sequence[Section],
+    *,
+    title: str = "defocus report",
+    failures: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Assemble sections into one HTML page, listing inputs that could not be analysed.
+
+    Examples
+    --------
+    >>> parts = [Section(n, f"<section>{n}</section>", {}) for n in ("a.tif", "b.tif")]
+    >>> page = report_page(parts, failures=[("c.tif", "no such file")])
+    >>> page.startswith("<!DOCTYPE html>"), 'href="#s1"' in page, "c.tif: no such file" in page
+    (True, True, True)
+    """
+    esc = html.escape
+    items = "".join(f'<li><a href="#s{i}">{esc(s.name)}</a></li>' for i, s in enumerate(sections))
+    bodies = "\n".join(
+        s.html.replace("<section>", f'<section id="s{i}">', 1) for i, s in enumerate(sections)
+    )
+    failed = ""
+    if failures:
+        failed = (
+            '<h2 class="error">Not analysed</h2><ul>'
+            + "".join(f'<li class="error">{esc(n)}: {esc(m)}</li>' for n, m in failures)
+            + "</ul>"
+        )
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{_CSS}</style></head><body>\n"
+        f"<h1>{esc(title)}</h1>"
+        f'<p class="note">defocus {esc(__version__)}. Blur is sigma in pixels: the per-axis '
+        "standard deviation of the local point-spread function (Gaussian FWHM = 2.3548 sigma, "
+        "uniform disk radius = 2 sigma). Confidence is low where the blur was filled in from "
+        "elsewhere (flat regions).</p>"
+        + (f"<ul>{items}</ul>" if len(sections) > 1 else "")
+        + failed
+        + f"\n{bodies}\n</body></html>\n"
+    )
+
+
+def make_report(
+    images: ImageLike | Sequence[ImageLike],
+    *,
+    sharp: ImageLike | None = None,
+    psf: str = "gauss",
+    pixel_size: str | PixelSize | None = None,
+    channel_axis: int | None = None,
+    models: Sequence[str] | None = None,
+    title: str = "defocus report",
+    output: str | os.PathLike | None = None,
+) -> str:
+    """Analyse images and return (and optionally write) a self-contained HTML report.
+
+    Parameters
+    ----------
+    images : path, ImageData or ndarray, or a sequence of them
+        The images to report on, one section each.
+    sharp : path, ImageData or ndarray, optional
+        A sharp image of the same scene: each section adds the kernel estimated from the pair
+        (sharp → image) and the PSF model that explains it.
+    psf, pixel_size, channel_axis, models
+        As in :func:`report_section`.
+    title : str
+        Page title.
+    output : path, optional
+        Also write the page there, atomically (temporary file, then rename).
+
+    Returns
+    -------
+    str
+        The HTML page.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skimage import data
+    >>> out = Path(tempfile.mkdtemp()) / "report.html"
+    >>> page = make_report(data.camera()[::4, ::4], output=out)
+    >>> out.read_text(encoding="utf-8") == page
+    True
+    """
+    if isinstance(images, str | os.PathLike | ImageData) or (
+        isinstance(images, np.ndarray) and images.dtype != object
+    ):
+        images = [images]
+    if not images:
+        raise BadInputError("give at least one image to report on")
+    sharp_img = None if sharp is None else _as_image(sharp, pixel_size, channel_axis)
+    names = [Path(im).name if isinstance(im, str | os.PathLike) else None for im in images]
+    sections = [
+        report_section(
+            im,
+            sharp=sharp_img,
+            psf=psf,
+            pixel_size=pixel_size,
+            channel_axis=channel_axis,
+            models=models,
+            name=name if name is not None or len(images) == 1 else f"image {i + 1}",
+        )
+        for i, (im, name) in enumerate(zip(images, names, strict=True))
+    ]
+    page = report_page(sections, title=title)
+    if output is not None:
+        with atomic_path(output) as tmp:
+            tmp.write_text(page, encoding="utf-8")
+    return page
