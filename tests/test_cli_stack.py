@@ -78,3 +78,44 @@ def test_cli_exit_2_for_mixed_sizes_and_single_frames(tmp_path, rgb_stack, capsy
     assert "at least 2 frames" in capsys.readouterr().err
     assert main(["stack", *paths, "-o", paths[0]]) == 2  # would overwrite an input
     assert not out.exists()
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "defocus: " in line]
+
+
+def test_cli_error_after_progress_starts_on_its_own_line(tmp_path, rgb_stack, capsys):
+    _, paths = rgb_stack
+    small = tmp_path / "small.png"
+    write_image(small, read_image(paths[1]).data[:-4])
+    assert main(["stack", paths[0], str(small), paths[2], "-o", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert "1/" in err  # the bar was drawn before the second frame failed
+    (line,) = _error_lines(err)
+    assert line.startswith("defocus: error:") and "small.png" in line
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "start"),
+    [
+        (RuntimeError("boom"), 1, "defocus: internal error:"),
+        (KeyboardInterrupt(), 130, "defocus: interrupted"),
+    ],
+)
+def test_cli_bar_line_ends_on_any_exit(tmp_path, rgb_stack, capsys, monkeypatch, exc, code, start):
+    from defocus import stack
+
+    load = stack._load
+
+    def failing_load(frame, index, channel_axis):
+        if index == 1:
+            raise exc
+        return load(frame, index, channel_axis)
+
+    monkeypatch.setattr(stack, "_load", failing_load)
+    _, paths = rgb_stack
+    assert main(["stack", *paths, "-o", str(tmp_path / "f.png")]) == code
+    err = capsys.readouterr().err
+    assert "1/" in err
+    (line,) = _error_lines(err)
+    assert line.startswith(start)

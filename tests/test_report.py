@@ -168,3 +168,19 @@ def test_renders_in_headless_chromium(page, tmp_path):
         for f in (good, bad)
     ]
     assert titles == ["loaded 6 of 6", "loaded 5 of 6"]
+
+
+def test_focal_line_outside_the_image_is_stated(monkeypatch):
+    # Blur grows monotonically down the image: the fitted line lies above its top edge.
+    img = data.camera()[::4, ::4]
+    sigma = defocus.synth.tilt_map(img.shape, position=-0.4, slope=0.03, floor=0.5)
+    one = np.ones_like(sigma)
+    ramp = defocus.BlurMap(sigma, one, sigma[2::4, 2::4], one[2::4, 2::4], 4, 0.0, "gauss")
+    monkeypatch.setattr(defocus.report, "blur_map", lambda *a, **k: ramp)
+    sec = report_section(img)
+    fp = defocus.focal_plane(ramp)
+    assert fp.outside and fp.note and fp.position == 0.0
+    assert sec.summary["focal_plane"] == fp.summary()
+    (line,) = re.findall(r"<th>sharpest line</th><td>([^<]*)</td>", sec.html)
+    assert line.startswith("least blur at the top edge") and fp.note in line
+    assert f"{fp.fitted_position:.1%}" in line  # the extrapolated fit, beyond the image

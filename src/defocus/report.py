@@ -438,11 +438,14 @@ def report_section(
         where = "height" if fp.axis == "rows" else "width"
         ends = ("top", "bottom") if fp.axis == "rows" else ("left", "right")
         line = (
-            f"{fp.position:.1%} ± {e['position']:.1%} of the {where} from the {ends[0]} "
-            f"({1 - fp.position:.1%} from the {ends[1]})"
+            f"{fp.fitted_position:.1%} ± {e['position']:.1%} of the {where} from the {ends[0]} "
+            f"({1 - fp.fitted_position:.1%} from the {ends[1]})"
         )
-        if not 0 <= fp.position <= 1:
-            line += "; outside the image: blur has no clear minimum inside it"
+        if fp.outside:  # position is clamped to the nearer edge; say so and give the fit's
+            line = (
+                f"least blur at the {ends[int(fp.position)]} edge ({fp.note}); the fitted "
+                f"line, extrapolated, lies at {line}"
+            )
         rows += [
             ("sharpest line", line),
             ("tilt of the line", f"{fp.angle:.1f} ± {e['angle']:.1f}°"),

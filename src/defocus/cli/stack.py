@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _progress_bar(quiet: bool):
+@contextmanager
+def _progress_bar(quiet: bool) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress callback redrawing one stderr line; leaving the block ends an unfinished line,
+    whatever the exit (error, Ctrl-C), so the error message that follows starts on its own."""
     start = time.perf_counter()
+    line_open = False
 
     def show(done: int, total: int, what: str) -> None:
+        nonlocal line_open
         if quiet:
             return
         width = 24
@@ -69,8 +76,13 @@ def _progress_bar(quiet: bool):
             file=sys.stderr,
             flush=True,
         )
+        line_open = done != total
 
-    return show
+    try:
+        yield show
+    finally:
+        if line_open:
+            print(file=sys.stderr, flush=True)
 
 
 def _write_maps(out: Path, frames: list[str], res: S.StackResult) -> list[Path]:
@@ -128,13 +140,14 @@ def run(args: argparse.Namespace) -> int:
         if target is not None and Path(target).resolve() in inputs:
             raise BadInputError(f"{target}: output would overwrite an input frame")
     maps = output_dir(args.maps, args.frames) if args.maps else None
-    res = S.fuse(
-        args.frames,
-        align=not args.no_align,
-        method=args.method,
-        motion=args.motion,
-        progress=_progress_bar(args.quiet),
-    )
+    with _progress_bar(args.quiet) as progress:
+        res = S.fuse(
+            args.frames,
+            align=not args.no_align,
+            method=args.method,
+            motion=args.motion,
+            progress=progress,
+        )
     write_image(args.output, res.image, channel_axis=res.channel_axis)
     written = [Path(args.output)]
     if args.depth:

@@ -337,7 +337,9 @@ class BlurMapWidget(_Widget):
                     shape_type="line",
                     edge_color="red",
                     edge_width=max(bm.shape) / 200,
-                    name=f"{name} sharpest line",
+                    # drawn at fp.position: the nearer edge when the fitted line lies outside
+                    # (the status text, from fp.summary(), carries fp.note)
+                    name=f"{name} {'least-blur edge' if fp.outside else 'sharpest line'}",
                     metadata=meta,
                 )
             self.status.value = "\n".join(lines)
