@@ -253,7 +253,7 @@ def _calibration() -> dict[str, np.ndarray]:
 
 # Pooled precision (1 / variance of log sigma) at which a pyramid level's local estimate is
 # trusted half-way over the coarser fill.
-_TRUST_PRECISION = 4.0
+_TRUST_PRECISION = 16.0
 # Log-sigma standard error at which a pixel's confidence is one half.
 _HALF_CONF_SD = 0.25
 # Cells whose predicted log-sigma error exceeds this are left out of the sparse field.
