@@ -247,6 +247,10 @@ def region_stats(
     }
 
 
+# Residual (log sigma) beyond which the fit's loss grows linearly instead of quadratically.
+_ROBUST_SCALE = 0.2
+
+
 def _fit(y, x, lv, wt, shape, start):
     """Refine (theta, rho, sigma0, k) by weighted least squares on log sigma_eff."""
     sw = np.sqrt(wt)
@@ -258,7 +262,10 @@ def _fit(y, x, lv, wt, shape, start):
     lo = [start[0] - math.pi / 2, -np.inf, 0.0, 0.0]
     hi = [start[0] + math.pi / 2, np.inf, np.inf, np.inf]
     x0 = np.clip(start, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
-    sol = least_squares(resid, x0, bounds=(lo, hi), x_scale="jac")
+    # Robust loss: cells filled from far away (smooth regions) can read far off the model.
+    sol = least_squares(
+        resid, x0, bounds=(lo, hi), x_scale="jac", loss="soft_l1", f_scale=_ROBUST_SCALE
+    )
     return sol.x, float(np.sqrt(np.sum(sol.fun**2) / wt.sum()))
 
 
