@@ -19,7 +19,7 @@ import numpy as np
 import defocus
 from defocus.data import tilted_gravel
 from defocus.report import focal_plane_figure
-from defocus.viz import heatmap_figure, save_figure
+from defocus.viz import save_figure, sigma_heatmap
 
 
 def main() -> None:
@@ -47,16 +47,11 @@ def main() -> None:
         within = np.abs(bm.sigma - truth) <= np.maximum(0.3 * truth, 0.3)
         print(f"{within.mean():.0%} of pixels within ±30 % (or ±0.3 px) of the true sigma")
 
-    nm = img.pixel_size.to("nm") if img.pixel_size is not None else None
-    heatmap = heatmap_figure(
+    heatmap = sigma_heatmap(
         img.data,
         bm.sigma,
-        label="blur sigma (px)",
         channel_axis=img.channel_axis,
-        cmap="viridis",
-        vmin=0.0,
         pixel_size=img.pixel_size,
-        secondary=None if nm is None else ("sigma (nm)", float(np.sqrt(nm.x * nm.y))),
         title=f"blur sigma: sharpest at {fp.position:.0%} of the height, tilt {fp.angle:.1f}°",
     )
     save_figure(heatmap, out / "sem_tilt_heatmap.png", dpi=70)

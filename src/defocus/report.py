@@ -30,7 +30,7 @@ from .focalplane import FocalPlane, focal_plane
 from .io import ImageData, PixelSize, atomic_path, parse_pixel_size, read_image
 from .kernel import estimate_kernel, fit_psf
 from .psf import render
-from .viz import heatmap_figure, kernel_figure, profile_figure, to_display
+from .viz import kernel_figure, profile_figure, sigma_heatmap, to_display
 
 __all__ = [
     "Section",
@@ -457,7 +457,6 @@ def report_section(
         summary["focal_plane"] = {"error": fp_note}
         rows.append(("sharpest line", f"not fitted: {fp_note}"))
 
-    secondary = None if physical is None else (f"sigma ({physical[0]})", physical[1])
     pictures = [
         _img(
             _picture_png(to_display(img.data, channel_axis=img.channel_axis)),
@@ -467,16 +466,11 @@ def report_section(
         ),
         _img(
             _png(
-                heatmap_figure(
+                sigma_heatmap(
                     img.data,
                     bm.sigma,
-                    label="blur sigma (px)",
                     channel_axis=img.channel_axis,
-                    cmap="viridis",
-                    vmin=0.0,
-                    vmax=float(np.percentile(bm.sigma, 99)),
                     pixel_size=img.pixel_size,
-                    secondary=secondary,
                     title=f"blur sigma ({psf} PSF)",
                 )
             ),

@@ -23,6 +23,7 @@ __all__ = [
     "mask_view",
     "profile_figure",
     "save_figure",
+    "sigma_heatmap",
     "sketch_view",
     "to_display",
 ]
@@ -212,6 +213,46 @@ def heatmap_figure(
             "left", functions=(lambda v: v * factor, lambda v: v / factor)
         ).set_ylabel(name)
     return fig
+
+
+def sigma_heatmap(
+    image: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    pixel_size: PixelSize | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Heatmap of a blur map in px, with a second colourbar axis in physical units when known.
+
+    The colour scale runs from 0 to the 99th percentile of sigma, so a few extreme cells do
+    not wash out the rest.
+
+    Examples
+    --------
+    >>> from defocus.io import PixelSize
+    >>> ps = PixelSize(5e-9, 5e-9, "m")
+    >>> fig = sigma_heatmap(np.eye(8), np.full((8, 8), 2.0), pixel_size=ps)
+    >>> bar = fig.axes[1]
+    >>> bar.get_ylabel(), [a.get_ylabel() for a in bar.child_axes]
+    ('blur sigma (px)', ['sigma (nm)'])
+    """
+    secondary = None
+    if pixel_size is not None:
+        ps = pixel_size.readable()
+        secondary = (f"sigma ({ps.unit})", float(np.sqrt(ps.x * ps.y)))
+    return heatmap_figure(
+        image,
+        sigma,
+        label="blur sigma (px)",
+        channel_axis=channel_axis,
+        cmap="viridis",
+        vmin=0.0,
+        vmax=float(np.percentile(sigma, 99)),
+        pixel_size=pixel_size,
+        secondary=secondary,
+        title=title,
+    )
 
 
 def profile_figure(
