@@ -13,7 +13,7 @@ from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES, blur_map
 from ..focalplane import focal_plane
 from ..io import write_json, write_map
-from ..viz import heatmap_figure, profile_figure, save_figure
+from ..viz import profile_figure, save_figure, sigma_heatmap
 from ._common import (
     add_input_options,
     display_name,
@@ -81,23 +81,17 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     }
     write_map(files["sigma"], bm.sigma, pixel_size=img.pixel_size)
     write_map(files["confidence"], bm.confidence, pixel_size=img.pixel_size)
-    # one physical unit for the colourbar and the summary: geometric mean of the x and y sizes
+    # physical unit for the summary: geometric mean of the x and y sizes, as in the heatmap
     physical = None
     if img.pixel_size is not None:
         ps = img.pixel_size.readable()
         physical = (ps.unit, float(np.sqrt(ps.x * ps.y)))
-    secondary = None if physical is None else (f"sigma ({physical[0]})", physical[1])
     save_figure(
-        heatmap_figure(
+        sigma_heatmap(
             img.data,
             bm.sigma,
-            label="blur sigma (px)",
             channel_axis=img.channel_axis,
-            cmap="viridis",
-            vmin=0.0,
-            vmax=float(np.percentile(bm.sigma, 99)),
             pixel_size=img.pixel_size,
-            secondary=secondary,
             title=f"{display_name(path)}: blur sigma ({args.psf} PSF)",
         ),
         files["heatmap"],
