@@ -46,14 +46,19 @@ def _rows_done(out):
     return {p.name for p in out.glob("*.map.json") if not p.name.startswith(".")}
 
 
-def _local_cluster():
+@pytest.fixture(scope="module")
+def scheduler():
+    """Address of a running in-process cluster, as a facility's scheduler would be."""
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=1, processes=False, dashboard_address=None, threads_per_worker=1)
+    with LocalCluster(
+        n_workers=1, processes=False, dashboard_address=None, threads_per_worker=1
+    ) as cluster:
+        yield cluster.scheduler_address
 
 
-def test_killed_batch_resumes_without_partial_files(tmp_path):
-    paths = _images(tmp_path / "in", 12, size=160)
+def test_killed_batch_resumes_without_partial_files(tmp_path, scheduler):
+    paths = _images(tmp_path / "in", 6, size=128)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "defocus", "batch", *paths, "-o", str(out)]
     cmd += ["--task", "map", "--workers", "1", "--no-progress"]
@@ -74,12 +79,11 @@ def test_killed_batch_resumes_without_partial_files(tmp_path):
     # what is visible after a kill is complete: every finished row has readable maps
     for name in done_before:
         stem = name.removesuffix(".map.json")
-        assert read_image(out / f"{stem}.sigma.tif").data.shape == (160, 160)
+        assert read_image(out / f"{stem}.sigma.tif").data.shape == (128, 128)
     stamps = {n: (out / n).stat().st_mtime_ns for n in done_before}
 
-    with _local_cluster() as cluster:
-        args = ["batch", *paths, "-o", str(out), "--task", "map"]
-        assert main([*args, "--scheduler", cluster.scheduler_address]) == 0
+    args = ["batch", *paths, "-o", str(out), "--task", "map", "--no-progress"]
+    assert main([*args, "--scheduler", scheduler]) == 0
     rows = _table(out)
     assert [r["input"] for r in rows] == paths
     assert all(r["status"] in ("done", "skipped (done before)") for r in rows)
@@ -90,14 +94,12 @@ def test_killed_batch_resumes_without_partial_files(tmp_path):
     assert _partials(out) == []
 
 
-def test_batch_reports_bad_file_in_its_row_and_exits_2(tmp_path, capsys):
+def test_batch_reports_bad_file_in_its_row_and_exits_2(tmp_path, scheduler, capsys):
     paths = _images(tmp_path / "in", 3, size=128)
     missing = str(tmp_path / "in" / "gone.tif")
     inputs = [paths[0], missing, *paths[1:]]
     out = tmp_path / "out"
-    # attach to a running cluster, as with a facility's scheduler
-    with _local_cluster() as cluster:
-        code = main(["batch", *inputs, "-o", str(out), "--scheduler", cluster.scheduler_address])
+    code = main(["batch", *inputs, "-o", str(out), "--scheduler", scheduler])
     assert code == 2
     captured = capsys.readouterr()
     assert "gone.tif: no such file" in captured.err
@@ -115,3 +117,54 @@ def test_batch_refuses_two_inputs_with_one_name(tmp_path, capsys):
     pa, pb = _images(a, 1, size=64)[0], _images(b, 1, size=64)[0]
     assert main(["batch", pa, pb, "-o", str(tmp_path / "o")]) == 2
     assert "both write im00" in capsys.readouterr().err
+
+
+def test_batch_identify_fills_the_psf_columns(tmp_path, scheduler, capsys):
+    from defocus import parallel
+    from defocus.kernel import identify
+    from defocus.psf import render
+    from defocus.synth import blur
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sharp = data.camera()[100:228, 150:278].astype(np.float32)
+    # name: model, true sigma (px), kernel parameters
+    truth = {
+        "g15": ("gauss", 1.5, {"sigma": 1.5}),
+        "d3": ("disk", 1.5, {"radius": 3.0}),
+        "g3": ("gauss", 3.0, {"sigma": 3.0}),
+        "d6": ("disk", 3.0, {"radius": 6.0}),
+    }
+    images = {}
+    for name, (model, _, params) in truth.items():
+        images[name] = np.round(blur(sharp, render(model, **params))).astype(np.uint8)
+        write_image(folder / f"{name}.tif", images[name])
+    write_image(folder / "tiny.tif", data.camera()[:40, :40])  # identify needs 64 px a side
+    inputs = [str(folder / f"{name}.tif") for name in [*truth, "tiny"]]
+    out = tmp_path / "out"
+    args = ["batch", *inputs, "-o", str(out), "--task", "identify", "--no-progress"]
+    assert main([*args, "--scheduler", scheduler]) == 2
+    assert "tiny.tif" in capsys.readouterr().err
+    rows = _table(out)
+    assert tuple(rows[0]) == parallel.QC_COLUMNS and [r["input"] for r in rows] == inputs
+    for row, (name, (model, sigma, params)) in zip(rows[:-1], truth.items(), strict=True):
+        assert row["status"] == "done" and row["error"] == "" and row["task"] == "identify"
+        # the row is kernel.identify's answer on the same image
+        found = identify(images[name])
+        assert row["psf_model"] == found.model == model
+        assert float(row["sigma_median"]) == pytest.approx(found.sigma, rel=1e-5)
+        assert float(row["sigma_median"]) == pytest.approx(sigma, rel=0.15)
+        assert float(row["psf_confidence"]) == pytest.approx(found.confidence, rel=1e-5)
+        assert 0 <= float(row["psf_confidence"]) <= 1
+        if model == "disk":
+            assert float(row["psf_diameter"]) == pytest.approx(2 * params["radius"], abs=1)
+        else:
+            assert row["psf_diameter"] == ""
+        assert row["sigma_p10"] == row["sigma_p90"] == ""  # one uniform blur: no spread
+        assert row["out_of_focus"] == str(sigma > parallel.MAX_SIGMA)
+        assert float(row["focus_score"]) > 0
+    assert rows[-1]["status"] == "bad input" and "64x64" in rows[-1]["error"]
+    assert rows[-1]["psf_model"] == ""
+    # identify writes no maps: only the rows and the table
+    written = {p.name for p in out.iterdir()}
+    assert written - {"qc.parquet"} == {"qc.csv"} | {f"{n}.identify.json" for n in truth}

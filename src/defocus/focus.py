@@ -128,6 +128,16 @@ def _gradient_energy_dog(img: np.ndarray, sigma: float, minus: float | None) -> 
     return energy
 
 
+def _coarse_energy(img: np.ndarray, scale: float, coarse: float) -> np.ndarray:
+    """:func:`gradient_ratio` 's denominator energy ``E[C**2]``, ``C = grad(G_coarse * img)``."""
+    return _window(_gradient_energy_dog(img, coarse, None), scale)
+
+
+def _contrast_floor(mean_coarse_energy: float) -> float:
+    """:func:`gradient_ratio` 's default contrast floor, from the image's mean ``E[C**2]``."""
+    return max(_CONTRAST_FLOOR * mean_coarse_energy, _TINY)
+
+
 def _white_noise_gain(sigma: float, minus: float | None) -> float:
     """Expected :func:`_gradient_energy_dog` of unit-variance white noise."""
     size = 2 * int(np.ceil(4 * max(sigma, minus or 0))) + 1
@@ -655,6 +665,7 @@ def gradient_ratio(
     fine: float = 0.8,
     coarse: float = 3.0,
     noise_sigma: float | None = None,
+    contrast_floor: float | None = None,
     channel_axis: int | None = None,
 ) -> np.ndarray:
     """Noise-corrected ratio of band-pass to coarse gradient energy (the default measure).
@@ -691,6 +702,12 @@ def gradient_ratio(
         from the median absolute finest Haar diagonal detail (Donoho & Johnstone 1994); pass 0
         to switch the correction off. One global level: where noise varies strongly across the
         image (low-count SEM shot noise), noisy flat regions can still read as detail.
+    contrast_floor : float, optional
+        Energy added to the denominator besides ``N``, in the units of ``E[C**2]`` (squared
+        intensity per px²); must be positive. By default 1 % of the image's mean ``E[C**2]``.
+        Pass the value of a whole image to give its tiles the same floor, so that a tiled map
+        equals the whole one (as :func:`defocus.parallel.focus_map` does). A fixed value does
+        not scale with the image's gain, unlike the default.
 
     Returns
     -------
@@ -721,16 +738,21 @@ def gradient_ratio(
         raise BadInputError(f"need 0 < fine < coarse, got fine={fine}, coarse={coarse}")
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be >= 0, got {noise_sigma!r}")
+    if contrast_floor is not None and not (np.isfinite(contrast_floor) and contrast_floor > 0):
+        raise BadInputError(f"contrast_floor must be > 0, got {contrast_floor!r}")
     if flat:
         return np.zeros_like(img)
     band = _gradient_energy_dog(img, fine, coarse)
     e_band = _window(band, scale)
-    e_coarse = _window(_gradient_energy_dog(img, coarse, None), scale)
+    e_coarse = _coarse_energy(img, scale, coarse)
     sigma_n = _noise_sigma(img) if noise_sigma is None else float(noise_sigma)
     noise = np.float32(sigma_n**2 * _white_noise_gain(fine, coarse))
     # The contrast floor keeps faint residues (smoothed quantisation noise, shading) in nearly
-    # flat regions from reading as detail, and 0/0 out; it scales with gain like everything else.
-    floor = noise + np.float32(max(_CONTRAST_FLOOR * float(e_coarse.mean()), _TINY))
+    # flat regions from reading as detail, and 0/0 out; the default scales with gain like
+    # everything else.
+    if contrast_floor is None:
+        contrast_floor = _contrast_floor(float(e_coarse.mean()))
+    floor = noise + np.float32(contrast_floor)
     return np.maximum(e_band - noise, 0) / (e_coarse + floor)
 
 
