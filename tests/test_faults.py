@@ -28,6 +28,10 @@ CHILD = """
 import os, signal, sys, time
 import defocus.io as dio
 
+# Ctrl-C as in a terminal, whatever disposition the test process handed down (an ignored
+# SIGINT is inherited across exec, and a Dask cluster in an earlier test may have set one).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 real, count = dio._write_tiff, [0]
 
 def write_then_die(tmp, *args, **kwargs):
