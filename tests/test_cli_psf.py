@@ -119,3 +119,47 @@ def test_estimate_writes_kernel_png_and_json(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_estimate_identify_and_blur_with_the_kernel_end_to_end(tmp_path, capsys):
+    import json
+
+    from skimage import data
+
+    from defocus.io import write_image
+    from defocus.synth import blur
+
+    full = data.camera().astype(np.float32)
+    kernel = P.disk(5.0)
+    sharp, blurry = tmp_path / "sharp.tif", tmp_path / "blurry.tif"
+    write_image(sharp, full[96:352, 96:352])
+    write_image(blurry, blur(full, kernel)[96:352, 96:352])
+    out = tmp_path / "out"
+    assert main(["psf", "estimate", str(sharp), str(blurry), "-o", str(out)]) == 0
+    summary = json.loads((out / "kernel.json").read_text())
+    assert summary["model"] == "disk"
+    assert summary["diameter_px"] == pytest.approx(10.0, abs=0.5)
+    assert summary["sigma_px"] > 0 and summary["residual_rms"] >= 0
+    capsys.readouterr()
+
+    assert main(["psf", "identify", str(blurry), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["model"] == "disk" and found["diameter_px"] == pytest.approx(10.0, abs=1.0)
+    assert main(["psf", "identify", str(blurry)]) == 0
+    assert "diameter" in capsys.readouterr().out
+
+    # The estimated kernel reproduces the blur when applied with `defocus blur --kernel`.
+    again = tmp_path / "again.tif"
+    args = ["blur", str(sharp), "-o", str(again), "--kernel", str(out / "kernel.tif")]
+    assert main(args) == 0
+    reblurred = read_image(again).data.astype(float)
+    target = read_image(blurry).data.astype(float)
+    inner = (slice(20, -20), slice(20, -20))
+    assert np.abs(reblurred[inner] - target[inner]).mean() < 0.5
+
+
+def test_identify_bad_input_exits_2(tmp_path):
+    from defocus.io import write_image
+
+    write_image(tmp_path / "tiny.tif", np.random.default_rng(0).random((20, 20)).astype(np.float32))
+    assert main(["psf", "identify", str(tmp_path / "tiny.tif")]) == 2

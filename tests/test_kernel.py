@@ -103,3 +103,103 @@ def test_fit_of_an_estimated_kernel_names_the_blur(sharp):
     fit = fit_psf(est.kernel, models=("gauss", "disk", "ring"))
     assert fit.model == "disk"
     assert fit.best.params["radius"] == pytest.approx(5.0, abs=0.3)
+
+
+def test_gram_matrix_is_exact():
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from defocus.kernel import _gram
+
+    rng = np.random.default_rng(3)
+    for shape, m in (((21, 26), 5), ((17, 19), 9)):
+        x = rng.normal(size=shape)
+        windows = sliding_window_view(x, (m, m)).reshape(-1, m * m)
+        np.testing.assert_allclose(_gram(x, m), windows.T @ windows, atol=1e-5)
+
+
+def test_beats_fourier_division_at_one_percent_noise(sharp):
+    kernel = P.disk(5.5)
+    blurry = _pair(sharp, kernel, 2.55)
+    est = estimate_kernel(sharp, blurry, size=kernel.shape[0])
+    n = kernel.shape[0]
+    k = np.fft.fftshift(np.fft.ifft2(np.fft.fft2(blurry) / np.fft.fft2(sharp)).real)
+    c = sharp.shape[0] // 2
+    naive = np.clip(k[c - n // 2 : c + n // 2 + 1, c - n // 2 : c + n // 2 + 1], 0, None)
+    assert _rel(est.kernel, kernel) < 0.5 * _rel(naive / naive.sum(), kernel)
+    assert est.noise == pytest.approx(2.55, rel=0.3)
+
+
+def test_automatic_size_does_not_run_away_with_noise(sharp):
+    kernel = P.gaussian(1.5)
+    est = estimate_kernel(sharp, _pair(sharp, kernel, 2.55))
+    assert est.kernel.shape[0] <= 23
+    assert est.sigma == pytest.approx(1.5, rel=0.15)
+
+
+def test_colour_gives_one_kernel_per_channel():
+    rgb = data.astronaut()[100:228, 150:278].astype(float)
+    kernel = P.gaussian(1.5, shape=11)
+    full = data.astronaut().astype(float)
+    blurry = blur(full, kernel, channel_axis=-1)[100:228, 150:278]
+    est = estimate_kernel(rgb, blurry, size=11, channel_axis=-1)
+    assert est.kernel.shape == (11, 11, 3)
+    for c in range(3):
+        assert _rel(est.kernel[..., c], kernel) < 0.1
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return data.camera().astype(float)
+
+
+@pytest.mark.parametrize("diameter", [9, 14, 23])
+def test_identify_finds_the_disk_diameter(scene, diameter):
+    from defocus.kernel import identify
+
+    blurry = add_gaussian_noise(blur(scene, P.disk(diameter / 2))[64:320, 64:320], 2.55, rng=2)
+    found = identify(blurry)
+    assert found.model == "disk"
+    assert found.diameter == pytest.approx(diameter, abs=1.0)
+    assert found.sigma == pytest.approx(found.params["radius"] / 2)
+    assert 0.0 <= found.confidence <= 1.0
+    rendered = found.kernel()
+    np.testing.assert_allclose(rendered, P.render("disk", **found.params))
+
+
+@pytest.mark.parametrize("sigma", [1.5, 4.0])
+def test_identify_tells_gaussian_blur(scene, sigma):
+    from defocus.kernel import identify
+
+    blurry = add_gaussian_noise(blur(scene, P.gaussian(sigma))[64:320, 64:320], 2.55, rng=2)
+    found = identify(blurry)
+    assert found.model == "gauss" and found.diameter is None
+    assert found.params["sigma"] == pytest.approx(sigma, rel=0.2)
+    assert found.sigma == found.params["sigma"]
+
+
+def test_identify_more_blur_reads_larger_and_rejects_bad_input(scene):
+    from defocus.kernel import identify
+
+    sizes = [
+        identify(add_gaussian_noise(blur(scene, P.gaussian(s))[128:384, 128:384], 0.255)).sigma
+        for s in (1.0, 2.0, 3.0, 5.0)
+    ]
+    assert sizes == sorted(sizes)
+    with pytest.raises(BadInputError, match="at least 64"):
+        identify(scene[:40, :40])
+    with pytest.raises(BadInputError, match="disk"):
+        identify(scene, models=("airy",))
+
+
+def test_automatic_size_finds_a_hollow_ring():
+    # The best small-support fit of a ring blur is a compact blob; the search must not stop
+    # there.
+    kernel = P.ring(8.0, width=2.0)
+    full = data.brick().astype(float)
+    sharp = full[96:352, 96:352]
+    blurry = add_gaussian_noise(blur(full, kernel)[96:352, 96:352], 0.255, rng=4)
+    est = estimate_kernel(sharp, blurry)
+    assert est.kernel.shape[0] >= kernel.shape[0]
+    assert est.shift == pytest.approx((0.0, 0.0), abs=0.2)
+    m = est.kernel.shape[0]
+    assert _rel(est.kernel, np.pad(kernel, (m - kernel.shape[0]) // 2)) < 0.15

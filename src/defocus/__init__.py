@@ -31,8 +31,10 @@ from .focus import (
     tile_grid,
 )
 from .io import PixelSize, read_image, write_image, write_map
-from .kernel import Kernel, PSFFit, estimate_kernel, fit_psf
+from .kernel import Identification, Kernel, PSFFit, estimate_kernel, fit_psf, identify
 from .psf import MODELS, moments, otf, render, sigma_of
+from .restore import deblur, deblur_varying
+from .stack import StackResult, fuse
 from .synth import blur, blur_varying, depth_to_sigma, tilt_map
 
 __version__ = "0.1.0"
@@ -44,13 +46,17 @@ __all__ = [
     "BadInputError",
     "BlurMap",
     "FocalPlane",
+    "Identification",
     "Kernel",
     "PSFFit",
     "PixelSize",
+    "StackResult",
     "__version__",
     "blur",
     "blur_map",
     "blur_varying",
+    "deblur",
+    "deblur_varying",
     "depth_to_sigma",
     "estimate_kernel",
     "fit_psf",
@@ -59,7 +65,9 @@ __all__ = [
     "focus_profile",
     "focus_score",
     "focus_threshold",
+    "fuse",
     "get_measure",
+    "identify",
     "in_focus_mask",
     "list_measures",
     "moments",

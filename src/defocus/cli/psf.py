@@ -1,8 +1,9 @@
-"""``defocus psf``: render PSF model kernels and convert between blur-size measures."""
+"""``defocus psf``: render PSF kernels, convert blur sizes, estimate and identify kernels."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,9 @@ def describe(model: str, params: dict[str, float]) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("psf", help="render PSF kernels and convert blur sizes")
+    p = sub.add_parser(
+        "psf", help="render PSF kernels, convert blur sizes, estimate and identify kernels"
+    )
     cmds = p.add_subparsers(dest="psf_command", required=True, parser_class=type(p))
 
     r = cmds.add_parser(
@@ -116,8 +119,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "estimate",
         help="estimate the blur kernel from a sharp/blurred pair and name its model",
         description=(
-            "Write OUTDIR/kernel.tif (float32, sums to 1), kernel.png (with its radial profile) "
-            "and kernel.json (sigma, shift, gain/offset, residual and the PSF model fit)."
+            "Write OUTDIR/kernel.tif (float32, sums to 1), kernel.png (zoomed, with a colourbar "
+            "and its radial profile) and kernel.json (best model and parameters, sigma, disk "
+            "diameter, fit residual, shift, gain/offset and every model's fit)."
         ),
     )
     e.add_argument("sharp", metavar="SHARP")
@@ -127,6 +131,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-align", dest="align", action="store_false", help="skip registration")
     add_input_options(e)
     e.set_defaults(func=run_estimate)
+
+    i = cmds.add_parser(
+        "identify",
+        help="identify a disk or Gaussian blur and its size from one blurred image",
+        description=(
+            "Fit disk and Gaussian blur to the power spectrum of BLURRY and print the model, "
+            "its parameters, sigma, the disk diameter and a confidence in [0, 1]."
+        ),
+    )
+    i.add_argument("blurry", metavar="BLURRY")
+    i.add_argument(
+        "--models",
+        nargs="+",
+        default=["disk", "gauss"],
+        choices=("disk", "gauss"),
+        help="candidate models (default both)",
+    )
+    i.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_input_options(i)
+    i.set_defaults(func=run_identify)
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -180,11 +204,41 @@ def run_estimate(args: argparse.Namespace) -> int:
     )
     k = est.kernel if est.kernel.ndim == 2 else est.kernel.mean(axis=-1)
     fit = fit_psf(k)
+    best = fit.best
+    summary = {
+        "model": fit.model,
+        "params": best.params,
+        "sigma_px": est.sigma,
+        "model_sigma_px": best.sigma,
+        "diameter_px": (
+            2 * best.params["radius"] if fit.model in ("disk", "ring", "defocus") else None
+        ),
+        "fit_rel_error": best.rel_error,
+        "residual_rms": est.to_dict()["residual_rms"],
+        "kernel": est.to_dict(),
+        "fit": fit.to_dict(),
+    }
     out.mkdir(parents=True, exist_ok=True)
-    write_map(out / "kernel.tif", k)
-    title = describe(fit.model, fit.best.params)
+    write_map(out / "kernel.tif", k)  # float32
+    title = describe(fit.model, best.params)
     save_figure(kernel_figure(k, title=title), out / "kernel.png")
-    write_json(out / "kernel.json", {"kernel": est.to_dict(), "fit": fit.to_dict()})
+    write_json(out / "kernel.json", summary)
     print(f"kernel {k.shape[0]}x{k.shape[1]}, sigma {est.sigma:.4g} px; best model {title}")
     print(f"wrote {out / 'kernel.tif'}, kernel.png and kernel.json")
+    return 0
+
+
+def run_identify(args: argparse.Namespace) -> int:
+    from ..kernel import identify
+
+    img = read_input(args.blurry, args)
+    found = identify(img.data, channel_axis=img.channel_axis, models=tuple(args.models))
+    if args.json:
+        print(json.dumps(found.to_dict()))
+        return 0
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in found.params.items())
+    line = f"{found.model}({shown}), sigma {found.sigma:.4g} px"
+    if found.diameter is not None:
+        line += f", diameter {found.diameter:.4g} px"
+    print(f"{line}; confidence {found.confidence:.2f}")
     return 0
