@@ -13,7 +13,8 @@ from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES, blur_map
 from ..focalplane import focal_plane
 from ..io import write_json, write_map
-from ..viz import profile_figure, save_figure, sigma_heatmap
+from ..report import focal_plane_figure
+from ..viz import save_figure, sigma_heatmap
 from ._common import (
     add_input_options,
     display_name,
@@ -111,7 +112,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         } | {"unit": unit}
     if fp is None:
         summary["focal_plane"] = {"error": fp_note}
-        prof_rows = None
+        files.pop("profile")
     else:
         summary["focal_plane"] = fp.summary()
         summary["sharpest_band"] = {
@@ -119,25 +120,10 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             "position": round(fp.position, 4),
             "position_from_end": round(1 - fp.position, 4),
         }
-        prof_rows = fp.rows if fp.axis == "rows" else fp.columns
-    if prof_rows is not None:
-        n = bm.shape[0] if prof_rows.axis == "rows" else bm.shape[1]
-        pos = (prof_rows.coord + 0.5) / n
-        model = fp.predict()
-        model_profile = np.median(model, axis=1 if prof_rows.axis == "rows" else 0)
-        grid = (np.arange(n) + 0.5) / n
-        what = "height, 0 = top" if prof_rows.axis == "rows" else "width, 0 = left"
         save_figure(
-            profile_figure(
-                pos,
-                prof_rows.median,
-                low=prof_rows.p16,
-                high=prof_rows.p84,
-                ylabel="blur sigma (px)",
-                xlabel=f"position (fraction of the {what})",
-                peak=fp.position,
-                fit=(grid, model_profile, "fit: sigma² = sigma0² + (k·d)²"),
-                spread_label="16-84 % range",
+            focal_plane_figure(
+                bm,
+                fp,
                 title=(
                     f"{display_name(path)}: sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°\n"
                     f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
@@ -145,8 +131,6 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             ),
             files["profile"],
         )
-    else:
-        files.pop("profile")
     summary["outputs"] = {k: str(v) for k, v in files.items()}
     write_json(files["summary"], summary)
     return summary
