@@ -92,7 +92,8 @@ def test_map_tiled_zarr_to_ome_zarr_matches_the_library(tmp_path, capsys):
     summary = json.loads((tmp_path / "OUT.json").read_text())
     assert summary["blur"]["unit"] == "px" and summary["dtype"] == "uint16"
     lazy = parallel.blur_map(image, chunks=160, noise_sigma=summary["blur"]["noise_sigma"])
-    np.testing.assert_allclose(maps.compute(), lazy.data.compute(), rtol=1e-6)
+    # The summary rounds the noise level to 6 digits.
+    np.testing.assert_allclose(maps.compute(), lazy.data.compute(), rtol=1e-4)
     q = summary["blur"]["sigma"]
     assert q["p10"] <= q["median"] <= q["p90"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT.json", "OUT.zarr", "big.zarr"]

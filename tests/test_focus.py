@@ -11,6 +11,7 @@ from skimage import data
 
 from defocus import BadInputError
 from defocus import focus as F
+from defocus.noise import haar_sigma
 
 ALL = F.list_measures()
 INVARIANT = [m for m in ALL if F.get_measure(m).contrast_invariant]
@@ -150,7 +151,7 @@ def test_tile_grid_agrees_with_tiles_measured_on_their_own(name, measure):
     assert grid.values.shape == (4, 4)
     kwargs = {}
     if measure == "gradient_ratio":  # the noise level is a whole-image estimate
-        kwargs = {"noise_sigma": F._noise_sigma(image.astype(np.float32))}
+        kwargs = {"noise_sigma": haar_sigma(image.astype(np.float32))}
     direct = np.array(
         [
             [

@@ -12,6 +12,7 @@ from skimage import data
 import defocus
 from defocus import BadInputError
 from defocus.io import read_image, write_image
+from defocus.noise import haar_sigma
 
 da = pytest.importorskip("dask.array")
 parallel = pytest.importorskip("defocus.parallel")
@@ -53,7 +54,7 @@ def test_crop_with_the_whole_images_contrast_floor_equals_the_whole_map(camera):
     from defocus import focus
 
     img = camera.astype(np.float32)
-    noise = focus._noise_sigma(img)
+    noise = haar_sigma(img)
     floor = focus._contrast_floor(float(focus._coarse_energy(img, 5.0, 3.0).mean()))
     whole = focus.gradient_ratio(img)
     same = focus.gradient_ratio(img, noise_sigma=noise, contrast_floor=floor)

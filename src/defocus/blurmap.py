@@ -2,48 +2,47 @@
 
 Method
 ------
-1. **Noise.** The white-noise level is estimated locally, in 32 px blocks, with Immerkaer's
-   (1996) Laplacian-difference mask, made robust to texture by the median absolute response.
-   Local, because a region with its own gain also has its own noise level.
-2. **Multi-scale local energies.** On a block-mean pyramid, the scale-normalised gradient and
-   second-derivative energies ``s²|∇L|²`` and ``s⁴|∂²L|²`` (Lindeberg 1998) are computed at
-   11 scales ``s`` = 0.5 ... 16 px and averaged over a 4 px window; their log-curves are then
-   also averaged over 12 and 32 px windows, weighted by the fraction of bands above the noise.
-   By the semigroup property, blur by sigma shifts the scale axis, ``L_b(s) = L_f(√(s² + σ²))``, so
-   the curves roll off below ``s ≈ σ`` whatever the texture. Their log-ratios are invariant to
-   local gain and offset; the expected noise energy of each band is compared with the measured
-   energy, so the model knows which bands are noise-dominated.
-3. **Learned calibration.** A small MLP (two tanh layers of 64) maps the features, plus the PSF
-   family, to ``log √(σ² + 0.4²)`` (smooth through the in-focus floor) and to the log-variance
-   of its own error. It was trained by ``scripts/train_blurmap.py`` on synthetic blur (Gaussian
-   and disk; uniform, smoothly varying and tilt ramps; 0-5 % noise) of scikit-image and
-   matplotlib samples that the tests and benchmark do not use, and of procedural textures
-   (dead leaves, grained dead leaves, thresholded fractal noise). This replaces the
-   isolated-step-edge model of Zhuo & Sim (2011) and the re-blur scale choice of Karaali & Jung
-   (2018), which underestimate large blur in dense texture where neighbouring edges merge.
-4. **Dense fill.** The per-cell estimates are combined by confidence-weighted normalised
-   convolution (Knutsson & Westin 1993) in log sigma, with a heavy-tailed multi-scale kernel:
-   nearby measurements dominate, and flat regions take values propagated from far away with a
-   lower confidence. Values are averaged, never rescaled, so absolute sigma is preserved.
+The estimator is built from the physics of a blurred edge, so that contrast, noise and
+quantisation cannot pass for detail, and nothing in it is learned.
+
+1. **Noise.** :func:`defocus.noise.estimate_noise` fits a signal-dependent, spatially correlated,
+   quantised noise model. For every scale below it gives the noise energy a pixel would show
+   without any structure, at that pixel's own intensity.
+2. **Scale space.** Gradient energies ``|∇L_s|²`` at 15 scales ``s`` = 0.5 ... 64 px (half-octave
+   steps) on a block-mean pyramid; the exact scale each level applies (Gaussian increments, the
+   pyramid's averaging and the difference operator) is tracked, not assumed.
+3. **Edges and significance.** A 4 x 4 px cell holds an edge at scale ``s`` when one of its
+   pixels is a gradient maximum across the edge (non-maximum suppression) and its energy
+   exceeds what noise reaches there with probability 1e-3. A one-grey-level staircase, a JPEG
+   block or shot noise is explained by the noise model and never counts.
+4. **Blur from the scale curve.** For a step of height ``A`` blurred by ``σ``, the gradient
+   energy at the edge is ``A² / (2π (σ² + s²))`` (Lindeberg 1998; Elder & Zucker 1998 use the same
+   scale behaviour). Its ``γ = 1/2`` normalised form ``s |∇L_s|²`` peaks at ``s = σ``; a
+   weighted straight-line fit of ``1 / |∇L_s|²`` against ``s²`` on the significant scales
+   around that peak gives ``σ² = intercept / slope``, whatever ``A``: the estimate is
+   invariant to gain and offset by construction. Where the energy still grows at the largest
+   significant scale the blur exceeds what the image shows, and the cell is a lower bound.
+5. **Dense fill.** Cell estimates are combined by confidence-weighted normalised convolution
+   (Knutsson & Westin 1993) in log sigma on a pyramid: measured regions keep their values, flat
+   regions take the nearest measurements' values with a low confidence.
+
+``σ`` includes the sensor's own pixel integration (about 0.3 px for a perfectly sharp edge).
 
 References
 ----------
-Immerkaer J. (1996) Fast noise variance estimation. CVIU 64(2).
-Lindeberg T. (1998) Feature detection with automatic scale selection. IJCV 30(2).
+Elder J. H., Zucker S. W. (1998) Local scale control for edge detection and blur estimation.
+IEEE TPAMI 20(7).
+Lindeberg T. (1998) Edge detection and ridge detection with automatic scale selection.
+IJCV 30(2).
 Knutsson H., Westin C.-F. (1993) Normalized and differential convolution. CVPR.
-Zhuo S., Sim T. (2011) Defocus map estimation from a single image. Pattern Recognition 44(9).
-Karaali A., Jung C. R. (2018) Edge-based defocus blur estimation with adaptive scale selection.
-IEEE TIP 27(3).
+Foi A. et al. (2008) Practical Poissonian-Gaussian noise modeling and fitting for single-image
+raw-data. IEEE TIP 17(10).
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -52,34 +51,33 @@ from scipy import ndimage as ndi
 from ._array import as_float_image
 from ._errors import BadInputError
 from .io import PixelSize
+from .noise import NoiseModel, estimate_noise
 
-__all__ = ["PSF_FAMILIES", "BlurMap", "blur_map"]
+__all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
 
-#: PSF families the calibration knows; "auto" means the family is unknown.
+#: PSF families: "disk" is the geometric defocus of a camera, "gauss" SEM probes and
+#: microscopes; "auto" means unknown (read as Gaussian).
 PSF_FAMILIES = ("gauss", "disk", "auto")
-_FAMILY_CODE = {"gauss": (1.0, 0.0), "disk": (0.0, 1.0), "auto": (0.0, 0.0)}
 
-# Output grid: features and estimates live on cells of STRIDE x STRIDE pixels.
+# Output grid: estimates live on cells of STRIDE x STRIDE pixels.
 STRIDE = 4
-# Scale ladder (px): half-octave steps from 0.5 to 16, computed on a block-mean pyramid.
-SCALES = tuple(0.5 * 2 ** (k / 2) for k in range(11))
-# The calibration predicts log(sqrt(sigma^2 + SIGMA_FLOOR^2)): smooth through the in-focus floor.
-SIGMA_FLOOR = 0.4
-MLP_KEYS = ("w1", "b1", "w2", "b2", "w3", "b3")
-
-
-def _in_threads(fn: Callable[[int], None], items: Iterable[int]) -> None:
-    """Run ``fn`` on every item, on up to four threads. scipy.ndimage filters and numpy's large
-    array operations release the GIL, and every item writes its own slice of the output, so the
-    result does not depend on the scheduling."""
-    workers = min(4, os.cpu_count() or 1)
-    if workers == 1:
-        for item in items:
-            fn(item)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        for _ in pool.map(fn, items):  # re-raises the first error
-            pass
+# Scale ladder (px): half-octave steps from 0.5 to 64.
+SCALES = tuple(0.5 * 2 ** (k / 2) for k in range(15))
+#: Context (px) a tile needs around it for the tiled map to equal the whole one.
+REACH = int(3 * SCALES[-1]) + 64
+# Estimates are fitted as log sqrt(sigma^2 + FLOOR^2): finite for a perfectly sharp edge.
+_FLOOR = 0.3
+# False-alarm probability per cell and scale of the significance test.
+_ALPHA = 1e-3
+#: Confidence below which a value is "not measurable here" in summaries and reports.
+CONFIDENCE_THRESHOLD = 0.3
+# Log-sigma standard error at which a pixel's confidence is one half.
+_HALF_CONF_SD = 0.25
+# Pooled precision at which a pyramid level's local estimate is trusted half-way over the fill.
+_TRUST_PRECISION = 2.0
+# A disk of radius R has sigma = R/2; its edge reads this much of that (measured on
+# synthetic disk edges by the tests).
+_DISK_FACTOR = 1.0
 
 
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
@@ -87,177 +85,222 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return a[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3), dtype=np.float32)
 
 
-_NOISE_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
-# Noise is estimated in blocks of this many pixels (a multiple of STRIDE).
-_NOISE_BLOCK = 32
+def _block_max(a: np.ndarray, f: int) -> np.ndarray:
+    h, w = a.shape[0] // f, a.shape[1] // f
+    return a[: h * f, : w * f].reshape(h, f, w, f).max(axis=(1, 3))
 
 
-def _noise_sigma(img: np.ndarray) -> float:
-    """Global noise std: Immerkaer (1996) mask, made robust by the median absolute response."""
-    sub = img[:: max(1, img.shape[0] // 2048)]
-    r = ndi.correlate(sub, _NOISE_MASK, mode="reflect")[1:-1, 1:-1]
-    # ||mask||_2 = 6, and 1.4826 * MAD is the std of Gaussian noise.
-    return float(1.4826 * np.median(np.abs(r)) / 6.0)
+def _nms(e: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """True where ``e`` is a maximum across the edge (gradient direction in four bins)."""
+    p = np.pad(e, 1, mode="edge")
+    h, w = e.shape
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    ax, ay = np.abs(gx), np.abs(gy)
+    horiz = ax > 2.414 * ay
+    vert = ay > 2.414 * ax
+    diag = gx * gy > 0
+    n1 = np.where(
+        horiz, at(0, -1), np.where(vert, at(-1, 0), np.where(diag, at(-1, -1), at(-1, 1)))
+    )
+    n2 = np.where(horiz, at(0, 1), np.where(vert, at(1, 0), np.where(diag, at(1, 1), at(1, -1))))
+    return (e >= n1) & (e > n2)
 
 
-def _noise_map(img: np.ndarray) -> np.ndarray:
-    """Local noise std on the output grid: Immerkaer's estimate per block, median-smoothed.
-
-    Local, so that a region with its own gain (and hence its own noise level) is not read as
-    sharper than its neighbours. ``img`` must have sides divisible by the block size.
-    """
-    b = _NOISE_BLOCK
-    r = np.abs(ndi.correlate(img, _NOISE_MASK, mode="reflect"))
-    h, w = img.shape[0] // b, img.shape[1] // b
-    blocks = r.reshape(h, b, w, b).transpose(0, 2, 1, 3).reshape(h, w, b * b)
-    med = np.median(blocks, axis=-1) * np.float32(1.4826 / 6.0)
-    med = ndi.median_filter(med, size=3, mode="nearest")
-    k = b // STRIDE
-    return np.repeat(np.repeat(med, k, axis=0), k, axis=1).astype(np.float32)
-
-
-def _energies(img: np.ndarray) -> list[np.ndarray]:
-    """Gradient and second-derivative energies at each scale, block-averaged to the output grid.
-
-    Energies are scale-normalised (s^2 |grad|^2 and s^4 |H|^2, Lindeberg 1998), so a scale-free
-    texture gives flat curves and blur shows as a roll-off below its sigma.
-    """
-    out = []
-    level = img
-    f = 1  # pixel pitch of the current pyramid level, in input px
-    s_prev = 0.0
-    for s in SCALES:
-        if s / f > 1.2:
-            # Content at this scale is far below the half-resolution Nyquist limit.
-            level = _block_mean(level, 2)
-            f *= 2
-        inc = np.sqrt(s * s - s_prev * s_prev) / f
-        level = ndi.gaussian_filter(level, inc, mode="reflect", truncate=3.0)
-        s_prev = s
-        gx = np.diff(level, axis=1, append=level[:, -1:])
-        gy = np.diff(level, axis=0, append=level[-1:, :])
-        g2 = gx * gx + gy * gy
-        hx = np.diff(level, 2, axis=1, prepend=level[:, :1], append=level[:, -1:])
-        hy = np.diff(level, 2, axis=0, prepend=level[:1, :], append=level[-1:, :])
-        h2 = hx * hx + hy * hy
-        for e, p in ((g2, 2), (h2, 4)):
-            e *= np.float32((s / f) ** p)
-            if f < STRIDE:
-                e = _block_mean(e, STRIDE // f)
-            elif f > STRIDE:
-                e = ndi.zoom(e, f // STRIDE, order=1, grid_mode=True, mode="nearest")
-            out.append(e)
-    return out
-
-
-def _pad16(img: np.ndarray) -> np.ndarray:
-    m = _NOISE_BLOCK
-    ph, pw = (-img.shape[0]) % m, (-img.shape[1]) % m
-    return np.pad(img, ((0, ph), (0, pw)), mode="reflect") if ph or pw else img
-
-
-# Local windows (std, px). Energies are averaged over the first; the wider ones average the
-# resulting log-curves, weighted by how many bands stand above the noise. Averaging energies
-# instead lets the sharpest (most energetic) part of a wide window dominate, which biased
-# estimates low where blur varies within it; an unweighted average lets flat, noise-only cells
-# dilute the textured ones.
-WINDOWS = (4.0, 12.0, 32.0)
-
-
-def _features(img: np.ndarray, noise_gain: np.ndarray, noise: float | None = None) -> np.ndarray:
-    """Gain/offset-invariant features on the output grid, shape (n_features, h, w).
-
-    ``noise`` is the noise std if known; otherwise it is estimated locally.
-    """
-    padded = _pad16(img)
-    e = _energies(padded)
-    nmap = _noise_map(padded) if noise is None else np.float32(noise)
-    nvar = np.square(nmap, dtype=np.float32)
-    tiny = np.float32(1e-6) * nvar + np.float32(1e-20)
-    nb = len(e)
-    # Written in place into one array: at 12 MP a concatenation would double the peak memory.
-    out = np.empty((len(WINDOWS) * (2 * nb + 1) - 1, *e[0].shape), np.float32)
-    win = WINDOWS[0]
-    weight = np.zeros(e[0].shape, np.float32)
-    for i, ei in enumerate(e):
-        sm = ndi.gaussian_filter(ei, win / STRIDE, mode="reflect") + tiny
-        above = np.clip(1.0 - np.float32(noise_gain[i]) * nvar / sm, 1e-3, 1.0)
-        weight += above
-        out[i] = np.log(sm)
-        out[nb + i] = np.log(above)
-    out[:nb] -= out[:nb].mean(axis=0, keepdims=True)
-    weight = weight / np.float32(nb) + np.float32(1e-3)
-    k = 2 * nb
-    for wide in WINDOWS[1:]:
-        extra = np.sqrt(wide * wide - win * win) / STRIDE
-        norm = ndi.gaussian_filter(weight, extra, mode="reflect")
-
-        def smooth(j: int, k: int = k, extra: float = extra, norm: np.ndarray = norm) -> None:
-            out[k + j] = ndi.gaussian_filter(out[j] * weight, extra, mode="reflect") / norm
-
-        _in_threads(smooth, range(2 * nb))
-        out[k + 2 * nb] = norm
-        k += 2 * nb + 1
-    h, w = -(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE)
-    return out[:, :h, :w]
-
-
-def noise_gain() -> np.ndarray:
-    """Mean of each energy for unit-variance white noise (used to subtract the noise floor)."""
-    rng = np.random.default_rng(0)
-    e = _energies(rng.standard_normal((512, 512)).astype(np.float32))
-    return np.array([float(a[8:-8, 8:-8].mean()) for a in e])
-
-
-def _assemble(feats: np.ndarray, family: tuple[float, float]) -> np.ndarray:
-    """Flatten (n_features, h, w) features to rows and append the PSF family code."""
-    x = feats.reshape(feats.shape[0], -1).T
-    fam = np.broadcast_to(np.asarray(family, np.float32), (x.shape[0], 2))
-    return np.concatenate([x, fam], axis=1)
-
-
-def _mlp(x: np.ndarray, model: dict, mu: np.ndarray, sd: np.ndarray):
-    """Evaluate the calibration MLP: returns (mean, log variance) of log(sigma_eff)."""
-    h = np.tanh(((x - mu) / sd).astype(np.float32) @ model["w1"] + model["b1"])
-    h = np.tanh(h @ model["w2"] + model["b2"])
-    o = h @ model["w3"] + model["b3"]
-    return o[:, 0], o[:, 1]
-
-
-# Cells per MLP batch: keeps the hidden activations in cache and the memory bounded.
-_BATCH = 1 << 15
-
-
-def _predict(feats: np.ndarray, family: tuple[float, float], cal: dict) -> tuple[np.ndarray, ...]:
-    """Calibrated (mean, log variance) of log sigma_eff per cell, shape (h, w) each."""
-    h, w = feats.shape[1:]
-    mean = np.empty((h, w), np.float32)
-    logvar = np.empty((h, w), np.float32)
-    rows = max(1, _BATCH // w)
-
-    def batch(r: int) -> None:
-        m, lv = _mlp(_assemble(feats[:, r : r + rows], family), cal, cal["x_mean"], cal["x_std"])
-        mean[r : r + rows] = m.reshape(-1, w)
-        logvar[r : r + rows] = lv.reshape(-1, w)
-
-    _in_threads(batch, range(0, h, rows))
-    return mean, logvar
+def _to_cells(a: np.ndarray, f: int, cells: tuple[int, int], how: str) -> np.ndarray:
+    """Bring a level-``f`` array to the cell grid: block max/mean below the cell size, nearest
+    neighbour above it; edge-padded to the grid's shape."""
+    if f < STRIDE:
+        a = (_block_max if how == "max" else _block_mean)(a, STRIDE // f)
+    elif f > STRIDE:
+        r = f // STRIDE
+        a = np.repeat(np.repeat(a, r, axis=0), r, axis=1)
+    ph, pw = max(0, cells[0] - a.shape[0]), max(0, cells[1] - a.shape[1])
+    if ph or pw:
+        a = np.pad(a, ((0, ph), (0, pw)), mode="edge")
+    return a[: cells[0], : cells[1]]
 
 
 @functools.cache
-def _calibration() -> dict[str, np.ndarray]:
-    path = resources.files("defocus") / "data" / "blurmap_calibration.npz"
-    with resources.as_file(path) as p, np.load(p) as z:
-        return {k: z[k] for k in z.files}
+def _level_factor(k: int) -> int:
+    """Pyramid factor at which scale ``k`` of :data:`SCALES` is computed."""
+    f = 1
+    for s in SCALES[: k + 1]:
+        if s / f > 2.1:
+            f *= 2
+    return f
 
 
-# Pooled precision (1 / variance of log sigma) at which a pyramid level's local estimate is
-# trusted half-way over the coarser fill.
-_TRUST_PRECISION = 16.0
-# Log-sigma standard error at which a pixel's confidence is one half.
-_HALF_CONF_SD = 0.25
-# Cells whose predicted log-sigma error exceeds this are left out of the sparse field.
-_SPARSE_MAX_SD = 0.35
+def _smooth(level: np.ndarray, var: float) -> tuple[np.ndarray, float]:
+    """Separable smoothing of variance ``var`` (level px^2); returns it and the variance applied.
+
+    A sampled Gaussian narrower than half a pixel applies much less than its nominal variance,
+    so small increments use the three-tap binomial-like kernel ``[v/2, 1 - v, v/2]`` (exactly
+    variance ``v``), and larger ones report the sampled kernel's true variance.
+    """
+    if var <= 0.5:
+        a = var / 2
+        k = np.array([a, 1 - 2 * a, a], np.float32)
+        out = ndi.correlate1d(level, k, axis=0, mode="reflect")
+        return ndi.correlate1d(out, k, axis=1, mode="reflect"), var
+    sd = float(np.sqrt(var))
+    r = int(3.0 * sd + 0.5)
+    x = np.arange(-r, r + 1)
+    phi = np.exp(-0.5 * x * x / var)
+    applied = float((phi * x * x).sum() / phi.sum())
+    return ndi.gaussian_filter(level, sd, mode="reflect", truncate=3.0), applied
+
+
+def _scale_space(img: np.ndarray, cells: tuple[int, int]):
+    """Per scale: (effective scale, pyramid factor, edge energy per cell, intensity per cell).
+
+    The edge energy of a cell is its largest non-maximum-suppressed ``|∇L_s|²`` (in input px
+    units); the effective scale counts every smoothing the level applied.
+    """
+    level = img
+    f = 1
+    var = 0.0  # Gaussian variance applied so far, in input px^2
+    for s in SCALES:
+        if s / f > 2.1:
+            level = _block_mean(level, 2)
+            var += f * f / 4.0  # a 2-sample mean at spacing f
+            f *= 2
+        inc = s * s - var - f * f / 3.0  # the central difference adds f^2 / 3
+        if inc > 0:
+            level, applied = _smooth(level, inc / (f * f))
+            var += applied * f * f
+        # Central differences: centred on the pixel, so an edge is found in the cell it crosses.
+        p = np.pad(level, 1, mode="edge")
+        gx = p[1:-1, 2:] - p[1:-1, :-2]
+        gy = p[2:, 1:-1] - p[:-2, 1:-1]
+        e = (gx * gx + gy * gy) * np.float32(0.25 / (f * f))
+        e *= _nms(e, gx, gy)
+        yield (
+            float(np.sqrt(var + f * f / 3.0)),
+            f,
+            _to_cells(e, f, cells, "max"),
+            _to_cells(level, f, cells, "mean"),
+        )
+
+
+@functools.cache
+def _white_gains() -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (1 - ALPHA) quantile of the cell edge energy for unit white noise, per scale.
+
+    Measured once on a deterministic noise field, since the discrete pyramid's response at
+    fine scales departs from the continuous formula ``1 / (4 pi s^4)``.
+    """
+    n = 1024
+    rng = np.random.default_rng(12345)
+    noise = rng.standard_normal((n, n)).astype(np.float32)
+    cells = (n // STRIDE, n // STRIDE)
+    means, quants = [], []
+    for _, f, e, _ in _scale_space(noise, cells):
+        # The level's own pixels are the independent samples; skip the reflected border.
+        core = e[8:-8, 8:-8] if f <= STRIDE else e
+        means.append(float(core.mean()))
+        quants.append(float(np.quantile(core, 1 - _ALPHA)) if f <= 2 else np.nan)
+    m, q = np.array(means), np.array(quants)
+    # At coarse levels a cell is one NMS-selected level pixel: about exponential, with the
+    # ratio of quantile to mean that the finest single-sample level shows.
+    ratio = q[~np.isnan(q)][-1] / m[~np.isnan(q)][-1]
+    q = np.where(np.isnan(q), m * ratio, q)
+    return m, q
+
+
+def _estimate(
+    img: np.ndarray, nm: NoiseModel, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell (sigma, log-sigma standard error, lower-bound flag); sigma NaN = no edge."""
+    cells = (-(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE))
+    gain_mean, gain_q = _white_gains()
+    k = len(SCALES)
+    energy = np.empty((k, *cells), np.float32)
+    noise = np.empty((k, *cells), np.float32)
+    thresh = np.empty((k, *cells), np.float32)
+    s_eff = np.empty(k)
+    for i, (se, _, e, lum) in enumerate(_scale_space(img, cells)):
+        s_eff[i] = se
+        var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
+        var *= np.float32(nm.spectral_weight(se))
+        # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
+        var = np.maximum(var, np.float32(1e-6))
+        energy[i] = e
+        noise[i] = var * np.float32(gain_mean[i])
+        thresh[i] = var * np.float32(gain_q[i])
+    sig = energy > thresh
+    # Noise adds its mean energy N and, through the cross term with the edge's own gradient,
+    # about sqrt(2 E N) more at the cell's maximum: both are removed.
+    signal = np.maximum(energy - noise - np.sqrt(2 * energy * noise), np.float32(1e-30))
+    score = np.where(sig, s_eff[:, None, None] * signal, -np.inf)
+    peak = np.argmax(score, axis=0)
+    found = sig.any(axis=0)
+    # Weighted line fit of y = 1/S against x = s^2 on the significant scales from three below
+    # the peak (at least up to 1.4 px, so a sharp edge has several); above the peak, neighbouring
+    # edges start to cancel: weights S^4 / (N^2 + 2 N S), the inverse variance of y.
+    idx = np.arange(k)[:, None, None]
+    use = sig & (idx >= peak - 3) & (idx <= np.maximum(peak, 3))
+    wt = np.where(use, signal**2 / (noise * noise + 2 * noise * signal) * signal**2, 0)
+    wt = wt.astype(np.float64)
+    x = (s_eff**2)[:, None, None]
+    y = 1.0 / signal.astype(np.float64)
+    sw = wt.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = (wt * x).sum(0) / sw
+        my = (wt * y).sum(0) / sw
+        sxx = (wt * (x - mx) ** 2).sum(0)
+        slope = (wt * (x - mx) * (y - my)).sum(0) / sxx
+        intercept = my - slope * mx
+        sigma2 = intercept / slope
+    points = use.sum(0)
+    s_peak = s_eff[peak]
+    fitted = (points >= 2) & (slope > 0) & np.isfinite(sigma2)
+    # A single significant scale, or energy that does not fall: the gamma-normalised peak
+    # (sigma = s at the peak) is the estimate, a lower bound when the energy still rises.
+    sigma = np.where(fitted, np.sqrt(np.clip(sigma2, 0, None)), s_peak)
+    sigma = np.minimum(sigma, 2 * s_peak + 1)
+    lower = found & ((peak == k - 1) | ~fitted)
+    # A cell beside an edge sees the edge only at coarse levels, whose pixels span several
+    # cells. The fitted model then predicts significant energy at the finer scale below the
+    # cell's lowest significant one; a real edge would show it, so such cells are dropped.
+    first = np.argmax(sig, axis=0)
+    below = np.maximum(first - 1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pred = np.where(
+            fitted,
+            1.0 / (intercept + slope * s_eff[below] ** 2),
+            signal[peak, *np.indices(peak.shape)],
+        )
+    t_below = np.take_along_axis(thresh, below[None], 0)[0]
+    found &= ~((first > 0) & (pred > 3 * t_below))
+    # The step height the fit implies, A^2 = 2 pi / slope: a step of a grey level or two is the
+    # staircase of a quantised ramp, not an edge.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        height = np.where(
+            fitted,
+            np.sqrt(2 * np.pi / slope),
+            np.sqrt(2 * np.pi * 2) * s_peak * np.sqrt(np.take_along_axis(signal, peak[None], 0)[0]),
+        )
+    floor_var = np.take_along_axis(noise / gain_mean[:, None, None], first[None], 0)[0]
+    found &= height * scale >= 3 * nm.quantum
+    found &= height >= 2 * np.sqrt(floor_var / max(nm.spectral_weight(s_eff[0]), 1e-6))
+    # Standard error of log sigma: the peak's signal-to-noise, how well the straight line fits
+    # the energies (log residuals), and whether enough scales were significant.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        model = intercept + slope * x
+        resid = np.where(use, np.log(np.maximum(model, 1e-30) * signal), 0.0)
+        rms = np.sqrt((resid**2).sum(0) / np.maximum(points, 1))
+    snr = np.take_along_axis(signal / noise, peak[None], 0)[0]
+    sd = 0.05 + 0.5 / np.sqrt(np.maximum(snr, 1e-6)) + np.where(fitted, rms, 0.0)
+    sd = sd + np.where(points >= 3, 0.0, 0.3)
+    # A coarse level's pixel spans (f / STRIDE)^2 cells that all repeat one measurement: count it
+    # once, so wide blurred edges do not outvote thin sharp ones in the fill.
+    f_peak = np.array([max(1.0, _level_factor(i) / STRIDE) for i in range(k)])[peak]
+    sd = sd * f_peak
+    sigma = np.where(found, sigma, np.nan).astype(np.float32)
+    return sigma, sd.astype(np.float32), lower & found
 
 
 def _half(a: np.ndarray) -> np.ndarray:
@@ -336,6 +379,10 @@ class BlurMap:
         PSF family the calibration assumed: "gauss", "disk" or "auto".
     pixel_size : PixelSize or None
         Physical size of a pixel, when known.
+    lower_bound : (H, W) ndarray of bool or None
+        True where the blur exceeds what the image shows: ``sigma`` is then a lower bound.
+    noise : NoiseModel or None
+        The noise model the estimate was measured against.
     """
 
     sigma: np.ndarray
@@ -347,6 +394,8 @@ class BlurMap:
     psf: str
     pixel_size: PixelSize | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    lower_bound: np.ndarray | None = None
+    noise: NoiseModel | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -397,27 +446,59 @@ class BlurMap:
         p = self.pixel_size.to(unit)
         return (self.to_parameter(kind) * np.float32(np.sqrt(p.x * p.y))).astype(np.float32)
 
+    def measurable(self) -> np.ndarray:
+        """Pixels whose confidence reaches :data:`CONFIDENCE_THRESHOLD`: elsewhere the value is
+        "not measurable here" and must not be reported as a result."""
+        return self.confidence >= CONFIDENCE_THRESHOLD
+
     def summary(self) -> dict[str, Any]:
-        """JSON-ready summary: confidence-weighted quantiles of sigma and the settings used."""
-        w = self.confidence.ravel().astype(np.float64)
-        s = self.sigma.ravel()
-        order = np.argsort(s, kind="stable")
-        cw = np.cumsum(w[order])
-        q = {}
-        for name, f in (("p10", 0.1), ("median", 0.5), ("p90", 0.9)):
-            i = np.searchsorted(cw, f * cw[-1]) if cw[-1] > 0 else len(s) // 2
-            q[name] = round(float(s[order[min(i, len(s) - 1)]]), 4)
+        """JSON-ready summary over the measurable pixels, with an honest one-line ``verdict``.
+
+        Quantiles are confidence-weighted and taken only over pixels at or above
+        :data:`CONFIDENCE_THRESHOLD`. Where fewer than 1 % of the pixels are measurable the
+        quantiles are None and the verdict says "not measurable here"; where the median pixel is
+        a lower bound it says "sigma > X px".
+
+        Examples
+        --------
+        >>> noise = np.random.default_rng(0).normal(100, 5, (128, 128))
+        >>> blur_map(noise).summary()["verdict"]
+        'blur not measurable here: no structure stands above the noise'
+        """
+        ok = self.measurable().ravel()
         out: dict[str, Any] = {
             "unit": "px",
             "quantity": "sigma (per-axis PSF standard deviation)",
             "psf": self.psf,
             "shape": list(self.sigma.shape),
-            "sigma": q,
+            "measurable_fraction": round(float(ok.mean()), 4),
             "mean_confidence": round(float(self.confidence.mean()), 4),
             "measured_fraction": round(float(np.isfinite(self.sparse).mean()), 4),
             "noise_sigma": float(f"{self.noise_sigma:.6g}"),
+            "noise": None if self.noise is None else self.noise.summary(),
             "pixel_size": None if self.pixel_size is None else str(self.pixel_size),
+            "confidence_threshold": CONFIDENCE_THRESHOLD,
         }
+        if ok.mean() < 0.01:
+            out["sigma"] = None
+            out["verdict"] = "blur not measurable here: no structure stands above the noise"
+            return out
+        s = self.sigma.ravel()[ok]
+        w = self.confidence.ravel()[ok].astype(np.float64)
+        order = np.argsort(s, kind="stable")
+        cw = np.cumsum(w[order])
+        q = {}
+        for name, f in (("p10", 0.1), ("median", 0.5), ("p90", 0.9)):
+            i = min(int(np.searchsorted(cw, f * cw[-1])), len(s) - 1)
+            q[name] = round(float(s[order[i]]), 4)
+        out["sigma"] = q
+        lb = self.lower_bound
+        share = 0.0 if lb is None else float(lb.ravel()[ok].mean())
+        out["lower_bound_fraction"] = round(share, 4)
+        if lb is not None and share > 0.5:
+            out["verdict"] = f"sigma > {q['median']:.3g} px: blur beyond what the image shows"
+        else:
+            out["verdict"] = f"median sigma {q['median']:.3g} px ({q['p10']:.3g}-{q['p90']:.3g})"
         return out
 
     to_dict = summary
@@ -456,7 +537,9 @@ def blur_map(
 
     Notes
     -----
-    Sigma from about 0.5 to 12 px is measured; a perfectly sharp image reads close to 0.
+    Sigma from about 0.3 to 48 px is measured (the largest scale is 64 px); beyond what the
+    image shows, ``lower_bound`` marks the value as a lower bound. A perfectly sharp edge reads
+    about 0.3-1 px, its own pixel integration included.
     Flat regions carry no blur information: they are filled from the nearest measurements and
     get a low confidence. See the module docstring for the method and references.
 
@@ -464,7 +547,7 @@ def blur_map(
     --------
     >>> from scipy import ndimage as ndi
     >>> rng = np.random.default_rng(1)
-    >>> sharp = ndi.zoom(rng.random((48, 48)), 4, order=0)  # blocky texture, sharp edges
+    >>> sharp = ndi.zoom(rng.random((12, 12)), 16, order=0)  # blocky texture, sharp edges
     >>> est = blur_map(ndi.gaussian_filter(sharp, 3.0))
     >>> est.sigma.shape, est.sigma.dtype
     ((192, 192), dtype('float32'))
@@ -476,30 +559,36 @@ def blur_map(
     img = as_float_image(image, channel_axis=channel_axis, min_size=16, allow_constant=False)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
-    noise = _noise_sigma(img) if noise_sigma is None else float(noise_sigma)
+    if noise_sigma is None:
+        nm = estimate_noise(image, channel_axis=channel_axis)
+    else:
+        white = np.ones((8, 8))
+        nm = NoiseModel(0.0, float(noise_sigma) ** 2, 0.0, white, (0.0, 0.0), 0)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
-    img = img / np.float32(scale)
-    cal = _calibration()
-    local = None if noise_sigma is None else noise / scale
-    feats = _features(img, cal["noise_gain"], local)
-    mean, logvar = _predict(feats, _FAMILY_CODE[psf], cal)
-    filled, conf = _fill(mean, logvar)
-    floor2 = np.float32(cal["floor"]) ** 2
+    cell_sigma, sd, lower = _estimate(img / np.float32(scale), nm, scale)
+    if psf == "disk":
+        cell_sigma = cell_sigma * np.float32(_DISK_FACTOR)
+    found = np.isfinite(cell_sigma)
+    mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
+    logvar = np.where(found, 2 * np.log(sd), 30.0)
+    filled, conf = _fill(mean.astype(np.float32), logvar.astype(np.float32))
+    # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
+    lb_share, _ = _fill(lower.astype(np.float32), logvar.astype(np.float32))
 
     def to_sigma(m: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.maximum(np.exp(2 * m) - floor2, 0)).astype(np.float32)
+        return np.sqrt(np.maximum(np.exp(2 * m) - _FLOOR**2, 0)).astype(np.float32)
 
-    sd = np.exp(0.5 * logvar)
-    sparse = np.where(sd <= _SPARSE_MAX_SD, to_sigma(mean), np.float32(np.nan))
-    sparse_conf = (1.0 / (1.0 + (sd / _HALF_CONF_SD) ** 2)).astype(np.float32)
+    sparse_conf = np.where(found, 1.0 / (1.0 + (sd / _HALF_CONF_SD) ** 2), 0).astype(np.float32)
     return BlurMap(
         sigma=to_sigma(_upsample(filled, img.shape)),
         confidence=np.clip(_upsample(conf, img.shape), 0, 1).astype(np.float32),
-        sparse=sparse.astype(np.float32),
+        sparse=cell_sigma.astype(np.float32),
         sparse_confidence=sparse_conf,
         stride=STRIDE,
-        noise_sigma=noise,
+        noise_sigma=float(np.median(nm.std(img[:: max(1, img.shape[0] // 256)]))),
         psf=psf,
         pixel_size=_as_pixel_size(pixel_size),
+        lower_bound=_upsample(lb_share, img.shape) > 0.5,
+        noise=nm,
     )

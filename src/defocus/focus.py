@@ -40,6 +40,7 @@ from skimage.filters import threshold_otsu
 
 from ._array import as_float_image
 from ._errors import BadInputError
+from .noise import haar_sigma
 
 __all__ = [
     "DEFAULT_MEASURE",
@@ -144,20 +145,6 @@ def _white_noise_gain(sigma: float, minus: float | None) -> float:
     delta = np.zeros((size, size), np.float64)
     delta[size // 2, size // 2] = 1.0
     return float(_gradient_energy_dog(delta, sigma, minus).sum())
-
-
-def _noise_sigma(img: np.ndarray) -> float:
-    """Noise standard deviation from the MAD of the finest Haar diagonal detail (Donoho 1995).
-
-    The diagonal detail of white noise of variance v has variance v, while smooth image content
-    cancels in it; the median ignores the sparse edges that survive.
-    """
-    h, w = (img.shape[0] // 2) * 2, (img.shape[1] // 2) * 2
-    if h == 0 or w == 0:
-        return 0.0
-    x = img[:h, :w]
-    hh = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2
-    return float(np.median(np.abs(hh))) / 0.6745
 
 
 def _dct_band(coeffs: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -745,7 +732,7 @@ def gradient_ratio(
     band = _gradient_energy_dog(img, fine, coarse)
     e_band = _window(band, scale)
     e_coarse = _coarse_energy(img, scale, coarse)
-    sigma_n = _noise_sigma(img) if noise_sigma is None else float(noise_sigma)
+    sigma_n = haar_sigma(img) if noise_sigma is None else float(noise_sigma)
     noise = np.float32(sigma_n**2 * _white_noise_gain(fine, coarse))
     # The contrast floor keeps faint residues (smoothed quantisation noise, shading) in nearly
     # flat regions from reading as detail, and 0/0 out; the default scales with gain like

@@ -41,6 +41,7 @@ import scipy.special
 from . import psf as _psf
 from ._array import as_float_image
 from ._errors import BadInputError
+from .noise import haar_sigma
 
 __all__ = [
     "Identification",
@@ -368,12 +369,6 @@ def _solve(
     return _Solution(g.reshape(m, m), eq.rss(g), gamma, noise2, floor, _SMOOTH * lam, edges)
 
 
-def _noise_sigma(image: np.ndarray) -> float:
-    """Noise std from the finest diagonal wavelet band (median absolute deviation)."""
-    d = (image[:-1:2, :-1:2] - image[1::2, :-1:2] - image[:-1:2, 1::2] + image[1::2, 1::2]) / 2
-    return float(np.median(np.abs(d)) / 0.6745)
-
-
 def _auto_size(
     x: np.ndarray, y: np.ndarray, limit: int, noise2: float, fixed: bool, first: int
 ) -> tuple[_Normal, _Solution]:
@@ -596,7 +591,7 @@ def estimate_kernel(
         )
     xs, ys = x.mean(axis=-1), y.mean(axis=-1)
     fixed = noise is not None
-    noise2 = (_psf._positive("noise", noise) if fixed else _noise_sigma(ys)) ** 2
+    noise2 = (_psf._positive("noise", noise) if fixed else haar_sigma(ys)) ** 2
     if size is None:
         # Start no smaller than the kernel the gradient correlation shows (a ring's best
         # small-support fit is a compact blob that would look complete).

@@ -56,7 +56,7 @@ import numpy as np
 from . import focus as _focus
 from ._array import luminance
 from ._errors import BadInputError
-from .blurmap import PSF_FAMILIES
+from .blurmap import PSF_FAMILIES, REACH
 from .blurmap import blur_map as _blur_map
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, parse_pixel_size
@@ -289,18 +289,16 @@ def _mosaic(plane: da.Array, *, tile: int = 256, n: int = 4) -> np.ndarray:
 def blur_support() -> int:
     """Overlap depth, in px, that tiled blur maps use by default.
 
-    Read from the method's own scale ladder and windows (:mod:`defocus.blurmap`): its widest
-    feature window to 2 standard deviations (95 % of the weight), plus its largest scale to 3,
-    plus one 32-px block of the grid, rounded up to a multiple of 32 px.
+    Read from the method's own reach (:data:`defocus.blurmap.REACH`: its largest scale to 3
+    standard deviations and a margin for the fill), plus one 32-px block of the grid, rounded up
+    to a multiple of 32 px.
 
     Examples
     --------
     >>> blur_support() % 32
     0
     """
-    from . import blurmap
-
-    reach = 2 * max(blurmap.WINDOWS) + 3 * max(blurmap.SCALES) + _BLUR_ALIGN
+    reach = REACH + _BLUR_ALIGN
     return int(-(-reach // _BLUR_ALIGN) * _BLUR_ALIGN)
 
 
@@ -480,7 +478,7 @@ def blur_map(
     >>> from skimage import data
     >>> lazy = blur_map(data.camera(), chunks=(97, 131), noise_sigma=2.0)
     >>> lazy.sigma.shape, lazy.sigma.dtype, lazy.data.chunks[1]
-    ((512, 512), dtype('float32'), (160, 160, 192))
+    ((512, 512), dtype('float32'), (512,))
     """
     da = _dask()
     if psf not in PSF_FAMILIES:
@@ -490,6 +488,8 @@ def blur_map(
     depth = blur_support() if depth is None else int(depth)
     depth = max(_BLUR_ALIGN, -(-depth // _BLUR_ALIGN) * _BLUR_ALIGN)
     plane = _plane(image, chunks, channel_axis)
+    # An image smaller than the reach is one tile along that side: no deeper overlap exists.
+    depth = min(depth, max(_BLUR_ALIGN, min(plane.shape) // _BLUR_ALIGN * _BLUR_ALIGN))
     cy, cx = _as_chunks(chunks)
     grid = tuple(
         _grid_chunks(n, c, align=_BLUR_ALIGN, minimum=depth)

@@ -64,7 +64,7 @@ from . import psf as _psf
 from ._array import _check_magnitude
 from ._errors import BadInputError
 from .blurmap import BlurMap
-from .focus import _noise_sigma
+from .noise import haar_sigma
 from .synth import FAMILIES, _bbox, _channels_last, _family_kernel, _finish, _level_weights
 
 __all__ = ["BOUNDARIES", "METHODS", "deblur", "deblur_varying"]
@@ -413,7 +413,7 @@ def _noise_levels(
     """
     nch = data.shape[-1]
     if noise_sigma is None:
-        levels = [_noise_sigma(data[..., c]) for c in range(nch)]
+        levels = [haar_sigma(data[..., c]) for c in range(nch)]
     else:
         try:
             given = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), (nch,)).tolist()
