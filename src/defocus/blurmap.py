@@ -242,7 +242,8 @@ def _estimate(
     # edges start to cancel: weights S^4 / (N^2 + 2 N S), the inverse variance of y.
     idx = np.arange(k)[:, None, None]
     use = sig & (idx >= peak - 3) & (idx <= np.maximum(peak, 3))
-    wt = np.where(use, signal**2 / (noise * noise + 2 * noise * signal) * signal**2, 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        wt = np.where(use, signal**2 / (noise * noise + 2 * noise * signal) * signal**2, 0)
     wt = wt.astype(np.float64)
     x = (s_eff**2)[:, None, None]
     y = 1.0 / signal.astype(np.float64)
