@@ -17,7 +17,7 @@ from defocus.io import PixelSize
 
 @pytest.fixture(scope="module")
 def sharp() -> np.ndarray:
-    """A 192 x 192 crop of the camera image (not used to train the calibration), in [0, 1]."""
+    """A 192 x 192 crop of the camera image, in [0, 1]."""
     return data.camera()[64:256, 160:352].astype(np.float32) / 255
 
 
@@ -127,3 +127,73 @@ def test_bad_input(image, kwargs, match):
 def test_unknown_physical_size_is_a_clear_error(sharp):
     with pytest.raises(BadInputError, match="pixel size unknown"):
         blur_map(sharp).to_physical()
+
+
+def _edge(sigma: float, n: int = 256) -> np.ndarray:
+    step = np.zeros((n, n), np.float64)
+    step[:, n // 2 :] = 1.0
+    return ndi.gaussian_filter(step, sigma) * 100 + 50
+
+
+def _at_edge(est: BlurMap) -> float:
+    n = est.shape[0]
+    return float(np.median(est.sigma[n // 4 : 3 * n // 4, n // 2 - 2 : n // 2 + 2]))
+
+
+@pytest.mark.parametrize("sigma", [2.0, 4.0, 8.0])
+def test_edge_reads_the_same_in_float_8_bit_and_noisy_8_bit(sigma):
+    # A quantised ramp is a staircase of one-grey-level steps: it must not read as detail.
+    rng = np.random.default_rng(5)
+    edge = _edge(sigma)
+    float_ = _at_edge(blur_map(edge))
+    eight = _at_edge(blur_map(np.round(edge).astype(np.uint8)))
+    noisy = np.clip(np.round(edge + rng.normal(0, 0.5, edge.shape)), 0, 255).astype(np.uint8)
+    assert float_ == pytest.approx(sigma, rel=0.15)
+    assert eight == pytest.approx(float_, rel=0.15)
+    assert _at_edge(blur_map(noisy)) == pytest.approx(float_, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    "kind", ["white", "poisson", "correlated", "quantised", "scan lines", "constant + 1 level"]
+)
+def test_noise_of_any_kind_never_reads_as_detail(kind):
+    rng = np.random.default_rng(6)
+    shape = (192, 192)
+    noise = {
+        "white": lambda: rng.normal(100, 5, shape),
+        "poisson": lambda: rng.poisson(50, shape).astype(np.float64),
+        "correlated": lambda: 100 + ndi.gaussian_filter(rng.normal(0, 5, shape), 1.0),
+        "quantised": lambda: np.round(rng.normal(100, 0.4, shape)).astype(np.uint8),
+        "scan lines": lambda: rng.normal(100, 3, shape) + rng.normal(0, 2, (shape[0], 1)),
+        "constant + 1 level": lambda: 100 + (rng.random(shape) < 0.01).astype(np.uint8),
+    }[kind]()
+    summary = blur_map(noise).summary()
+    assert summary["sigma"] is None, summary
+    assert summary["verdict"].startswith("blur not measurable here")
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0, 8.0, 16.0])
+def test_known_blur_on_a_real_frame_is_recovered(sigma):
+    # The camera image is itself sharp to about a pixel, which adds in quadrature.
+    cam = data.camera().astype(np.float64)
+    rng = np.random.default_rng(7)
+    frame = rng.poisson(ndi.gaussian_filter(cam, sigma)).clip(0, 255).astype(np.uint8)
+    median = blur_map(frame).summary()["sigma"]["median"]
+    assert median == pytest.approx(np.hypot(sigma, 0.8), rel=0.3)
+
+
+def test_gain_and_offset_with_physical_poisson_noise():
+    # Four times the photons: four times the signal and twice the noise, plus a dark offset.
+    cam = ndi.gaussian_filter(data.camera().astype(np.float64), 3.0)
+    rng = np.random.default_rng(8)
+    dim = rng.poisson(cam / 4).astype(np.float64)
+    bright = rng.poisson(cam).astype(np.float64) + 500
+    a = blur_map(dim).summary()["sigma"]["median"]
+    b = blur_map(bright).summary()["sigma"]["median"]
+    assert b == pytest.approx(a, rel=0.1)
+
+
+def test_blur_beyond_the_image_is_a_lower_bound():
+    est = blur_map(_edge(60.0, n=192))
+    summary = est.summary()
+    assert summary["verdict"].startswith("sigma >") or summary["sigma"] is None

@@ -266,7 +266,12 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     # correlation (dof = n / mean(S**2)).
     dof = b * b / float(np.mean(spec**2))
     bias = max(1.0 - 1.28 * np.sqrt(2.0 / dof), 0.5)
-    bin_var = np.asarray(bin_haar) / bias
+    # The Haar detail sees only the top of the spectrum (|H|^2 = 4 sin^2(pi fy) sin^2(pi fx), mean
+    # 1): for correlated noise, as after JPEG or demosaicing, it is below the full variance by
+    # the spectrum's mean under that response.
+    fy, fx = np.meshgrid(np.fft.fftfreq(b), np.fft.fftfreq(b), indexing="ij")
+    seen = float(np.mean(spec * 4 * np.sin(np.pi * fy) ** 2 * np.sin(np.pi * fx) ** 2))
+    bin_var = np.asarray(bin_haar) / bias / min(max(seen, 1 / _MAX_SPECTRAL), 1.0)
     levels = np.asarray(bin_mean)
     variances = bin_var
     order = np.argsort(levels)
