@@ -115,11 +115,12 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         files.pop("profile")
     else:
         summary["focal_plane"] = fp.summary()
-        summary["sharpest_band"] = {
-            "axis": fp.axis,
-            "position": round(fp.position, 4),
-            "position_from_end": round(1 - fp.position, 4),
-        }
+        if fp.significant:
+            summary["sharpest_band"] = {
+                "axis": fp.axis,
+                "position": round(fp.position, 4),
+                "position_from_end": round(1 - fp.position, 4),
+            }
         save_figure(
             focal_plane_figure(
                 bm,
@@ -127,6 +128,8 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 title=(
                     f"{display_name(path)}: sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°\n"
                     f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
+                    if fp.significant
+                    else f"{display_name(path)}: no significant blur gradient: no focal line"
                 ),
             ),
             files["profile"],
