@@ -203,7 +203,7 @@ def write(results: dict[str, dict], args: argparse.Namespace) -> None:
                 ratio = boot / sd if sd > 0 else math.nan
                 lines.append(
                     f"| {name} | {q} | {_fmt(q, row['truth'][q])} | {code} | {_fmt(q, med)} "
-                    f"| {_fmt(q, sd)} | {_fmt(q, boot)} | {ratio:.2f} |"
+                    f"| {sd:.2g} | {boot:.2g} | {ratio:.2f} |"
                 )
     lines += [
         "",
