@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from skimage import data
 
 from defocus import BadInputError
@@ -34,13 +35,72 @@ def test_tilt_recovered_from_an_estimated_blur_map():
     truth = tilt_map(sharp.shape, position=0.4, angle=10.0, slope=0.035, floor=0.5)
     img = add_gaussian_noise(blur_varying(sharp, truth), 0.01, rng=0)
     fp = focal_plane(blur_map(img))
-    assert fp.axis == "rows"
+    assert fp.significant and fp.axis == "rows"
     assert fp.position == pytest.approx(0.4, abs=0.08)
-    assert fp.angle == pytest.approx(10.0, abs=10.0)
+    assert abs(fp.angle - 10.0) <= 2 * fp.errors["angle"]
     assert fp.slope == pytest.approx(0.035, rel=0.4)
     assert all(np.isfinite(v) and v >= 0 for v in fp.errors.values())
     s = json.loads(json.dumps(fp.summary()))
     assert "sharpest line at" in s["text"] and len(s["bands"]) == 10
+
+
+def _noisy(truth: np.ndarray, seed: int) -> BlurMap:
+    """Blur map of a known sigma map with correlated 15 % log-normal errors per 4 px cell."""
+    rng = np.random.default_rng(seed)
+    cells = truth[2::4, 2::4]
+    e = ndi.gaussian_filter(rng.standard_normal(cells.shape), 2.0)
+    sig = (cells * np.exp(0.15 * e / e.std())).astype(np.float32)
+    conf = rng.uniform(0.3, 1.0, cells.shape).astype(np.float32)
+    dense = [
+        np.repeat(np.repeat(a, 4, 0), 4, 1)[: truth.shape[0], : truth.shape[1]] for a in (sig, conf)
+    ]
+    return BlurMap(dense[0], dense[1], sig, conf, 4, 0.0, "gauss")
+
+
+def test_large_map_is_fitted_on_binned_cells():
+    # 250 x 300 cells, far more than the 4096 bins the fit runs on.
+    truth = tilt_map((1000, 1200), position=0.35, angle=15.0, slope=0.01, floor=0.6)
+    fp = focal_plane(_ideal(truth))
+    assert fp.significant
+    assert fp.position == pytest.approx(0.35, abs=0.005)
+    assert fp.angle == pytest.approx(15.0, abs=0.5)
+    assert fp.slope == pytest.approx(0.01, rel=0.02)
+    assert fp.sigma0 == pytest.approx(0.6, abs=0.1)
+
+
+def test_noisy_tilt_line_lies_within_its_errors_and_errors_match_the_scatter():
+    # Bootstrap blocks (60 x 80 px) well beyond the errors' correlation length (~ 3 cells).
+    truth = tilt_map((480, 640), position=0.4, angle=10.0, slope=0.01, floor=0.8)
+    fits = [focal_plane(_noisy(truth, seed)) for seed in range(12)]
+    assert all(fp.significant and fp.axis == "rows" for fp in fits)
+    # Truth within two standard errors: 95 % of draws if the errors are right.
+    within = [abs(fp.fitted_position - 0.4) <= 2 * fp.errors["position"] for fp in fits]
+    assert sum(within) >= 10
+    # The bootstrap error is the estimator's real scatter over noise draws, within 2x.
+    for key, attr in (("position", "fitted_position"), ("slope", "slope"), ("angle", "angle")):
+        scatter = np.std([getattr(fp, attr) for fp in fits], ddof=1)
+        reported = np.median([fp.errors[key] for fp in fits])
+        assert 0.5 < reported / scatter < 2, key
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.5, 6.0])
+def test_no_blur_gradient_claims_no_focal_line(sigma):
+    flat = np.full((240, 320), sigma, np.float32)
+    for bm in (_ideal(flat), _noisy(flat, 0), _noisy(flat, 1)):
+        fp = focal_plane(bm)
+        assert not fp.significant and fp.reason
+        s = json.loads(json.dumps(fp.summary()))
+        assert s["text"].startswith("no significant blur gradient: no focal line (")
+        assert s["significant"] is False and s["position"] is None and s["angle_deg"] is None
+
+
+def test_gradient_below_the_maps_accuracy_claims_no_line():
+    # Exact, but blur grows by only ~10 % across the image: under the 30 % a line needs.
+    fp = focal_plane(_ideal(tilt_map((160, 200), position=0.5, slope=0.004, floor=1.0)))
+    assert fp.blur_range < 1.3 and not fp.significant
+    assert "across the image" in fp.reason
+    strong = focal_plane(_ideal(tilt_map((160, 200), position=0.5, slope=0.02, floor=1.0)))
+    assert strong.blur_range > 1.3 and strong.significant and strong.reason == ""
 
 
 def test_bands_profiles_and_region_stats():

@@ -184,3 +184,19 @@ def test_focal_line_outside_the_image_is_stated(monkeypatch):
     (line,) = re.findall(r"<th>sharpest line</th><td>([^<]*)</td>", sec.html)
     assert line.startswith("least blur at the top edge") and fp.note in line
     assert f"{fp.fitted_position:.1%}" in line  # the extrapolated fit, beyond the image
+
+
+def test_profile_figure_draws_no_line_without_a_significant_gradient():
+    from defocus.blurmap import BlurMap
+    from defocus.report import focal_plane_figure
+
+    def figure(sig):
+        one = np.ones_like(sig)
+        bm = BlurMap(sig, one, sig[2::4, 2::4], one[2::4, 2::4], 4, 0.0, "gauss")
+        fp = defocus.focal_plane(bm)
+        return fp, focal_plane_figure(bm, fp)
+
+    tilt, fig = figure(defocus.tilt_map((96, 80), position=0.5, slope=0.05, floor=0.5))
+    assert tilt.significant and len(fig.axes[0].lines) > 1  # profile, fit and the sharpest line
+    flat, fig = figure(np.full((96, 80), 1.0, np.float32))
+    assert not flat.significant and len(fig.axes[0].lines) == 1  # the profile alone

@@ -33,8 +33,6 @@ import numpy as np
 import scipy.fft
 import scipy.linalg
 import scipy.ndimage as ndi
-import scipy.optimize
-import scipy.signal
 import scipy.sparse
 import scipy.special
 
@@ -413,11 +411,11 @@ def _locate(sharp: np.ndarray, blurry: np.ndarray, reach: int) -> tuple[tuple[in
     from the peak until it settles. The radius holding 90 % of that correlation is a lower
     bound to start the support search from.
     """
+    from scipy.signal.windows import tukey  # scipy.signal is slow to import: load on use
+
     shape = sharp.shape
     # A tapered window keeps the image borders from adding a cross of correlation at zero lag.
-    window = np.outer(
-        scipy.signal.windows.tukey(shape[0], 0.2), scipy.signal.windows.tukey(shape[1], 0.2)
-    )
+    window = np.outer(tukey(shape[0], 0.2), tukey(shape[1], 0.2))
     total = np.zeros(shape)
     for axis in (0, 1):
         gx = np.diff(sharp, axis=axis, prepend=np.take(sharp, [0], axis=axis)) * window
@@ -774,7 +772,9 @@ def _fit_one(model: str, k: np.ndarray) -> ModelFit:
             r = np.zeros(k.shape)
         return (r - k).ravel()
 
-    sol = scipy.optimize.least_squares(residual, x0, bounds=(lo, hi), x_scale="jac", max_nfev=60)
+    from scipy.optimize import least_squares  # slow to import: load on use
+
+    sol = least_squares(residual, x0, bounds=(lo, hi), x_scale="jac", max_nfev=60)
     n, p = k.size, sol.x.size
     rss = max(float(np.sum(sol.fun**2)), 1e-300)
     # An estimated kernel is known to no better than about _FIT_FLOOR of its peak per pixel

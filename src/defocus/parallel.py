@@ -1036,7 +1036,8 @@ def _qc_work(path: str, outdir: Path, stem: str, task: str, opts: dict[str, Any]
         row.update(sigma_p10=q["p10"], sigma_median=q["median"], sigma_p90=q["p90"])
         with contextlib.suppress(BadInputError):  # no confident measurement: no band
             fp = focal_plane(bm)
-            row.update(sharpest_axis=fp.axis, sharpest_position=_finite(fp.position))
+            if fp.significant:  # otherwise no line to report
+                row.update(sharpest_axis=fp.axis, sharpest_position=_finite(fp.position))
         row["out_of_focus"] = bool(q["median"] > opts["max_sigma"])
         write_map(outdir / f"{stem}.sigma.tif", bm.sigma, pixel_size=img.pixel_size)
         write_map(outdir / f"{stem}.confidence.tif", bm.confidence, pixel_size=img.pixel_size)

@@ -33,6 +33,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -43,7 +44,6 @@ from typing import Any
 import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
-import scipy.optimize
 import scipy.special
 
 from ._errors import BadInputError
@@ -91,7 +91,18 @@ def _disk_esf(u: float) -> float:
     return 0.5 + (u * math.sqrt(1 - u * u) + math.asin(u)) / math.pi
 
 
-_DISK_EDGE = 2 * scipy.optimize.brentq(lambda u: _disk_esf(u) - 0.8, 0.0, 1.0)
+@functools.cache
+def _disk_edge() -> float:
+    """20-80 % edge width of a unit-radius disk (solved once, on first use)."""
+    return 2 * _brentq(lambda u: _disk_esf(u) - 0.8, 0.0, 1.0)
+
+
+def _brentq(f, a: float, b: float, **kw) -> float:
+    from scipy.optimize import brentq  # scipy.optimize is slow to import; few calls need it
+
+    return float(brentq(f, a, b, **kw))
+
+
 _FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
 
 Shape = int | tuple[int, int] | None
@@ -1045,7 +1056,7 @@ def natural_from_sigma(model: str, sigma: float, **fixed: float) -> float:
     hi = 1.0
     while f(hi) < 0:
         hi *= 2
-    return float(scipy.optimize.brentq(f, x0, hi, xtol=1e-12, rtol=1e-12))
+    return _brentq(f, x0, hi, xtol=1e-12, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1101,7 +1112,7 @@ def _numeric_width(model: str, measure: str, params: Mapping[str, float]) -> flo
     def esf(x: float) -> float:
         return 0.5 + float((np.sin(2 * np.pi * rho * x) / (np.pi * rho)) @ wts) - 0.8
 
-    return 2 * float(scipy.optimize.brentq(esf, 0.0, extent))
+    return 2 * _brentq(esf, 0.0, extent)
 
 
 def blur_width(model: str, measure: str = "sigma", **params: float) -> float:
@@ -1155,7 +1166,7 @@ def blur_width(model: str, measure: str = "sigma", **params: float) -> float:
         return s * (_FWHM_PER_SIGMA if measure == "fwhm" else _GAUSS_EDGE)
     if model == "disk":
         r = float(params["radius"])
-        return 2 * r if measure == "fwhm" else _DISK_EDGE * r
+        return 2 * r if measure == "fwhm" else _disk_edge() * r
     if model == "ring" and params.get("softness", 0.0) == 0:
         ro = params["radius"] + params.get("width", 1.0) / 2
         ri = max(params["radius"] - params.get("width", 1.0) / 2, 0.0)
@@ -1167,7 +1178,7 @@ def blur_width(model: str, measure: str = "sigma", **params: float) -> float:
                 ro**2 - ri**2
             ) - 0.8
 
-        return 2 * float(scipy.optimize.brentq(esf, 0.0, ro))
+        return 2 * _brentq(esf, 0.0, ro)
     return _numeric_width(model, measure, params)
 
 
@@ -1198,5 +1209,5 @@ def convert_width(
         hi = 1.0
         while f(hi) < 0:
             hi *= 2
-        x = float(scipy.optimize.brentq(f, 1e-9, hi, xtol=1e-10))
+        x = _brentq(f, 1e-9, hi, xtol=1e-10)
     return blur_width(model, to, **{m.natural: x}, **fixed)

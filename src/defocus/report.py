@@ -168,7 +168,8 @@ def focal_plane_figure(bm: BlurMap, fp: FocalPlane, *, title: str | None = None)
 
     The profile runs along the axis the line crosses (down the height for a near-horizontal
     line): the confidence-weighted median of sigma per row (or column) with its 16-84 % range,
-    the fitted model's median on the same rows, and the sharpest position.
+    the fitted model's median on the same rows, and the sharpest position. Without a significant
+    blur gradient (``fp.significant`` False) it shows the profile alone.
 
     Examples
     --------
@@ -192,8 +193,8 @@ def focal_plane_figure(bm: BlurMap, fp: FocalPlane, *, title: str | None = None)
         high=prof.p84,
         ylabel="blur sigma (px)",
         xlabel=f"position (fraction of the {what})",
-        peak=fp.position,
-        fit=(grid, model, "fit: sigma² = sigma0² + (k·d)²"),
+        peak=fp.position if fp.significant else None,
+        fit=(grid, model, "fit: sigma² = sigma0² + (k·d)²") if fp.significant else None,
         spread_label="16-84 % range",
         title=title,
     )
@@ -431,7 +432,10 @@ def report_section(
         ("measured fraction of cells", f"{blur['measured_fraction']:.0%}"),
         ("noise sigma", f"{blur['noise_sigma']:.4g} (intensity units)"),
     ]
-    if fp is not None:
+    if fp is not None and not fp.significant:
+        summary["focal_plane"] = fp.summary()
+        rows.append(("sharpest line", summary["focal_plane"]["text"]))
+    elif fp is not None:
         fps = fp.summary()
         summary["focal_plane"] = fps
         e = fp.errors
@@ -487,7 +491,9 @@ def report_section(
                         bm,
                         fp,
                         title=f"sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°; "
-                        f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px",
+                        f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
+                        if fp.significant
+                        else "no significant blur gradient: no focal line",
                     )
                 ),
                 f"{name}: profile with focal-plane fit",

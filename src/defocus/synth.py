@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
-import scipy.signal
 
 from . import psf as _psf
 from ._errors import BadInputError
@@ -145,7 +144,9 @@ def _convolve_valid(region: np.ndarray, kernel: np.ndarray, method: str) -> np.n
     elif method == "direct":
         tmp = ndi.convolve(region, kernel.astype(region.dtype), mode="constant")
     elif method == "fft":
-        return scipy.signal.oaconvolve(region, kernel.astype(region.dtype), mode="valid")
+        from scipy.signal import oaconvolve  # slow to import (it loads scipy.stats)
+
+        return oaconvolve(region, kernel.astype(region.dtype), mode="valid")
     else:
         raise BadInputError(f"method must be auto, direct, separable or fft, got {method!r}")
     # With ndimage's centring, the 'valid' part starts (n - 1) // 2 in from each edge.

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import kernel as K
 from .. import psf as P
 from .. import restore, synth
 from .._errors import BadInputError
@@ -69,6 +68,8 @@ def _progress(fraction: float, state: list[int]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import kernel as K  # loaded on use, so that the parser builds fast
+
     sources = [s for s in (args.kernel, args.sigma_map, args.auto) if s]
     if len(sources) > 1 or ((args.kernel or args.auto) and args.psf):
         raise BadInputError("give one of --psf, --kernel, --sigma-map (with --psf) or --auto")

@@ -14,7 +14,6 @@ from .. import focus as F
 from .._array import as_float_image
 from .._errors import BadInputError
 from ..io import write_json, write_map, write_png
-from ..viz import heatmap_figure, mask_view, profile_figure, save_figure, sketch_view
 from ._common import (
     add_input_options,
     display_name,
@@ -74,6 +73,9 @@ def _list_measures() -> int:
 
 def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Analyse one image and write its maps, pictures and summary; return the summary."""
+    # matplotlib (viz, report) loads on use, so that the parser builds fast
+    from ..viz import heatmap_figure, mask_view, profile_figure, save_figure, sketch_view
+
     img = read_input(path, args)
     F.get_measure(args.measure)  # fail early on a bad name, before any work
     # a blank or fully saturated frame has an all-zero map and no sharpest band: say so

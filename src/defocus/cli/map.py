@@ -11,10 +11,7 @@ import numpy as np
 
 from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES, blur_map
-from ..focalplane import focal_plane
 from ..io import write_json, write_map
-from ..report import focal_plane_figure
-from ..viz import save_figure, sigma_heatmap
 from ._common import (
     add_input_options,
     display_name,
@@ -66,6 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Estimate one image's blur map and write its maps, pictures and summary."""
+    # matplotlib (viz, report) loads on use, so that the parser builds fast
+    from ..focalplane import focal_plane
+    from ..report import focal_plane_figure
+    from ..viz import save_figure, sigma_heatmap
+
     img = read_input(path, args)
     bm = blur_map(img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
     try:
@@ -115,11 +117,12 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         files.pop("profile")
     else:
         summary["focal_plane"] = fp.summary()
-        summary["sharpest_band"] = {
-            "axis": fp.axis,
-            "position": round(fp.position, 4),
-            "position_from_end": round(1 - fp.position, 4),
-        }
+        if fp.significant:
+            summary["sharpest_band"] = {
+                "axis": fp.axis,
+                "position": round(fp.position, 4),
+                "position_from_end": round(1 - fp.position, 4),
+            }
         save_figure(
             focal_plane_figure(
                 bm,
@@ -127,6 +130,8 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 title=(
                     f"{display_name(path)}: sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°\n"
                     f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
+                    if fp.significant
+                    else f"{display_name(path)}: no significant blur gradient: no focal line"
                 ),
             ),
             files["profile"],

@@ -15,7 +15,6 @@ from .. import focus as F
 from .. import stack as S
 from .._errors import BadInputError
 from ..io import read_image, write_image, write_json, write_map, write_png
-from ..viz import heatmap_figure, mask_view, save_figure
 from ._common import output_dir, stem_of
 
 
@@ -87,6 +86,9 @@ def _progress_bar(quiet: bool) -> Iterator[Callable[[int, int, str], None]]:
 
 def _write_maps(out: Path, frames: list[str], res: S.StackResult) -> list[Path]:
     """Per-frame focus map and mask view as ``defocus focus`` writes them, plus stack pictures."""
+    # matplotlib (viz, report) loads on use, so that the parser builds fast
+    from ..viz import heatmap_figure, mask_view, save_figure
+
     written = []
     for path in frames:
         img = read_image(path)

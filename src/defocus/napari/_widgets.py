@@ -328,7 +328,7 @@ class BlurMapWidget(_Widget):
                 visible=False,
                 metadata=meta,
             )
-            if isinstance(fp, FocalPlane) and len(line := focal_line(fp)):
+            if isinstance(fp, FocalPlane) and fp.significant and len(line := focal_line(fp)):
                 self._add(
                     [line],
                     layer,
