@@ -611,10 +611,16 @@ MAX_SEGMENT_PIXELS = 2**28
 
 
 def _guard_lazy(p: Path, shape: Sequence[int], axes: str, max_pixels: int | None) -> None:
-    from .io import _guard_pixels
+    from .io import _mp
 
-    yx = tuple(n for a, n in zip(axes, shape, strict=True) if a in "YX")
-    _guard_pixels(p, yx, max_pixels)
+    h, w = (int(n) for a, n in zip(axes, shape, strict=True) if a in "YX")
+    if h * w == 0:
+        raise BadInputError(f"{p}: image has zero size {tuple(shape)}")
+    if max_pixels is not None and h * w > max_pixels:
+        raise BadInputError(
+            f"{p}: header claims {h}x{w} = {_mp(h * w)} MP, above the tiled limit of "
+            f"{_mp(max_pixels)} MP (a decompression bomb?); if it is genuine, raise --max-pixels"
+        )
 
 
 def _check_tiff_data(p: Path, series: Any) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .._errors import BadInputError
@@ -69,24 +69,29 @@ def _inside(inner: str, outer: str) -> bool:
 
 def check_plan(
     inputs: Sequence[str | os.PathLike],
-    outputs: Mapping[Path, str | os.PathLike | None],
+    outputs: Iterable[tuple[Path, str | os.PathLike | None]],
     *,
     overwrite: bool = False,
     may_exist: Iterable[Path] = (),
-) -> None:
+) -> list[Path]:
     """Refuse an output plan that would lose data; sweep a killed run's temporary files.
 
     Parameters
     ----------
     inputs : sequence of path
         Every file or store the command reads.
-    outputs : mapping of Path to path or None
+    outputs : iterable of (Path, path or None)
         Every file or store the command may write, each with the input it derives from (named
         in the message when two outputs collide), or None.
     overwrite : bool
         Allow outputs that already exist to be replaced (inputs never are).
     may_exist : iterable of Path
         Outputs that are merged or resumed rather than replaced (a batch's QC table).
+
+    Returns
+    -------
+    list of Path
+        The planned outputs, in order.
 
     Raises
     ------
@@ -99,17 +104,24 @@ def check_plan(
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
     >>> _ = (d / "a.png").write_bytes(b"x")
-    >>> check_plan([d / "a.png"], {d / "a.focus.json": d / "a.png"})
-    >>> check_plan([d / "a.png"], {d / "sub" / ".." / "a.png": None})
+    >>> [p.name for p in check_plan([d / "a.png"], [(d / "a.focus.json", d / "a.png")])]
+    ['a.focus.json']
+    >>> check_plan([d / "a.png"], [(d / "sub" / ".." / "a.png", None)])
     Traceback (most recent call last):
     ...
     defocus._errors.BadInputError: ... would replace the input .../a.png; choose another -o
     """
     keep = {resolved(p) for p in may_exist}
+    plan = [(Path(out), source) for out, source in outputs]
     ins = [(p, resolved(p)) for p in inputs]
     seen: dict[str, str | os.PathLike | None] = {}
-    for out, source in outputs.items():
+    for out, source in plan:
         key = resolved(out)
+        parent = out.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if parent.exists() and not parent.is_dir():
+            raise BadInputError(f"{parent}: is a file, not a folder; cannot write {out} there")
         for given, ikey in ins:
             if key == ikey or _same(out, given):
                 raise BadInputError(f"{out}: would replace the input {given}; choose another -o")
@@ -128,16 +140,12 @@ def check_plan(
                 )
             raise BadInputError(f"{out}: planned twice; give distinct output names")
         seen[fold] = source
-        parent = out.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if parent.exists() and not parent.is_dir():
-            raise BadInputError(f"{parent}: is a file, not a folder; cannot write {out} there")
         if (os.path.lexists(out)) and key not in keep and not overwrite:
             raise BadInputError(
                 f"{out}: already exists (an earlier output?); give --overwrite to replace it, "
                 "or another -o"
             )
-    for folder in {o.parent for o in outputs}:
+    for folder in {out.parent for out, _ in plan}:
         if folder.is_dir():
             remove_stale_partials(folder)
+    return [out for out, _ in plan]

@@ -16,10 +16,9 @@ from ..parallel import (  # defocus.parallel imports Dask lazily
     MIN_FOCUS,
     TASKS,
     batch_outputs,
-    earlier_input,
 )
 from ._common import MAX_SCALE, add_input_options, number, stem_of
-from ._outputs import add_output_options, check_plan, resolved
+from ._outputs import add_output_options, check_plan
 
 #: Most local workers: a few per core keeps I/O busy; thousands only exhaust file handles.
 MAX_WORKERS = 4 * (os.cpu_count() or 1)
@@ -109,17 +108,20 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise BadInputError(str(exc)) from None
     out = Path(args.output)
-    planned: dict[Path, str] = {}
-    resumable = [out / "qc.csv", out / "qc.parquet"]
-    for path in args.images:
-        stem = stem_of(path)
-        files = [out / n for n in batch_outputs(stem, args.task)]
-        planned |= dict.fromkeys(files, path)
-        # an image's own earlier outputs are resumed; another image's are not replaced
-        earlier = earlier_input(out, stem, args.task)
-        if args.overwrite or earlier is None or resolved(earlier) == resolved(path):
-            resumable += files
-    check_plan(args.images, planned, overwrite=args.overwrite, may_exist=resumable)
+    tables = [(out / "qc.csv", None), (out / "qc.parquet", None)]
+    planned = [
+        (out / name, path)
+        for path in args.images
+        for name in batch_outputs(stem_of(path), args.task)
+    ]
+    # an image's earlier outputs are resumed, and the table merged; run_batch refuses the
+    # outputs of another file of the same name
+    check_plan(
+        args.images,
+        [*planned, *tables],
+        overwrite=args.overwrite,
+        may_exist=[f for f, _ in [*planned, *tables]],
+    )
     client = None
     if args.scheduler or args.workers:
         client = start_client(workers=args.workers, scheduler=args.scheduler)

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_image_name(out)
     inputs = [f for f in (args.image, args.kernel, args.sigma_map) if f]
-    check_plan(inputs, {out: args.image}, overwrite=args.overwrite)
+    check_plan(inputs, [(out, args.image)], overwrite=args.overwrite)
     img = read_input(args.image, args)
     state = [0]
     options = {

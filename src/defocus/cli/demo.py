@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     sample = sample_path("fib_needle.tif")
     tilted, truth = tilted_gravel()
-    planned = dict.fromkeys(focus_outputs(str(sample), out).values(), str(sample))
-    planned |= dict.fromkeys(map_outputs(str(tilted.path), out).values(), str(tilted.path))
+    planned = [(f, sample) for f in focus_outputs(str(sample), out).values()]
+    planned += [(f, tilted.path) for f in map_outputs(str(tilted.path), out).values()]
     check_plan([sample, tilted.path], planned, overwrite=args.overwrite)
     focus_args = argparse.Namespace(
         measure=DEFAULT_MEASURE,

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("no output folder given; use -o OUTDIR")
     check_options(args)
     out = Path(args.output)
-    planned = {f: path for path in args.images for f in focus_outputs(path, out).values()}
+    planned = [(f, path) for path in args.images for f in focus_outputs(path, out).values()]
     check_plan(args.images, planned, overwrite=args.overwrite)
 
     def work(path: str) -> None:

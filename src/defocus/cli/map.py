@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     if _tiled(args):
         return run_tiled(args)
     out = Path(args.output)
-    planned = {f: path for path in args.images for f in map_outputs(path, out).values()}
+    planned = [(f, path) for path in args.images for f in map_outputs(path, out).values()]
     check_plan(args.images, planned, overwrite=args.overwrite)
 
     def work(path: str) -> None:
@@ -300,11 +300,11 @@ def run_tiled(args: argparse.Namespace) -> int:
         stem = stem_of(path.rstrip("/")).removesuffix(".ome")
         return out if single else out / f"{stem}.blur.zarr"
 
-    planned: dict[Path, str] = {}
+    planned: list[tuple[Path, str]] = []
     for path in args.images:
         target = target_of(path)
         tiles = _tiled_tiffs(target).values() if args.format == "tiff" else [target]
-        planned |= {f: path for f in [*tiles, _tiled_json(target)]}
+        planned += [(f, path) for f in [*tiles, _tiled_json(target)]]
     check_plan(args.images, planned, overwrite=args.overwrite)
 
     def work(path: str) -> None:

@@ -179,7 +179,7 @@ def run_render(args: argparse.Namespace) -> int:
     pixel_size = parse_pixel_size(args.pixel_size)
     params = model_params(args, args.model, pixel_size)
     png = out.with_name(stem_of(out) + ".png")
-    check_plan([], {out: None, png: None}, overwrite=args.overwrite)
+    check_plan([], [(out, None), (png, None)], overwrite=args.overwrite)
     kernel = P.render(args.model, shape=args.shape, offset=tuple(args.offset), **params)
     from ..viz import kernel_figure, save_figure
 
@@ -220,7 +220,7 @@ def run_estimate(args: argparse.Namespace) -> int:
     files = {k: out / f"{stem}.kernel.{k}" for k in ("tif", "png", "json")}
     check_plan(
         [args.sharp, args.blurry],
-        dict.fromkeys(files.values(), args.blurry),
+        [(f, args.blurry) for f in files.values()],
         overwrite=args.overwrite,
     )
     sharp, blurry = read_input(args.sharp, args), read_input(args.blurry, args)

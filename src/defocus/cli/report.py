@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise BadInputError(f"{out}: is a directory; give the name of the page to write")
     inputs = [*args.images, *([args.sharp] if args.sharp else [])]
-    check_plan(inputs, {out: None}, overwrite=args.overwrite)
+    check_plan(inputs, [(out, None)], overwrite=args.overwrite)
     sharp = read_input(args.sharp, args) if args.sharp else None
     sections, failures = [], []
 

@@ -150,12 +150,12 @@ def run(args: argparse.Namespace) -> int:
     if len(args.frames) < 2:
         raise BadInputError(f"a focus stack needs at least 2 frames, got {len(args.frames)}")
     check_image_name(args.output)
-    planned: dict[Path, str | None] = {Path(args.output): None}
+    planned: list[tuple[Path, str | None]] = [(Path(args.output), None)]
     if args.depth:
-        planned[Path(args.depth)] = None
+        planned.append((Path(args.depth), None))
     maps = _maps_outputs(Path(args.maps), args.frames, args.output) if args.maps else None
     if maps is not None:
-        planned |= {f: key.rpartition(":")[0] or None for key, f in maps.items()}
+        planned += [(f, key.rpartition(":")[0] or None) for key, f in maps.items()]
     check_plan(args.frames, planned, overwrite=args.overwrite)
     with _progress_bar(args.quiet) as progress:
         res = S.fuse(
