@@ -43,7 +43,7 @@ def _partials(out):
 
 
 def _rows_done(out):
-    return {p.name for p in out.glob("*.map.json") if not p.name.startswith(".")}
+    return {p.name for p in out.glob("*.qc.map.json") if not p.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_killed_batch_resumes_without_partial_files(tmp_path, scheduler):
     assert not (out / "qc.csv").exists()
     # what is visible after a kill is complete: every finished row has readable maps
     for name in done_before:
-        stem = name.removesuffix(".map.json")
-        assert read_image(out / f"{stem}.sigma.tif").data.shape == (128, 128)
+        stem = name.removesuffix(".qc.map.json")
+        assert read_image(out / f"{stem}.qc.sigma.tif").data.shape == (128, 128)
     stamps = {n: (out / n).stat().st_mtime_ns for n in done_before}
 
     args = ["batch", *paths, "-o", str(out), "--task", "map", "--no-progress"]
@@ -88,9 +88,9 @@ def test_killed_batch_resumes_without_partial_files(tmp_path, scheduler):
     assert [r["input"] for r in rows] == paths
     assert all(r["status"] in ("done", "skipped (done before)") for r in rows)
     skipped = {os.path.basename(r["input"]) for r in rows if r["status"].startswith("skipped")}
-    assert {n.removesuffix(".map.json") + ".tif" for n in done_before} <= skipped
+    assert {n.removesuffix(".qc.map.json") + ".tif" for n in done_before} <= skipped
     assert all((out / n).stat().st_mtime_ns == t for n, t in stamps.items())
-    assert len(list(out.glob("*.sigma.tif"))) == len(paths)
+    assert len(list(out.glob("*.qc.sigma.tif"))) == len(paths)
     assert _partials(out) == []
 
 
@@ -167,4 +167,5 @@ def test_batch_identify_fills_the_psf_columns(tmp_path, scheduler, capsys):
     assert rows[-1]["psf_model"] == ""
     # identify writes no maps: only the rows and the table
     written = {p.name for p in out.iterdir()}
-    assert written - {"qc.parquet"} == {"qc.csv"} | {f"{n}.identify.json" for n in truth}
+    rows_written = {f"{n}.qc.identify.json" for n in truth}
+    assert written - {"qc.parquet", ".qc.lock"} == {"qc.csv"} | rows_written

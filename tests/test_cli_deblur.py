@@ -77,7 +77,7 @@ def test_sigma_map_gives_varying_deblur(blurred_tif, tmp_path):
         (["--psf", "ring", "--radius", "3", "--sigma-map", "m.tif"], "takes --psf gauss or disk"),
         (["--psf", "disk", "--radius", "3", "--tile", "32"], "--tile applies"),
         (["--psf", "disk", "--sigma", "3"], "disk does not take --sigma"),
-        (["--psf", "disk", "--radius", "3", "--noise", "-1"], "--noise must be"),
+        (["--psf", "disk", "--radius", "3", "--noise", "-1"], "--noise: must be a number in [0"),
         (["--kernel", "missing.tif"], "missing.tif"),
     ],
 )
@@ -93,7 +93,7 @@ def test_refuses_to_overwrite_input(blurred_tif, capsys):
     before = blurred_tif.read_bytes()
     args = ["deblur", str(blurred_tif), "-o", str(blurred_tif), "--psf", "disk", "--radius", "3"]
     assert main(args) == 2
-    assert "refusing to overwrite" in capsys.readouterr().err
+    assert "would replace the input" in capsys.readouterr().err
     assert blurred_tif.read_bytes() == before
 
 

@@ -33,17 +33,17 @@ def test_focus_writes_every_output(tilted, tmp_path, capsys):
     assert main(["focus", str(tilted), "-o", str(out), "--tile", "32"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == [
+        "tilted.focus.json",
+        "tilted.focus.mask.png",
         "tilted.focus.png",
+        "tilted.focus.profile.png",
+        "tilted.focus.sketch.png",
         "tilted.focus.tif",
-        "tilted.json",
-        "tilted.mask.png",
-        "tilted.profile.png",
-        "tilted.sketch.png",
     ]
     fmap = read_image(out / "tilted.focus.tif")
     assert fmap.data.dtype == np.float32 and fmap.data.shape == (192, 192)
     assert fmap.pixel_size.to("nm").x == pytest.approx(50)
-    summary = json.loads((out / "tilted.json").read_text())
+    summary = json.loads((out / "tilted.focus.json").read_text())
     assert summary["pixel_size_source"] == "OME PhysicalSizeX"
     # the sharp band is the top third
     assert summary["sharpest_band"]["peak"] < 1 / 3
@@ -98,7 +98,7 @@ def test_batch_reports_bad_file_and_goes_on(tilted, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "broken.png" in err and "[2/2]" in err
-    assert (out / "tilted.json").exists() and not (out / "broken.json").exists()
+    assert (out / "tilted.focus.json").exists() and not (out / "broken.focus.json").exists()
     assert not [p for p in out.iterdir() if ".partial" in p.name]
 
 

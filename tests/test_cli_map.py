@@ -27,19 +27,19 @@ def test_map_writes_every_output_with_units(tilted, tmp_path):
     out = tmp_path / "out"
     assert main(["map", str(tilted), "-o", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "tilted.confidence.tif",
-        "tilted.json",
-        "tilted.png",
-        "tilted.profile.png",
-        "tilted.sigma.tif",
+        "tilted.blur.confidence.tif",
+        "tilted.blur.json",
+        "tilted.blur.png",
+        "tilted.blur.profile.png",
+        "tilted.blur.sigma.tif",
     ]
-    sigma = read_image(out / "tilted.sigma.tif")
-    conf = read_image(out / "tilted.confidence.tif")
+    sigma = read_image(out / "tilted.blur.sigma.tif")
+    conf = read_image(out / "tilted.blur.confidence.tif")
     assert sigma.data.dtype == np.float32 and sigma.data.shape == (160, 192)
     assert np.isfinite(sigma.data).all() and (sigma.data >= 0).all()
     assert conf.data.min() >= 0 and conf.data.max() <= 1
     assert sigma.pixel_size.to("nm").x == pytest.approx(20)
-    summary = json.loads((out / "tilted.json").read_text())
+    summary = json.loads((out / "tilted.blur.json").read_text())
     assert summary["blur"]["unit"] == "px"
     assert summary["blur"]["sigma_physical"]["unit"] == "nm"
     # the sharp line is in the middle: the focal plane must find it there
@@ -53,7 +53,7 @@ def test_map_bad_input_exit_2(tmp_path, capsys):
     assert main(["map", str(flat), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("defocus: error:") and "constant" in err and "\n" not in err
-    assert not (tmp_path / "o" / "flat.sigma.tif").exists()
+    assert not (tmp_path / "o" / "flat.blur.sigma.tif").exists()
 
 
 def test_demo_runs_on_bundled_samples(tmp_path, capsys):
@@ -61,9 +61,9 @@ def test_demo_runs_on_bundled_samples(tmp_path, capsys):
     text = capsys.readouterr().out
     for name in (
         "fib_needle.focus.png",
-        "fib_needle.mask.png",
-        "tilted_gravel.sigma.tif",
-        "tilted_gravel.profile.png",
+        "fib_needle.focus.mask.png",
+        "tilted_gravel.blur.sigma.tif",
+        "tilted_gravel.blur.profile.png",
     ):
         assert (tmp_path / name).exists() and name in text
 
@@ -106,13 +106,13 @@ def test_map_tiled_tiff_in_tiled_tiff_out(tilted, tmp_path):
     out = tmp_path / "tiles"
     assert main(["map", str(tilted), "-o", str(out), "--chunks", "96", "--format", "tiff"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "tilted.confidence.tif",
-        "tilted.json",
-        "tilted.sigma.tif",
+        "tilted.blur.confidence.tif",
+        "tilted.blur.json",
+        "tilted.blur.sigma.tif",
     ]
-    sigma = read_image(out / "tilted.sigma.tif")
+    sigma = read_image(out / "tilted.blur.sigma.tif")
     assert sigma.data.shape == (160, 192) and sigma.pixel_size.to("nm").x == pytest.approx(20)
-    with tifffile.TiffFile(out / "tilted.sigma.tif") as tf:
+    with tifffile.TiffFile(out / "tilted.blur.sigma.tif") as tf:
         assert tf.pages.first.is_tiled
     # the same sharp line as the in-memory map: blur grows away from the middle rows
     rows = np.median(sigma.data, axis=1)

@@ -50,9 +50,10 @@ def test_cli_fuses_with_depth_and_maps(tmp_path, rgb_stack, capsys):
     assert d.dtype == np.float32 and d.shape == sharp.shape[:2]
     assert np.median(d[:30]) < np.median(d[-30:])
     for k in range(3):
-        assert (maps / f"z{k}.focus.tif").exists() and (maps / f"z{k}.mask.png").exists()
-    for name in ("depth.png", "confidence.png", "source.png", "source.tif", "stack.json"):
-        assert (maps / name).exists()
+        assert (maps / f"z{k}.stack.focus.tif").exists()
+        assert (maps / f"z{k}.stack.mask.png").exists()
+    for name in ("depth.png", "confidence.png", "source.png", "source.tif", "json"):
+        assert (maps / f"fused.stack.{name}").exists()
 
 
 def test_cli_keeps_sixteen_bit(tmp_path):

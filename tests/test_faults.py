@@ -85,12 +85,16 @@ def test_sigkill_mid_write_leaves_no_partial_output_and_the_rerun_completes(tmp_
     assert "img1.focus.tif" not in _visible(out)
     assert read_image(out / "img0.focus.tif").data.shape == (96, 96)
     assert [n for n in _hidden(out) if n.startswith(".img1.focus.")]
-    # the rerun completes and removes what the killed run left
-    assert main(["focus", *map(str, files), "-o", str(out)]) == 0
+    # a plain rerun would replace the first image's outputs: it is refused, changing nothing
+    kept = {n: (out / n).read_bytes() for n in _visible(out)}
+    assert main(["focus", *map(str, files), "-o", str(out)]) == 2
+    assert {n: (out / n).read_bytes() for n in _visible(out)} == kept
+    # with --overwrite it completes and removes what the killed run left
+    assert main(["focus", *map(str, files), "-o", str(out), "--overwrite"]) == 0
     assert _hidden(out) == []
     for stem in ("img0", "img1"):
         assert read_image(out / f"{stem}.focus.tif").data.shape == (96, 96)
-        assert (out / f"{stem}.json").stat().st_size > 0
+        assert (out / f"{stem}.focus.json").stat().st_size > 0
     assert [f.read_bytes() for f in files] == before
 
 
@@ -109,7 +113,7 @@ def test_killed_batch_resumes_where_it_stopped(tmp_path):
     """
     done = _child(tmp_path, call, kill_at=2, sig="SIGKILL")
     assert done.returncode == -signal.SIGKILL, done.stderr
-    assert "img1.focus.tif" not in _visible(out) and "qc.csv" not in _visible(out)
+    assert "img1.qc.focus.tif" not in _visible(out) and "qc.csv" not in _visible(out)
     assert _hidden(out), "the kill should have landed mid-write"
     client = start_client(workers=1, processes=False)
     try:
@@ -119,11 +123,11 @@ def test_killed_batch_resumes_where_it_stopped(tmp_path):
         client.close()
         cluster.close()
     assert [r["status"] for r in rows] == ["skipped (done before)", "done", "done"]
-    assert _hidden(out) == []
+    assert _hidden(out) == [".qc.lock"]  # the table's lock file stays; no temporary file does
     with open(out / "qc.csv", newline="") as fh:
         assert [r["input"] for r in csv.DictReader(fh)] == [str(f) for f in files]
     for f in files:
-        assert read_image(out / f"{f.stem}.focus.tif").data.shape == (96, 96)
+        assert read_image(out / f"{f.stem}.qc.focus.tif").data.shape == (96, 96)
 
 
 def test_ctrl_c_mid_write_exits_130_with_one_clean_line(tmp_path):

@@ -51,7 +51,7 @@ def test_map_command_outputs_open_with_scale(tmp_path):
     defocus.write_image(image, data.coins()[::3, ::3])  # no pixel size in the file
     out = tmp_path / "out"
     assert main(["map", str(image), "--pixel-size", "97.66nm", "-o", str(out)]) == 0
-    for name in ("coins.sigma.tif", "coins.confidence.tif"):
+    for name in ("coins.blur.sigma.tif", "coins.blur.confidence.tif"):
         px, _ = _ome_pixels(out / name)
         assert (px["SizeY"], px["SizeX"]) == data.coins()[::3, ::3].shape
         assert px["PhysicalSizeX"] == px["PhysicalSizeY"] == pytest.approx(97.66)

@@ -283,7 +283,7 @@ def test_batch_focus_table_rows_flags_and_bad_file(images, tmp_path, client):
     assert tuple(table[0]) == parallel.QC_COLUMNS and len(table) == 5
     assert table[2]["status"] == "bad input" and table[2]["focus_score"] == ""
     assert float(table[0]["focus_score"]) == pytest.approx(scores[0])
-    assert read_image(out / "img0.focus.tif").pixel_size.to("nm").x == pytest.approx(10)
+    assert read_image(out / "img0.qc.focus.tif").pixel_size.to("nm").x == pytest.approx(10)
 
 
 def test_batch_map_sigma_percentiles_grow_with_blur_and_resume_skips(images, tmp_path, client):
@@ -294,9 +294,9 @@ def test_batch_map_sigma_percentiles_grow_with_blur_and_resume_skips(images, tmp
     assert medians == sorted(medians)
     assert all(r["sigma_p10"] <= r["sigma_median"] <= r["sigma_p90"] for r in good)
     assert [r["out_of_focus"] for r in good] == [m > parallel.MAX_SIGMA for m in medians]
-    stamp = (out / "img0.sigma.tif").stat().st_mtime_ns
+    stamp = (out / "img0.qc.sigma.tif").stat().st_mtime_ns
     again = parallel.run_batch(images, out, task="map", client=client, progress=False)
     assert [r["status"] for r in again].count("skipped (done before)") == 4
     assert again[2]["status"] == "bad input"  # a bad file is tried again, and fails again
-    assert (out / "img0.sigma.tif").stat().st_mtime_ns == stamp
+    assert (out / "img0.qc.sigma.tif").stat().st_mtime_ns == stamp
     assert [r["sigma_median"] for r in again if r["error"] is None] == medians

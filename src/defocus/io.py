@@ -18,17 +18,18 @@ folder and rename it into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
 import socket
+import stat
 import tempfile
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "atomic_path",
     "parse_pixel_size",
     "read_image",
+    "remove_stale_partials",
     "write_image",
     "write_json",
     "write_map",
@@ -53,6 +55,10 @@ __all__ = [
 #: Largest image (in pixels per plane) read without an explicit ``max_pixels``: 2**28 = 16k x 16k.
 #: Larger images belong to the tiled path; the guard also refuses decompression bombs.
 DEFAULT_MAX_PIXELS = 2**28
+
+#: Pixel sizes accepted, in metres: 1 fm to 1 km. Outside, a number or unit is wrong, and
+#: later arithmetic (resolution tags, scale bars) would overflow.
+PIXEL_SIZE_RANGE = (1e-15, 1e3)
 
 _TIFF_SUFFIXES = {".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".tf8"}
 
@@ -120,6 +126,11 @@ class PixelSize:
         for v in (self.x, self.y):
             if not (np.isfinite(v) and v > 0):
                 raise BadInputError(f"pixel size must be a positive number, got {v!r}")
+            if not PIXEL_SIZE_RANGE[0] <= v * _UNITS[self.unit] <= PIXEL_SIZE_RANGE[1]:
+                raise BadInputError(
+                    f"pixel size {v:g} {self.unit} is outside 1 fm..1 km; check the number "
+                    "and its unit"
+                )
 
     def to(self, unit: str) -> PixelSize:
         """Return the same size expressed in another length unit."""
@@ -223,15 +234,21 @@ def _check_path(path: str | bytes | os.PathLike) -> Path:
     # bytes paths (non-UTF-8 names on POSIX) become str with surrogate escapes, which the OS
     # maps back to the same bytes
     p = Path(os.fsdecode(path))
-    if not p.exists():
-        raise BadInputError(f"{p}: no such file")
-    if p.is_dir():
-        raise BadInputError(f"{p}: is a directory, not an image file")
     try:
-        size = p.stat().st_size
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise BadInputError(f"{p}: is a broken symlink (its target does not exist)") from None
+        raise BadInputError(f"{p}: no such file") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadInputError(f"{p}: is a symlink loop, not an image file") from None
         raise BadInputError(f"{p}: cannot read ({exc.strerror})") from None
-    if size == 0:
+    if stat.S_ISDIR(st.st_mode):
+        raise BadInputError(f"{p}: is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never ends
+        raise BadInputError(f"{p}: not a regular file (a pipe, socket or device)")
+    if st.st_size == 0:
         raise BadInputError(f"{p}: file is empty")
     if not os.access(p, os.R_OK):
         raise BadInputError(f"{p}: permission denied")
@@ -342,7 +359,13 @@ def _tiff_pixel_size(tf: Any) -> tuple[PixelSize | None, str]:
         ("FEI PixelWidth", lambda: _fei_pixel_size(tf)),
         ("Zeiss CZ_SEM", lambda: _zeiss_pixel_size(tf)),
     ):
-        ps = reader()
+        try:
+            ps = reader()
+        except Exception as exc:  # a damaged value: say which, and how to go on without it
+            raise BadInputError(
+                f"{tf.filehandle.path}: unusable {source} in the metadata ({_short(exc)}); "
+                "give the pixel size with --pixel-size (pixel_size=)"
+            ) from None
         if ps is not None:
             return ps, source
     ij = tf.imagej_metadata or {}
@@ -418,7 +441,9 @@ def _planes(series: Any, sel: tuple[Any, ...]) -> Any:
     return pages.reshape(np.shape(keys) + page_shape)[(Ellipsis, *sel[lead:])]
 
 
-def _read_tiff(p: Path, max_pixels: int | None, index: int | None) -> tuple[Any, ...]:
+def _read_tiff(
+    p: Path, max_pixels: int | None, index: int | None, *, metadata: bool = True
+) -> tuple[Any, ...]:
     import tifffile
 
     quiet = _Quiet()
@@ -433,15 +458,28 @@ def _read_tiff(p: Path, max_pixels: int | None, index: int | None) -> tuple[Any,
             shape, axes = tuple(series.shape), series.axes
             yx = tuple(n for a, n in zip(axes, shape, strict=True) if a in "YX")
             _guard_pixels(p, yx, max_pixels)
-            sel, channel_axis = _layout(shape, axes, p, index)
-            data = _planes(series, sel)
+            stacked = any(n > 1 and a not in "YXSC" for a, n in zip(axes, shape, strict=True))
+            if index is not None and not stacked:
+                # pages of different shapes make one series each: --index picks the page
+                pages = len(tf.pages)
+                if not 0 <= index < pages:
+                    raise BadInputError(f"{p}: page index {index} out of range 0..{pages - 1}")
+                page = tf.pages[index]
+                shape, axes = tuple(page.shape), page.axes
+                yx = tuple(n for a, n in zip(axes, shape, strict=True) if a in "YX")
+                _guard_pixels(p, yx, max_pixels)
+                sel, channel_axis = _layout(shape, axes, p, None)
+                data = page.asarray()[sel]
+            else:
+                sel, channel_axis = _layout(shape, axes, p, index)
+                data = _planes(series, sel)
             if data is None:
                 planes = int(
                     np.prod([n for a, n in zip(axes, shape, strict=True) if a not in "YXS"])
                 )
                 _guard_pixels(p, yx, max_pixels, planes=planes)
                 data = series.asarray()[sel]
-            ps, source = _tiff_pixel_size(tf)
+            ps, source = _tiff_pixel_size(tf) if metadata else (None, "none")
             meta: dict[str, Any] = {"format": "TIFF", "axes": axes}
             if tf.is_ome:
                 meta["format"] = "OME-TIFF"
@@ -573,8 +611,12 @@ def read_image(
     """
     p = _check_path(path)
     override = parse_pixel_size(pixel_size)
-    reader = _read_tiff if _is_tiff(p) else _read_other
-    data, channel_axis, ps, source, meta = reader(p, max_pixels, index)
+    if _is_tiff(p):  # metadata the override replaces is not read: a damaged value is no error
+        data, channel_axis, ps, source, meta = _read_tiff(
+            p, max_pixels, index, metadata=override is None
+        )
+    else:
+        data, channel_axis, ps, source, meta = _read_other(p, max_pixels, index)
     if data.dtype.byteorder not in ("=", "|"):
         data = data.astype(data.dtype.newbyteorder("="))  # big-endian TIFFs: native order
     if data.dtype.kind == "c" or data.dtype.kind not in "uifb":
@@ -609,22 +651,56 @@ def _host() -> str:
     return socket.gethostname().replace(".", "-")
 
 
-def _remove_stale(parent: Path, stem: str, suffix: str) -> None:
-    """Delete temporary files for this destination left by a killed process on this host."""
+# a temporary name: "." stem "." pid "@" host "." random ".partial" suffix
+_PARTIAL = re.compile(r"^\..*\.(?P<pid>[0-9]+)@(?P<host>[^.]+)\..*\.partial(\.|$)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or no such process id at all
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> int:
+    """Delete the temporary files and folders that killed writers on this host left in ``folder``.
+
+    A writer's temporary name carries its process id and host (see :func:`atomic_path`); one
+    whose process is gone is removed, a live writer's is kept. Returns how many were removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / f".a.{2**22 + 7}@{_host()}.x1.partial.tif").write_bytes(b"")
+    >>> remove_stale_partials(d), list(d.iterdir())
+    (1, [])
+    """
     if os.name != "posix":  # os.kill(pid, 0) only probes on POSIX
-        return
-    host = _host()
-    for tmp in parent.glob(f".{glob_escape(stem)}.*@*.*{glob_escape(suffix)}"):
-        owner = tmp.name[len(stem) + 2 :].split(".", 1)[0]
-        pid, _, owner_host = owner.partition("@")
-        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid():
+        return 0
+    import shutil
+
+    host, n = _host(), 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _PARTIAL.match(entry.name)
+        if m is None or m["host"] != host or int(m["pid"]) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, another user's
+        if _alive(int(m["pid"])):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        n += 1
+    return n
 
 
 @contextlib.contextmanager
@@ -650,7 +726,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     suffix = f".partial{''.join(dest.suffixes)}"
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(parent, dest.stem, suffix)
+        remove_stale_partials(parent)
         fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=_tmp_prefix(dest.stem), suffix=suffix)
     except OSError as exc:
         raise BadInputError(f"cannot write to {parent}: {exc.strerror}") from None
@@ -703,7 +779,9 @@ def _write_tiff(
         )
         # Resolution tags too, so readers without OME support (plain ImageJ) get the scale.
         cm = pixel_size.to("cm")
-        kwargs.update(resolution=(1 / cm.x, 1 / cm.y), resolutionunit="CENTIMETER")
+        # TIFF stores pixels per cm as 32-bit fractions; OME-XML alone carries sizes beyond
+        if all(1e-8 <= 1 / v <= 4e9 for v in (cm.x, cm.y)):
+            kwargs.update(resolution=(1 / cm.x, 1 / cm.y), resolutionunit="CENTIMETER")
     if data.ndim == 3 and not rgb:
         data = np.moveaxis(data, -1, 0)
         meta["axes"] = "CYX"

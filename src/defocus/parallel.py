@@ -59,7 +59,7 @@ from ._errors import BadInputError
 from .blurmap import PSF_FAMILIES, REACH
 from .blurmap import blur_map as _blur_map
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
-from .io import PixelSize, parse_pixel_size
+from .io import PixelSize, _short, parse_pixel_size, remove_stale_partials
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -604,12 +604,62 @@ def _open_zarr(p: Path, index: int | None) -> tuple[Any, str, PixelSize | None, 
     )
 
 
+#: Largest plane the tiled path opens without an explicit ``max_pixels``: 2**40 = 1 TP.
+TILED_MAX_PIXELS = 2**40
+#: Largest stored TIFF segment (strip or tile) the tiled path decodes as one piece.
+MAX_SEGMENT_PIXELS = 2**28
+
+
+def _guard_lazy(p: Path, shape: Sequence[int], axes: str, max_pixels: int | None) -> None:
+    from .io import _mp
+
+    h, w = (int(n) for a, n in zip(axes, shape, strict=True) if a in "YX")
+    if h * w == 0:
+        raise BadInputError(f"{p}: image has zero size {tuple(shape)}")
+    if max_pixels is not None and h * w > max_pixels:
+        raise BadInputError(
+            f"{p}: header claims {h}x{w} = {_mp(h * w)} MP, above the tiled limit of "
+            f"{_mp(max_pixels)} MP (a decompression bomb?); if it is genuine, raise --max-pixels"
+        )
+
+
+def _check_tiff_data(p: Path, series: Any) -> tuple[int, int]:
+    """Refuse a TIFF whose stored data is not there; return its segment (tile or strip) shape.
+
+    Runs on the tags alone: a header claiming terapixels over a few bytes of data is refused
+    before the first chunk is allocated.
+    """
+    page = series.keyframe
+    if page.is_tiled:
+        seg = (page.tilelength, page.tilewidth)
+    else:
+        seg = (min(page.rowsperstrip, page.imagelength), page.imagewidth)
+    if seg[0] * seg[1] > MAX_SEGMENT_PIXELS:
+        raise BadInputError(
+            f"{p}: stores its pixels in strips of {seg[0]}x{seg[1]}, too large to read in tiles; "
+            "convert it to a tiled TIFF (e.g. tifffile.imwrite(..., tile=(512, 512)))"
+        )
+    size = p.stat().st_size
+    for pg in series.pages:
+        if pg is None:
+            continue
+        offsets = np.asarray(pg.dataoffsets, dtype=np.int64)
+        counts = np.asarray(pg.databytecounts, dtype=np.int64)
+        if offsets.size == 0 or (counts <= 0).any() or (offsets + counts > size).any():
+            raise BadInputError(
+                f"{p}: truncated or damaged TIFF (its pixel data is missing or lies beyond the "
+                f"end of the {size}-byte file)"
+            )
+    return seg
+
+
 def open_image(
     path: str | os.PathLike,
     *,
     chunks: int | Sequence[int] | None = None,
     pixel_size: str | PixelSize | None = None,
     index: int | None = None,
+    max_pixels: int | None = TILED_MAX_PIXELS,
 ) -> LazyImage:
     """Open a Zarr / OME-Zarr store or a TIFF lazily; nothing is read but metadata.
 
@@ -627,6 +677,10 @@ def open_image(
         Override, e.g. ``"0.25um"``.
     index : int, optional
         Plane to take from a store with a time or z axis.
+    max_pixels : int or None
+        Refuse planes whose metadata claims more pixels (default 2**40); ``None`` lifts it. A
+        TIFF must also hold the data its tags point to, in strips or tiles of at most 2**28
+        px, and a Zarr store at least one written chunk, all checked before any allocation.
 
     Returns
     -------
@@ -646,8 +700,12 @@ def open_image(
     from .io import _check_path, _is_tiff, _layout, _tiff_pixel_size
 
     p = Path(path)
+    override = parse_pixel_size(pixel_size)
     if is_zarr(p):
         arr, axes, ps, source = _open_zarr(p, index)
+        _guard_lazy(p, arr.shape, axes, max_pixels)
+        if getattr(arr, "nchunks_initialized", 1) == 0:
+            raise BadInputError(f"{p}: the Zarr array holds no data (no chunk was written)")
     else:
         p = _check_path(p)
         if not _is_tiff(p):
@@ -656,15 +714,20 @@ def open_image(
 
         try:
             with tifffile.TiffFile(p) as tf:
+                len(tf.pages)  # walk the IFD chain first: it stops at a loop
                 series = tf.series[0]
                 shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
+                _guard_lazy(p, shape, axes, max_pixels)
                 page = series.keyframe
+                _check_tiff_data(p, series)
                 tile = (
                     (page.tilelength, page.tilewidth) if page.is_tiled else (page.rowsperstrip, -1)
                 )
-                ps, source = _tiff_pixel_size(tf)
+                ps, source = _tiff_pixel_size(tf) if override is None else (None, "none")
+        except BadInputError:
+            raise
         except Exception as exc:
-            raise BadInputError(f"{p}: not a readable TIFF ({exc})") from None
+            raise BadInputError(f"{p}: not a readable TIFF ({_short(exc)})") from None
         # Natural chunks: whole tiles (or strips), about 1024 px, whole along the other axes.
         ty, tx = (-(-1024 // t) * t if t > 0 else -1 for t in tile)
         iy, ix = axes.index("Y"), axes.index("X")
@@ -685,7 +748,6 @@ def open_image(
         cy, cx = _as_chunks(chunks)
         spec = {0: cy, 1: cx} if channel_axis in (None, 2, -1) else {1: cy, 2: cx}
         data = data.rechunk(spec)
-    override = parse_pixel_size(pixel_size)
     if override is not None:
         ps, source = override, "override"
     return LazyImage(data, channel_axis, ps, source, p)
@@ -697,8 +759,13 @@ def _read_tiff_chunk(path: str, block_info: dict | None = None) -> np.ndarray:
     import zarr
 
     region = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
-    with tifffile.TiffFile(path) as tf:
-        return zarr.open(tf.series[0].aszarr(level=0), mode="r")[region]
+    try:
+        with tifffile.TiffFile(path) as tf:
+            return zarr.open(tf.series[0].aszarr(level=0), mode="r")[region]
+    except MemoryError:
+        raise BadInputError(f"{path}: not enough memory to decode a tile; lower --chunks") from None
+    except Exception as exc:  # damaged tile data: the file, not our code, is at fault
+        raise BadInputError(f"{path}: cannot decode a tile ({_short(exc)})") from None
 
 
 def read_ome_zarr(path: str | os.PathLike, *, level: int = 0) -> tuple[da.Array, dict[str, Any]]:
@@ -731,8 +798,11 @@ def read_ome_zarr(path: str | os.PathLike, *, level: int = 0) -> tuple[da.Array,
 @contextlib.contextmanager
 def _atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` only on success."""
+    from .io import _tmp_prefix
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    # the writer's pid in the name lets the next run remove what a killed one left
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_tmp_prefix(path.name), suffix=".partial"))
     try:
         yield tmp
         if path.exists():
@@ -968,6 +1038,7 @@ TASKS = ("focus", "map", "identify")
 #: Columns of the QC table, in order.
 QC_COLUMNS = (
     "input",
+    "sha256",
     "task",
     "status",
     "height",
@@ -997,16 +1068,57 @@ def _finite(x: Any) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
-def _outputs(stem: str, task: str) -> list[str]:
-    return {
-        "focus": [f"{stem}.focus.tif"],
-        "map": [f"{stem}.sigma.tif", f"{stem}.confidence.tif"],
+# Column types, to read rows of an earlier run's qc.csv back as they were written.
+_QC_INT = ("height", "width")
+_QC_FLOAT = (
+    "focus_score",
+    "sigma_p10",
+    "sigma_median",
+    "sigma_p90",
+    "sharpest_position",
+    "psf_diameter",
+    "psf_confidence",
+)
+
+
+def batch_outputs(stem: str, task: str) -> list[str]:
+    """Names of the files one image's QC task writes, its row (``<stem>.qc.<task>.json``) last.
+
+    They carry ``.qc.``, so a batch never writes over what ``defocus focus`` or ``map`` wrote.
+
+    Examples
+    --------
+    >>> batch_outputs("a", "map")
+    ['a.qc.sigma.tif', 'a.qc.confidence.tif', 'a.qc.map.json']
+    """
+    maps = {
+        "focus": [f"{stem}.qc.focus.tif"],
+        "map": [f"{stem}.qc.sigma.tif", f"{stem}.qc.confidence.tif"],
         "identify": [],
     }[task]
+    return [*maps, f"{stem}.qc.{task}.json"]
+
+
+def _outputs(stem: str, task: str) -> list[str]:
+    return batch_outputs(stem, task)[:-1]
 
 
 def _marker(outdir: Path, stem: str, task: str) -> Path:
-    return outdir / f"{stem}.{task}.json"
+    return outdir / batch_outputs(stem, task)[-1]
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """SHA-256 of a file's content, or None where it cannot be read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def _qc_work(path: str, outdir: Path, stem: str, task: str, opts: dict[str, Any]) -> dict:
@@ -1029,7 +1141,7 @@ def _qc_work(path: str, outdir: Path, stem: str, task: str, opts: dict[str, Any]
         band = sharpest_band(focus_profile(fmap, axis="rows"))
         row.update(sharpest_axis="rows", sharpest_position=_finite(band.peak))
         row["out_of_focus"] = bool(row["focus_score"] < opts["min_focus"])
-        write_map(outdir / f"{stem}.focus.tif", fmap, pixel_size=img.pixel_size)
+        write_map(outdir / _outputs(stem, task)[0], fmap, pixel_size=img.pixel_size)
     elif task == "map":
         bm = _blur_map(lum, psf=opts["psf"], pixel_size=img.pixel_size)
         q = bm.summary()["sigma"]
@@ -1039,8 +1151,9 @@ def _qc_work(path: str, outdir: Path, stem: str, task: str, opts: dict[str, Any]
             if fp.significant:  # otherwise no line to report
                 row.update(sharpest_axis=fp.axis, sharpest_position=_finite(fp.position))
         row["out_of_focus"] = bool(q["median"] > opts["max_sigma"])
-        write_map(outdir / f"{stem}.sigma.tif", bm.sigma, pixel_size=img.pixel_size)
-        write_map(outdir / f"{stem}.confidence.tif", bm.confidence, pixel_size=img.pixel_size)
+        sigma_file, confidence_file = _outputs(stem, task)
+        write_map(outdir / sigma_file, bm.sigma, pixel_size=img.pixel_size)
+        write_map(outdir / confidence_file, bm.confidence, pixel_size=img.pixel_size)
     else:
         from .kernel import identify
 
@@ -1072,8 +1185,12 @@ def qc_one(path: str, outdir: str | os.PathLike, task: str, opts: dict[str, Any]
     row.update(input=str(path), task=task)
     try:
         row.update(_qc_work(str(path), out, stem, task, opts))
+        row["sha256"] = file_sha256(path)
     except BadInputError as exc:
         row.update(status="bad input", error=str(exc))
+        return row
+    except MemoryError:
+        row.update(status="bad input", error=f"{path}: not enough memory to analyse it")
         return row
     except Exception as exc:
         row.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
@@ -1087,6 +1204,17 @@ def _stem(path: str | os.PathLike) -> str:
     from .cli._common import stem_of
 
     return stem_of(path)
+
+
+def earlier_input(outdir: str | os.PathLike, stem: str, task: str) -> str | None:
+    """The input whose row ``<stem>.qc.<task>.json`` in ``outdir`` holds, or None."""
+    import json
+
+    try:
+        row = json.loads(_marker(Path(outdir), stem, task).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(row["input"]) if isinstance(row, dict) and row.get("input") else None
 
 
 def _load_done(path: str, outdir: Path, task: str) -> dict | None:
@@ -1105,22 +1233,57 @@ def _load_done(path: str, outdir: Path, task: str) -> dict | None:
         (outdir / name).is_file() for name in _outputs(stem, task)
     ):
         return None
+    if row.get("sha256") and row["sha256"] != file_sha256(path):
+        return None  # the file changed since: analyse it again
     return {**dict.fromkeys(QC_COLUMNS), **row, "status": "skipped (done before)"}
 
 
-def _remove_partials(outdir: Path, stems: Sequence[str]) -> int:
-    """Delete temporary files a killed run left (``atomic_path``'s hidden ``.partial`` files)."""
-    n = 0
-    for stem in [*stems, "qc"]:
-        for p in outdir.glob(f".{stem}.*.partial*"):
-            if p.is_file():
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
+def _qc_key(row: dict) -> tuple[str, str, str]:
+    inp = str(row.get("input") or "")
+    return os.path.realpath(inp), str(row.get("sha256") or ""), str(row.get("task") or "")
+
+
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+    """A row read back from CSV with the types it was written with."""
+    out: dict[str, Any] = {}
+    for k in QC_COLUMNS:
+        v = row.get(k)
+        if v in (None, ""):
+            out[k] = None
+        elif k in _QC_INT:
+            out[k] = int(float(v))
+        elif k in _QC_FLOAT:
+            out[k] = float(v)
+        elif k == "out_of_focus":
+            out[k] = v == "True"
+        else:
+            out[k] = v
+    return out
+
+
+@contextlib.contextmanager
+def _locked(outdir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``outdir/.qc.lock`` (POSIX ``flock``; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: runs into one folder are not serialised
+        yield
+        return
+    with open(outdir / ".qc.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def write_qc_table(outdir: str | os.PathLike, rows: Sequence[dict]) -> list[Path]:
-    """Write ``qc.csv`` (and ``qc.parquet`` when pyarrow is importable), atomically.
+    """Merge ``rows`` into ``qc.csv`` (and ``qc.parquet`` when pyarrow is importable).
+
+    Rows an earlier run wrote are kept; a row for the same input file (resolved path), content
+    (SHA-256) and task replaces the earlier one. The read, merge and write happen under a lock
+    on ``.qc.lock``, so batches run at the same time into one folder lose no row, and each file
+    is replaced atomically.
 
     Examples
     --------
@@ -1129,6 +1292,9 @@ def write_qc_table(outdir: str | os.PathLike, rows: Sequence[dict]) -> list[Path
     >>> row = dict.fromkeys(QC_COLUMNS) | {"input": "a.tif", "focus_score": 2.5}
     >>> [p.name for p in write_qc_table(d, [row])][0]
     'qc.csv'
+    >>> _ = write_qc_table(d, [row | {"input": "b.tif"}])
+    >>> [r["input"] for r in read_qc_table(d)]
+    ['a.tif', 'b.tif']
     """
     import csv
     import io as _stdio
@@ -1136,24 +1302,53 @@ def write_qc_table(outdir: str | os.PathLike, rows: Sequence[dict]) -> list[Path
     from .io import atomic_path
 
     out = Path(outdir)
-    buf = _stdio.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=QC_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in QC_COLUMNS})
-    written = [out / "qc.csv"]
-    with atomic_path(written[0]) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        return written
-    table = pa.Table.from_pylist([{k: r.get(k) for k in QC_COLUMNS} for r in rows])
-    written.append(out / "qc.parquet")
-    with atomic_path(written[1]) as tmp:
-        pq.write_table(table, tmp)
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        merged = {_qc_key(r): r for r in read_qc_table(out)}
+        for row in rows:
+            merged.pop(_qc_key(row), None)  # a newer row goes last, in this run's order
+            merged[_qc_key(row)] = row
+        table = list(merged.values())
+        buf = _stdio.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=QC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in QC_COLUMNS})
+        written = [out / "qc.csv"]
+        with atomic_path(written[0]) as tmp:
+            tmp.write_text(buf.getvalue(), encoding="utf-8")
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            return written
+        arrow = pa.Table.from_pylist([{k: r.get(k) for k in QC_COLUMNS} for r in table])
+        written.append(out / "qc.parquet")
+        with atomic_path(written[1]) as tmp:
+            pq.write_table(arrow, tmp)
     return written
+
+
+def read_qc_table(outdir: str | os.PathLike) -> list[dict]:
+    """The rows of ``outdir/qc.csv`` (typed as written), or ``[]`` where there is none.
+
+    A table that cannot be parsed is refused rather than silently replaced.
+    """
+    import csv
+
+    f = Path(outdir) / "qc.csv"
+    if not f.is_file():
+        return []
+    try:
+        with open(f, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "input" not in reader.fieldnames:
+                raise ValueError("no header with an input column")
+            return [_typed(r) for r in reader]
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(
+            f"{f}: cannot be merged ({_short(exc)}); move it away or choose another -o"
+        ) from None
 
 
 class _Progress:
@@ -1204,7 +1399,7 @@ def start_client(
     if scheduler:
         try:
             return distributed.Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
             raise BadInputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     n = workers or os.cpu_count() or 1
     if n < 1:
@@ -1234,21 +1429,24 @@ def run_batch(
     index: int | None = None,
     max_pixels: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> list[dict]:
     """QC many files on a dask.distributed cluster; one row per file, in input order.
 
     Each file is one task: it is read, analysed, and its outputs are written atomically to
-    ``outdir`` (``<stem>.focus.tif`` for ``task="focus"``; ``<stem>.sigma.tif`` and
-    ``<stem>.confidence.tif`` for ``"map"``; nothing but the row for ``"identify"``), then its
-    row as ``<stem>.<task>.json``. Files whose row already exists are skipped, so a killed
-    batch resumes where it stopped; temporary files a killed run left are removed first. A bad
-    file gets its message in the ``error`` column and does not stop the others. The rows are
-    written as ``qc.csv`` (and ``qc.parquet`` with pyarrow).
+    ``outdir`` (``<stem>.qc.focus.tif`` for ``task="focus"``; ``<stem>.qc.sigma.tif`` and
+    ``<stem>.qc.confidence.tif`` for ``"map"``; nothing but the row for ``"identify"``), then
+    its row as ``<stem>.qc.<task>.json``. Files whose row already exists (same path, same
+    content) are skipped, so a killed batch resumes where it stopped; temporary files a killed
+    run left are removed first. A bad file gets its message in the ``error`` column and does
+    not stop the others. The rows are merged into ``qc.csv`` (and ``qc.parquet`` with pyarrow)
+    with those of earlier runs into the same folder (see :func:`write_qc_table`).
 
     Parameters
     ----------
     paths : sequence of path
-        Image files; their names (without extension) must differ.
+        Image files; their names (without extension) must differ, and must not be those of
+        other files whose rows are already in ``outdir``.
     outdir : path
         Output folder; created if needed.
     task : {"focus", "map", "identify"}
@@ -1270,6 +1468,9 @@ def run_batch(
         As for :func:`defocus.read_image`.
     progress : bool
         Show a progress bar on stderr.
+    overwrite : bool
+        Replace the outputs of another file with the same name (without extension) that an
+        earlier run wrote into ``outdir``, instead of refusing.
 
     Returns
     -------
@@ -1286,13 +1487,21 @@ def run_batch(
     for p in paths:
         s = _stem(p)
         if s in stems and stems[s] != p:
-            raise BadInputError(f"{stems[s]} and {p} would both write {s}.*; rename one")
+            raise BadInputError(f"{stems[s]} and {p} would both write {s}.qc.*; rename one")
         stems[s] = p
     out = Path(outdir)
+    for s, p in stems.items():
+        other = earlier_input(out, s, task)
+        if not overwrite and other is not None and os.path.realpath(other) != os.path.realpath(p):
+            raise BadInputError(
+                f"{p}: {out / batch_outputs(s, task)[-1]} holds the results of {other}; "
+                "rename one, or choose another -o"
+            )
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    _remove_partials(out, list(stems))
+    remove_stale_partials(out)
+    read_qc_table(out)  # refuse a table that cannot be merged before any work
     opts = {
         "measure": measure,
         "scale": scale,

@@ -50,6 +50,7 @@ from ._errors import BadInputError
 
 __all__ = [
     "ENERGY",
+    "MAX_KERNEL_SIZE",
     "MODELS",
     "KernelMoments",
     "PSFModel",
@@ -74,6 +75,9 @@ __all__ = [
 
 #: Fraction of a model's energy that a default-sized kernel holds.
 ENERGY = 0.999
+#: Largest kernel side (px) rendered: 4097² float64 values are 134 MB, and blur wider than
+#: this is better measured on a downsampled image.
+MAX_KERNEL_SIZE = 4097
 # Half-width, in sigma, of the square holding ENERGY of a 2-D Gaussian: erf(3.5/√2)² > 0.999.
 _GAUSS_HALF_WIDTH = 3.5
 # First zero of J1: the Airy first-dark-ring radius is _J1_ZERO / (π fc) for cutoff fc.
@@ -137,13 +141,24 @@ def _layout(shape: Shape, offset: Offset, support: float) -> tuple[tuple[int, in
     if not (math.isfinite(oy) and math.isfinite(ox)):
         raise BadInputError("offset must be finite")
     if shape is None:
-        n = 2 * math.ceil(max(support, 0.0) + max(abs(oy), abs(ox))) + 1
+        reach = max(support, 0.0) + max(abs(oy), abs(ox))
+        if not reach < MAX_KERNEL_SIZE:  # before ceil: an infinite reach has no integer
+            raise BadInputError(
+                f"the PSF reaches {reach:.4g} px from its centre, beyond the kernel limit of "
+                f"{MAX_KERNEL_SIZE} px; blur that wide is better applied to a downsampled image"
+            )
+        n = 2 * math.ceil(reach) + 1
         out = (n, n)
     else:
         out = (shape, shape) if isinstance(shape, int | np.integer) else tuple(shape)
         if len(out) != 2 or min(out) < 1:
             raise BadInputError(f"kernel shape must be two positive integers, got {shape!r}")
         out = (int(out[0]), int(out[1]))
+    if max(out) > MAX_KERNEL_SIZE:
+        raise BadInputError(
+            f"kernel {out[0]}x{out[1]} px is above the limit of {MAX_KERNEL_SIZE} px a side; "
+            "blur that wide is better applied to a downsampled image"
+        )
     return out, ((out[0] - 1) / 2 + oy, (out[1] - 1) / 2 + ox)
 
 

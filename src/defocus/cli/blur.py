@@ -11,7 +11,8 @@ from .. import psf as P
 from .. import synth
 from .._errors import BadInputError
 from ..io import read_image, write_image
-from ._common import add_input_options, read_input
+from ._common import add_input_options, check_kernel, check_sigma_map, read_input
+from ._outputs import add_output_options, check_image_name, check_plan
 from .psf import add_model_options, describe, model_params
 
 
@@ -47,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_options(p)
     add_input_options(p)
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
@@ -57,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if not sources and not args.psf:
         raise BadInputError("nothing to apply: give --psf MODEL, --kernel K.tif or --sigma-map")
     out = Path(args.output)
-    if out.resolve() == Path(args.image).resolve():
-        raise BadInputError(f"{out}: refusing to overwrite the input image")
+    check_image_name(out)
+    inputs = [f for f in (args.image, args.kernel, args.sigma_map) if f]
+    check_plan(inputs, [(out, args.image)], overwrite=args.overwrite)
     img = read_input(args.image, args)
     options = {"channel_axis": img.channel_axis, "dtype": img.data.dtype, "mode": args.mode}
     if args.sigma_map:
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         smap = read_image(args.sigma_map, max_pixels=args.max_pixels).data
         if smap.ndim != 2:
             raise BadInputError(f"{args.sigma_map}: a sigma map must be 2-D, got {smap.shape}")
+        check_sigma_map(smap, img.luminance.shape, args.sigma_map)
         result = synth.blur_varying(
             img.data,
             smap.astype(np.float32),
@@ -86,12 +90,15 @@ def run(args: argparse.Namespace) -> int:
         if kdata.ndim != 2:
             raise BadInputError(f"{args.kernel}: a kernel must be 2-D, got {kdata.shape}")
         kernel = P.as_kernel(kdata)
+        check_kernel(kernel.shape, img.luminance.shape, f"{args.kernel}: the kernel")
         result = synth.blur(img.data, kernel, **options)
         what = f"kernel {args.kernel} ({kernel.shape[0]}x{kernel.shape[1]}), "
         what += f"sigma {P.moments(kernel).sigma:.4g} px"
     else:
         params = model_params(args, args.psf, img.pixel_size)
-        result = synth.blur(img.data, P.render(args.psf, **params), **options)
+        kernel = P.render(args.psf, **params)
+        check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
+        result = synth.blur(img.data, kernel, **options)
         what = describe(args.psf, params)
     write_image(out, result, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
     print(f"wrote {out}: {what}")

@@ -12,8 +12,12 @@ from .. import psf as P
 from .. import restore, synth
 from .._errors import BadInputError
 from ..io import read_image, write_image
-from ._common import add_input_options, read_input
+from ._common import add_input_options, check_kernel, check_sigma_map, number, read_input
+from ._outputs import add_output_options, check_image_name, check_plan
 from .psf import add_model_options, describe, model_params
+
+#: Most iterations a deconvolution may be asked for (Richardson-Lucy's default is 200).
+MAX_ITERATIONS = 5000
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,20 +46,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--noise",
-        type=float,
+        type=number(0, 1e300),
         metavar="SIGMA",
         help="noise standard deviation in intensity units (default: estimated)",
     )
-    p.add_argument("--iterations", type=int, metavar="N", help="cap on iterations")
+    p.add_argument(
+        "--iterations",
+        type=number(1, MAX_ITERATIONS, integer=True),
+        metavar="N",
+        help=f"cap on iterations (at most {MAX_ITERATIONS})",
+    )
     p.add_argument(
         "--boundary",
         choices=restore.BOUNDARIES,
         default="valid",
         help="valid (default: no assumption beyond the border) or periodic",
     )
-    p.add_argument("--tile", type=int, metavar="PX", help="tile spacing for --sigma-map")
+    p.add_argument(
+        "--tile",
+        type=number(8, 2**16, integer=True),
+        metavar="PX",
+        help="tile spacing for --sigma-map",
+    )
     add_model_options(p)
     add_input_options(p)
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
@@ -75,11 +90,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("give one of --psf, --kernel, --sigma-map (with --psf) or --auto")
     if not sources and not args.psf:
         raise BadInputError("no blur given: use --psf MODEL, --kernel, --sigma-map or --auto")
-    if args.noise is not None and not args.noise >= 0:
-        raise BadInputError(f"--noise must be >= 0, got {args.noise:g}")
     out = Path(args.output)
-    if out.resolve() == Path(args.image).resolve():
-        raise BadInputError(f"{out}: refusing to overwrite the input image")
+    check_image_name(out)
+    inputs = [f for f in (args.image, args.kernel, args.sigma_map) if f]
+    check_plan(inputs, [(out, args.image)], overwrite=args.overwrite)
     img = read_input(args.image, args)
     state = [0]
     options = {
@@ -100,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         smap = read_image(args.sigma_map, max_pixels=args.max_pixels).data
         if smap.ndim != 2:
             raise BadInputError(f"{args.sigma_map}: a sigma map must be 2-D, got {smap.shape}")
+        check_sigma_map(smap, img.luminance.shape, args.sigma_map)
         result = restore.deblur_varying(
             img.data, smap.astype(np.float32), family=family, tile=args.tile, **options
         )
@@ -113,16 +128,19 @@ def run(args: argparse.Namespace) -> int:
             if kdata.ndim != 2:
                 raise BadInputError(f"{args.kernel}: a kernel must be 2-D, got {kdata.shape}")
             kernel = P.as_kernel(kdata)
+            check_kernel(kernel.shape, img.luminance.shape, f"{args.kernel}: the kernel")
             what = f"kernel {args.kernel} ({kernel.shape[0]}x{kernel.shape[1]}), "
             what += f"sigma {P.moments(kernel).sigma:.4g} px"
         elif args.auto:
             found = K.identify(img.data, channel_axis=img.channel_axis)
             kernel = found.kernel()
+            check_kernel(kernel.shape, img.luminance.shape, "the identified kernel")
             what = f"identified {describe(found.model, dict(found.params))}, "
             what += f"confidence {found.confidence:.2f}"
         else:
             params = model_params(args, args.psf, img.pixel_size)
             kernel = P.render(args.psf, **params)
+            check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
             what = describe(args.psf, params)
         result = restore.deblur(img.data, kernel, boundary=args.boundary, **options)
     write_image(out, result, pixel_size=img.pixel_size, channel_axis=img.channel_axis)

@@ -10,19 +10,25 @@ import numpy as np
 from ..data import sample_path, tilted_gravel
 from ..focus import DEFAULT_MEASURE, DEFAULT_SCALE
 from ..io import read_image
-from .focus import focus_one
-from .map import map_one
+from ._outputs import add_output_options, check_plan
+from .focus import focus_one, focus_outputs
+from .map import map_one, map_outputs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run defocus on the bundled sample images")
     p.add_argument("-o", "--output", default="out", metavar="OUTDIR", help="default ./out")
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     sample = sample_path("fib_needle.tif")
+    tilted, truth = tilted_gravel()
+    planned = [(f, sample) for f in focus_outputs(str(sample), out).values()]
+    planned += [(f, tilted.path) for f in map_outputs(str(tilted.path), out).values()]
+    check_plan([sample, tilted.path], planned, overwrite=args.overwrite)
     focus_args = argparse.Namespace(
         measure=DEFAULT_MEASURE,
         scale=DEFAULT_SCALE,
@@ -47,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     for kind, path in summary["outputs"].items():
         print(f"  {kind:8s} {path}")
 
-    tilted, truth = tilted_gravel()
     map_args = argparse.Namespace(psf="gauss", pixel_size=None, index=None, max_pixels=None)
     summary = map_one(str(tilted.path), map_args, out)
     estimate = read_image(summary["outputs"]["sigma"]).data

@@ -15,13 +15,16 @@ from .._array import as_float_image
 from .._errors import BadInputError
 from ..io import write_json, write_map, write_png
 from ._common import (
+    MAX_SCALE,
     add_input_options,
+    check_scale,
     display_name,
     for_each_image,
-    output_dir,
+    number,
     read_input,
     stem_of,
 )
+from ._outputs import add_output_options, check_plan
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="focus maps, tile grid, profile, sharpest band and in-focus mask",
         description=(
             "For each IMAGE write <stem>.focus.tif (float32 map, higher = sharper), "
-            "<stem>.focus.png (heatmap overlay), <stem>.mask.png (in-focus pixels over a "
-            "background colour), <stem>.sketch.png (1 - focus), <stem>.profile.png and "
-            "<stem>.json (global score, tile grid, profile, sharpest band)."
+            "<stem>.focus.png (heatmap overlay), <stem>.focus.mask.png (in-focus pixels over a "
+            "background colour), <stem>.focus.sketch.png (1 - focus), <stem>.focus.profile.png "
+            "and <stem>.focus.json (global score, tile grid, profile, sharpest band). Existing "
+            "files are kept unless --overwrite is given; an input is never replaced."
         ),
     )
     p.add_argument("images", nargs="*", metavar="IMAGE")
@@ -44,15 +48,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--scale",
-        type=float,
+        type=number(0, MAX_SCALE, open_low=True),
         default=F.DEFAULT_SCALE,
         metavar="PX",
-        help=f"window sigma in px (default {F.DEFAULT_SCALE:g})",
+        help=f"window sigma in px (default {F.DEFAULT_SCALE:g}, at most {MAX_SCALE:g})",
     )
-    p.add_argument("--tile", type=int, default=50, metavar="PX", help="tile size (default 50)")
+    p.add_argument(
+        "--tile",
+        type=number(2, 2**16, integer=True),
+        default=50,
+        metavar="PX",
+        help="tile size (default 50)",
+    )
     p.add_argument("--axis", choices=("rows", "cols"), default="rows", help="profile axis")
     p.add_argument(
-        "--threshold", type=float, help="in-focus threshold on the map (default: automatic, Otsu)"
+        "--threshold",
+        type=number(-1e300, 1e300),
+        help="in-focus threshold on the map (default: automatic, Otsu)",
     )
     p.add_argument(
         "--background", default="white", help="mask background colour (name, default white)"
@@ -60,6 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-measures", action="store_true", help="list the focus operators")
     p.add_argument("--json", action="store_true", help="print each summary as JSON on stdout")
     add_input_options(p)
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
@@ -71,13 +84,35 @@ def _list_measures() -> int:
     return 0
 
 
+def focus_outputs(path: str, out: Path) -> dict[str, Path]:
+    """The files :func:`focus_one` writes for ``path`` into ``out``."""
+    stem = stem_of(path)
+    return {
+        "map": out / f"{stem}.focus.tif",
+        "heatmap": out / f"{stem}.focus.png",
+        "mask": out / f"{stem}.focus.mask.png",
+        "sketch": out / f"{stem}.focus.sketch.png",
+        "profile": out / f"{stem}.focus.profile.png",
+        "summary": out / f"{stem}.focus.json",
+    }
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse a bad option before anything is read or written."""
+    from ..viz import mask_view
+
+    F.get_measure(args.measure)
+    mask_view(np.zeros((1, 1), np.uint8), np.zeros((1, 1), bool), background=args.background)
+
+
 def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Analyse one image and write its maps, pictures and summary; return the summary."""
+    check_options(args)
     # matplotlib (viz, report) loads on use, so that the parser builds fast
     from ..viz import heatmap_figure, mask_view, profile_figure, save_figure, sketch_view
 
     img = read_input(path, args)
-    F.get_measure(args.measure)  # fail early on a bad name, before any work
+    check_scale(args.scale, img.luminance.shape, path)
     # a blank or fully saturated frame has an all-zero map and no sharpest band: say so
     as_float_image(
         img.data, channel_axis=img.channel_axis, allow_constant=False, name=f"{path}: image"
@@ -91,15 +126,11 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     threshold = F.focus_threshold(fmap) if args.threshold is None else args.threshold
     mask = F.in_focus_mask(fmap, threshold=threshold)
 
-    stem = stem_of(path)
-    files = {
-        "map": out / f"{stem}.focus.tif",
-        "heatmap": out / f"{stem}.focus.png",
-        "mask": out / f"{stem}.mask.png",
-        "sketch": out / f"{stem}.sketch.png",
-        "profile": out / f"{stem}.profile.png",
-        "summary": out / f"{stem}.json",
-    }
+    files = focus_outputs(path, out)
+    # every picture is drawn before the first file is written: a failure leaves nothing
+    mask_picture = mask_view(
+        img.data, mask, background=args.background, channel_axis=img.channel_axis
+    )
     unit = "a.u., higher = sharper"
     write_map(files["map"], fmap, pixel_size=img.pixel_size)
     save_figure(
@@ -115,10 +146,7 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         ),
         files["heatmap"],
     )
-    write_png(
-        files["mask"],
-        mask_view(img.data, mask, background=args.background, channel_axis=img.channel_axis),
-    )
+    write_png(files["mask"], mask_picture)
     write_png(files["sketch"], sketch_view(fmap))
     n = profile.median.size
     positions = (np.arange(n) + 0.5) / n
@@ -164,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("no IMAGE given (or use --list-measures)")
     if not args.output:
         raise BadInputError("no output folder given; use -o OUTDIR")
-    F.get_measure(args.measure)
-    out = output_dir(args.output, args.images)
+    check_options(args)
+    out = Path(args.output)
+    planned = [(f, path) for path in args.images for f in focus_outputs(path, out).values()]
+    check_plan(args.images, planned, overwrite=args.overwrite)
 
     def work(path: str) -> None:
         summary = focus_one(path, args, out)
@@ -177,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{path}: focus {summary['focus_score']:.4g}, sharpest {band['axis']} at "
                 f"{band['peak']:.0%} from the {'top' if band['axis'] == 'rows' else 'left'} "
                 f"(band {band['start']:.0%}-{band['end']:.0%}), "
-                f"{summary['in_focus_fraction']:.0%} in focus -> {out}/{stem_of(path)}.*",
+                f"{summary['in_focus_fraction']:.0%} in focus -> {out}/{stem_of(path)}.focus.*",
                 file=sys.stderr if args.json else sys.stdout,
             )
 

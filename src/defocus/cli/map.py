@@ -11,15 +11,16 @@ import numpy as np
 
 from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES, blur_map
-from ..io import write_json, write_map
+from ..io import DEFAULT_MAX_PIXELS, _tmp_prefix, write_json, write_map
 from ._common import (
     add_input_options,
     display_name,
     for_each_image,
-    output_dir,
+    number,
     read_input,
     stem_of,
 )
+from ._outputs import add_output_options, check_plan
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,10 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "map",
         help="per-pixel blur sigma (px) with confidence, and the focal plane",
         description=(
-            "For each IMAGE write <stem>.sigma.tif (float32, px), <stem>.confidence.tif, "
-            "<stem>.png (heatmap with a colourbar in px, and in physical units when the pixel "
-            "size is known), <stem>.profile.png (profile with the focal-plane fit) and "
-            "<stem>.json (sigma percentiles, focal plane, sharpest band, units)."
+            "For each IMAGE write <stem>.blur.sigma.tif (float32, px), "
+            "<stem>.blur.confidence.tif, <stem>.blur.png (heatmap with a colourbar in px, and in "
+            "physical units when the pixel size is known), <stem>.blur.profile.png (profile "
+            "with the focal-plane fit) and <stem>.blur.json (sigma percentiles, focal plane, "
+            "sharpest band, units). Existing files are kept unless --overwrite is given; an "
+            "input is never replaced."
         ),
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -44,21 +47,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "With --chunks, or a Zarr input, images are read lazily and processed in tiles "
         "(needs defocus[dask]). IMAGE may be a Zarr / OME-Zarr store or a (tiled) TIFF; the "
         "result is <stem>.blur.zarr (OME-Zarr, channels sigma (px) and confidence, "
-        "multiscale, with the physical pixel size) and <stem>.json, or, with -o OUT.zarr "
+        "multiscale, with the physical pixel size) and <stem>.blur.json, or, with -o OUT.zarr "
         "and one IMAGE, OUT.zarr and OUT.json.",
     )
     tiled.add_argument(
-        "--chunks", type=int, metavar="PX", help="tile size in px (e.g. 2048); turns tiling on"
+        "--chunks",
+        type=number(64, 16384, integer=True),
+        metavar="PX",
+        help="tile size in px (e.g. 2048, from 64 to 16384); turns tiling on",
     )
     tiled.add_argument(
         "--format",
         choices=("zarr", "tiff"),
         default="zarr",
-        help="tiled output: OME-Zarr (default) or tiled OME-TIFF <stem>.sigma.tif and "
-        "<stem>.confidence.tif",
+        help="tiled output: OME-Zarr (default) or tiled OME-TIFF <stem>.blur.sigma.tif and "
+        "<stem>.blur.confidence.tif",
     )
     add_input_options(p)
+    add_output_options(p)
     p.set_defaults(func=run)
+
+
+def map_outputs(path: str, out: Path) -> dict[str, Path]:
+    """The files :func:`map_one` writes for ``path`` into ``out``."""
+    stem = stem_of(path)
+    return {
+        "sigma": out / f"{stem}.blur.sigma.tif",
+        "confidence": out / f"{stem}.blur.confidence.tif",
+        "heatmap": out / f"{stem}.blur.png",
+        "profile": out / f"{stem}.blur.profile.png",
+        "summary": out / f"{stem}.blur.json",
+    }
 
 
 def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -74,14 +93,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         fp = focal_plane(bm)
     except BadInputError as exc:  # e.g. no confident measurements: still write the map
         fp, fp_note = None, str(exc)
-    stem = stem_of(path)
-    files = {
-        "sigma": out / f"{stem}.sigma.tif",
-        "confidence": out / f"{stem}.confidence.tif",
-        "heatmap": out / f"{stem}.png",
-        "profile": out / f"{stem}.profile.png",
-        "summary": out / f"{stem}.json",
-    }
+    files = map_outputs(path, out)
     write_map(files["sigma"], bm.sigma, pixel_size=img.pixel_size)
     write_map(files["confidence"], bm.confidence, pixel_size=img.pixel_size)
     # physical unit for the summary: geometric mean of the x and y sizes, as in the heatmap
@@ -164,8 +176,14 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
 
     from .. import parallel
 
+    # --max-pixels left at its in-memory default: the tiled path's own, larger limit applies
+    limit = args.max_pixels
     img = parallel.open_image(
-        path, chunks=args.chunks, pixel_size=args.pixel_size, index=args.index
+        path,
+        chunks=args.chunks,
+        pixel_size=args.pixel_size,
+        index=args.index,
+        max_pixels=parallel.TILED_MAX_PIXELS if limit == DEFAULT_MAX_PIXELS else limit,
     )
     lazy = parallel.blur_map(
         img.data,
@@ -187,7 +205,7 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
     if args.format == "zarr":
         zarr_path = target
     else:  # computed once into a hidden store, then streamed into the TIFFs
-        zarr_path = target.parent / f".{target.name}.tmp.zarr"
+        zarr_path = target.parent / f"{_tmp_prefix(target.name)}tiles.partial.zarr"
     try:
         parallel.write_ome_zarr(
             zarr_path, lazy.data, pixel_size=img.pixel_size, channel_names=names, attrs=attrs
@@ -208,7 +226,7 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
             outputs["maps"] = str(zarr_path)
         else:
             for name, data in (("sigma", sigma), ("confidence", conf)):
-                f = target.parent / f"{target.name.removesuffix('.blur.zarr')}.{name}.tif"
+                f = _tiled_tiffs(target)[name]
                 parallel.write_tiled_tiff(f, data, pixel_size=img.pixel_size)
                 outputs[name] = str(f)
     finally:
@@ -224,12 +242,20 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
         "blur": blur,
         "outputs": outputs,
     }
-    json_path = (
-        target.parent / f"{target.name.removesuffix('.blur.zarr').removesuffix('.zarr')}.json"
-    )
+    json_path = _tiled_json(target)
     summary["outputs"]["summary"] = str(json_path)
     write_json(json_path, summary)
     return summary
+
+
+def _tiled_tiffs(target: Path) -> dict[str, Path]:
+    stem = target.name.removesuffix(".zarr")
+    return {n: target.parent / f"{stem}.{n}.tif" for n in ("sigma", "confidence")}
+
+
+def _tiled_json(target: Path) -> Path:
+    """``<stem>.blur.json`` beside ``<stem>.blur.zarr``; ``OUT.json`` beside ``-o OUT.zarr``."""
+    return target.parent / f"{target.name.removesuffix('.zarr')}.json"
 
 
 def _tiled(args: argparse.Namespace) -> bool:
@@ -241,7 +267,9 @@ def _tiled(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     if _tiled(args):
         return run_tiled(args)
-    out = output_dir(args.output, args.images)
+    out = Path(args.output)
+    planned = [(f, path) for path in args.images for f in map_outputs(path, out).values()]
+    check_plan(args.images, planned, overwrite=args.overwrite)
 
     def work(path: str) -> None:
         summary = map_one(path, args, out)
@@ -253,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         line = fp.get("text", fp.get("error"))
         print(
             f"{path}: sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f}"
-            f" px); {line} -> {out}/{stem_of(path)}.*"
+            f" px); {line} -> {out}/{stem_of(path)}.blur.*"
         )
 
     return for_each_image(args.images, work)
@@ -271,12 +299,21 @@ def run_tiled(args: argparse.Namespace) -> int:
         raise BadInputError(f"-o {args.output}: one output store needs exactly one IMAGE")
     if single and args.format == "tiff":
         raise BadInputError("--format tiff writes <stem>.sigma.tif files: give -o a folder")
-    out = Path(args.output) if single else output_dir(args.output, args.images)
+    out = Path(args.output)
+
+    def target_of(path: str) -> Path:
+        stem = stem_of(path.rstrip("/")).removesuffix(".ome")
+        return out if single else out / f"{stem}.blur.zarr"
+
+    planned: list[tuple[Path, str]] = []
+    for path in args.images:
+        target = target_of(path)
+        tiles = _tiled_tiffs(target).values() if args.format == "tiff" else [target]
+        planned += [(f, path) for f in [*tiles, _tiled_json(target)]]
+    check_plan(args.images, planned, overwrite=args.overwrite)
 
     def work(path: str) -> None:
-        stem = stem_of(path.rstrip("/")).removesuffix(".ome")
-        target = out if single else out / f"{stem}.blur.zarr"
-        summary = map_tiled(path, args, target)
+        summary = map_tiled(path, args, target_of(path))
         if args.json:
             print(json.dumps(summary, default=str))
             return

@@ -10,7 +10,8 @@ from typing import Any
 from .. import psf as P
 from .._errors import BadInputError
 from ..io import PixelSize, parse_pixel_size, write_json, write_map
-from ._common import add_input_options, output_dir, read_input, stem_of
+from ._common import add_input_options, number, pixel_size_option, read_input, stem_of
+from ._outputs import add_output_options, check_plan
 
 # Numeric model parameters as command-line options: name -> help text.
 _PARAMS = {
@@ -31,7 +32,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options for every PSF model parameter (only those the model takes may be given)."""
     group = parser.add_argument_group("PSF parameters")
     for name, text in _PARAMS.items():
-        group.add_argument(f"--{name.replace('_', '-')}", type=float, dest=f"p_{name}", help=text)
+        group.add_argument(
+            f"--{name.replace('_', '-')}", type=number(-1e12, 1e12), dest=f"p_{name}", help=text
+        )
     group.add_argument(
         "--wavelength",
         dest="p_wavelength",
@@ -85,18 +88,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("model", metavar="MODEL", choices=tuple(P.MODELS))
     r.add_argument("-o", "--output", required=True, metavar="K.tif", help="kernel TIFF to write")
     r.add_argument(
-        "--shape", type=int, metavar="N", help="kernel size N×N (default: 99.9 %% energy)"
+        "--shape",
+        type=number(1, P.MAX_KERNEL_SIZE, integer=True),
+        metavar="N",
+        help=f"kernel size N×N (default: 99.9 %% energy; at most {P.MAX_KERNEL_SIZE})",
     )
     r.add_argument(
         "--offset",
-        type=float,
+        type=number(-1e4, 1e4),
         nargs=2,
         default=(0.0, 0.0),
         metavar=("DY", "DX"),
         help="sub-pixel shift of the PSF centre",
     )
-    r.add_argument("--pixel-size", metavar="VALUE+UNIT", help="pixel size, for --wavelength")
+    r.add_argument(
+        "--pixel-size",
+        type=pixel_size_option,
+        metavar="VALUE+UNIT",
+        help="pixel size, for --wavelength",
+    )
     add_model_options(r)
+    add_output_options(r)
     r.set_defaults(func=run_render)
 
     c = cmds.add_parser(
@@ -104,7 +116,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="convert a blur size between sigma, radius, diameter, FWHM and edge width",
         description="Print VALUE, given as --from for MODEL, in every other measure (px).",
     )
-    c.add_argument("value", type=float, metavar="VALUE")
+    c.add_argument("value", type=number(0, 1e12), metavar="VALUE")
     c.add_argument("--model", default="gauss", choices=tuple(P.MODELS))
     c.add_argument(
         "--from",
@@ -119,17 +131,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "estimate",
         help="estimate the blur kernel from a sharp/blurred pair and name its model",
         description=(
-            "Write OUTDIR/kernel.tif (float32, sums to 1), kernel.png (zoomed, with a colourbar "
-            "and its radial profile) and kernel.json (best model and parameters, sigma, disk "
-            "diameter, fit residual, shift, gain/offset and every model's fit)."
+            "Write OUTDIR/<stem>.kernel.tif (float32, sums to 1; <stem> is BLURRY's), "
+            "<stem>.kernel.png (zoomed, with a colourbar and its radial profile) and "
+            "<stem>.kernel.json (best model and parameters, sigma, disk diameter, fit residual, "
+            "shift, gain/offset and every model's fit)."
         ),
     )
     e.add_argument("sharp", metavar="SHARP")
     e.add_argument("blurry", metavar="BLURRY")
     e.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    e.add_argument("--size", type=int, metavar="N", help="kernel side (odd; default automatic)")
+    e.add_argument(
+        "--size",
+        type=number(3, P.MAX_KERNEL_SIZE, integer=True),
+        metavar="N",
+        help="kernel side (odd; default automatic)",
+    )
     e.add_argument("--no-align", dest="align", action="store_false", help="skip registration")
     add_input_options(e)
+    add_output_options(e)
     e.set_defaults(func=run_estimate)
 
     i = cmds.add_parser(
@@ -159,10 +178,11 @@ def run_render(args: argparse.Namespace) -> int:
         raise BadInputError(f"{out}: the kernel is written as TIFF; use a .tif name")
     pixel_size = parse_pixel_size(args.pixel_size)
     params = model_params(args, args.model, pixel_size)
+    png = out.with_name(stem_of(out) + ".png")
+    check_plan([], [(out, None), (png, None)], overwrite=args.overwrite)
     kernel = P.render(args.model, shape=args.shape, offset=tuple(args.offset), **params)
     from ..viz import kernel_figure, save_figure
 
-    png = out.with_name(stem_of(out) + ".png")
     write_map(out, kernel)
     save_figure(kernel_figure(kernel, title=describe(args.model, params)), png)
     m = P.moments(kernel, area_sampled=P.MODELS[args.model].area_sampled)
@@ -195,7 +215,14 @@ def run_estimate(args: argparse.Namespace) -> int:
     from ..kernel import estimate_kernel, fit_psf
     from ..viz import kernel_figure, save_figure
 
-    out = output_dir(args.output, [args.sharp, args.blurry])
+    out = Path(args.output)
+    stem = stem_of(args.blurry)
+    files = {k: out / f"{stem}.kernel.{k}" for k in ("tif", "png", "json")}
+    check_plan(
+        [args.sharp, args.blurry],
+        [(f, args.blurry) for f in files.values()],
+        overwrite=args.overwrite,
+    )
     sharp, blurry = read_input(args.sharp, args), read_input(args.blurry, args)
     if sharp.channel_axis != blurry.channel_axis:
         raise BadInputError("one image is colour and the other greyscale; give a matching pair")
@@ -218,13 +245,13 @@ def run_estimate(args: argparse.Namespace) -> int:
         "kernel": est.to_dict(),
         "fit": fit.to_dict(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_map(out / "kernel.tif", k)  # float32
     title = describe(fit.model, best.params)
-    save_figure(kernel_figure(k, title=title), out / "kernel.png")
-    write_json(out / "kernel.json", summary)
+    figure = kernel_figure(k, title=title)
+    write_map(files["tif"], k)  # float32
+    save_figure(figure, files["png"])
+    write_json(files["json"], summary)
     print(f"kernel {k.shape[0]}x{k.shape[1]}, sigma {est.sigma:.4g} px; best model {title}")
-    print(f"wrote {out / 'kernel.tif'}, kernel.png and kernel.json")
+    print(f"wrote {files['tif']}, {files['png'].name} and {files['json'].name}")
     return 0
 
 

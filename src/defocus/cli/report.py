@@ -11,6 +11,7 @@ from ..blurmap import PSF_FAMILIES
 from ..io import atomic_path
 from ..psf import MODELS
 from ._common import add_input_options, for_each_image, read_input
+from ._outputs import add_output_options, check_plan
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--title", default="defocus report", help="page title")
     add_input_options(p)
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
@@ -55,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise BadInputError(f"{out}: is a directory; give the name of the page to write")
     inputs = [*args.images, *([args.sharp] if args.sharp else [])]
-    if out.resolve() in {Path(p).resolve() for p in inputs}:
-        raise BadInputError(f"{out}: output is one of the inputs")
+    check_plan(inputs, [(out, None)], overwrite=args.overwrite)
     sharp = read_input(args.sharp, args) if args.sharp else None
     sections, failures = [], []
 

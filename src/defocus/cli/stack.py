@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +15,8 @@ from .. import focus as F
 from .. import stack as S
 from .._errors import BadInputError
 from ..io import read_image, write_image, write_json, write_map, write_png
-from ._common import output_dir, stem_of
+from ._common import stem_of
+from ._outputs import add_output_options, check_image_name, check_plan
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,10 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--maps",
         metavar="OUTDIR",
-        help="also write each frame's focus map and in-focus mask view, and the confidence, "
-        "source-frame and depth pictures, into OUTDIR",
+        help="also write each frame's focus map and in-focus mask view "
+        "(<frame>.stack.focus.tif, <frame>.stack.mask.png), and the depth, confidence and "
+        "source-frame pictures and maps (<fused>.stack.*), into OUTDIR",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_options(p)
     p.set_defaults(func=run)
 
 
@@ -84,8 +87,22 @@ def _progress_bar(quiet: bool) -> Iterator[Callable[[int, int, str], None]]:
             print(file=sys.stderr, flush=True)
 
 
-def _write_maps(out: Path, frames: list[str], res: S.StackResult) -> list[Path]:
-    """Per-frame focus map and mask view as ``defocus focus`` writes them, plus stack pictures."""
+def _maps_outputs(out: Path, frames: Sequence[str], fused: str) -> dict[str, Path]:
+    """The files ``--maps`` writes: per frame, then for the stack (named after the fused image)."""
+    files = {}
+    for path in frames:
+        stem = stem_of(path)
+        files[f"{path}:focus"] = out / f"{stem}.stack.focus.tif"
+        files[f"{path}:mask"] = out / f"{stem}.stack.mask.png"
+    stem = stem_of(fused)
+    for name in ("depth.png", "confidence.png", "source.png", "confidence.tif", "source.tif"):
+        files[name] = out / f"{stem}.stack.{name}"
+    files["summary"] = out / f"{stem}.stack.json"
+    return files
+
+
+def _write_maps(files: dict[str, Path], frames: list[str], res: S.StackResult) -> list[Path]:
+    """Per-frame focus map and mask view as ``defocus focus`` makes them, plus stack pictures."""
     # matplotlib (viz, report) loads on use, so that the parser builds fast
     from ..viz import heatmap_figure, mask_view, save_figure
 
@@ -93,13 +110,10 @@ def _write_maps(out: Path, frames: list[str], res: S.StackResult) -> list[Path]:
     for path in frames:
         img = read_image(path)
         fmap = F.focus_map(img.data, channel_axis=img.channel_axis)
-        stem = stem_of(path)
-        write_map(out / f"{stem}.focus.tif", fmap, pixel_size=img.pixel_size)
+        write_map(files[f"{path}:focus"], fmap, pixel_size=img.pixel_size)
         mask = F.in_focus_mask(fmap)
-        write_png(
-            out / f"{stem}.mask.png", mask_view(img.data, mask, channel_axis=img.channel_axis)
-        )
-        written += [out / f"{stem}.focus.tif", out / f"{stem}.mask.png"]
+        write_png(files[f"{path}:mask"], mask_view(img.data, mask, channel_axis=img.channel_axis))
+        written += [files[f"{path}:focus"], files[f"{path}:mask"]]
     n = len(frames)
     pictures = {
         "depth.png": (res.depth, "depth (frame index, 0 = first frame)", 0.0, n - 1.0),
@@ -116,13 +130,13 @@ def _write_maps(out: Path, frames: list[str], res: S.StackResult) -> list[Path]:
                 vmin=vmin,
                 vmax=vmax,
             ),
-            out / name,
+            files[name],
         )
-        written.append(out / name)
-    write_map(out / "confidence.tif", res.confidence)
-    write_map(out / "source.tif", res.source.astype(np.float32))
+        written.append(files[name])
+    write_map(files["confidence.tif"], res.confidence)
+    write_map(files["source.tif"], res.source.astype(np.float32))
     write_json(
-        out / "stack.json",
+        files["summary"],
         {
             "frames": frames,
             "method": res.method,
@@ -131,17 +145,20 @@ def _write_maps(out: Path, frames: list[str], res: S.StackResult) -> list[Path]:
             "aligned": res.aligned,
         },
     )
-    return [*written, out / "confidence.tif", out / "source.tif", out / "stack.json"]
+    return [*written, files["confidence.tif"], files["source.tif"], files["summary"]]
 
 
 def run(args: argparse.Namespace) -> int:
     if len(args.frames) < 2:
         raise BadInputError(f"a focus stack needs at least 2 frames, got {len(args.frames)}")
-    inputs = {Path(f).resolve() for f in args.frames}
-    for target in (args.output, args.depth):
-        if target is not None and Path(target).resolve() in inputs:
-            raise BadInputError(f"{target}: output would overwrite an input frame")
-    maps = output_dir(args.maps, args.frames) if args.maps else None
+    check_image_name(args.output)
+    planned: list[tuple[Path, str | None]] = [(Path(args.output), None)]
+    if args.depth:
+        planned.append((Path(args.depth), None))
+    maps = _maps_outputs(Path(args.maps), args.frames, args.output) if args.maps else None
+    if maps is not None:
+        planned += [(f, key.rpartition(":")[0] or None) for key, f in maps.items()]
+    check_plan(args.frames, planned, overwrite=args.overwrite)
     with _progress_bar(args.quiet) as progress:
         res = S.fuse(
             args.frames,
