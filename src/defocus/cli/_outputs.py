@@ -108,7 +108,8 @@ def check_plan(
     ------
     BadInputError
         An output is an input, lies inside an input or any Zarr store, or holds an input, two
-        outputs are one file, an output exists (without ``overwrite``), or an output's folder is a file.
+        outputs are one file, an output exists (without ``overwrite``), or an output's folder
+        is a file.
 
     Examples
     --------
