@@ -826,7 +826,7 @@ ROWS += [
         _zarr,
         plan_api(lambda f: [f[0] / "out.zarr"]),
         lambda f, out: ["map", str(f[0]), "-o", str(f[0] / "out.zarr"), "--chunks", "64"],
-        match="lies inside the input",
+        match="lies inside the (input|Zarr store)",
         needs="zarr",
     ),
     Row(

@@ -500,7 +500,9 @@ def blur_map(
         noise_sigma = _blur_noise(plane, psf)
     if isinstance(pixel_size, int | float):
         pixel_size = PixelSize(float(pixel_size), float(pixel_size), "m")
-    padded = da.overlap.overlap(plane, depth={0: depth, 1: depth}, boundary="none")
+    # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
+    dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
+    padded = da.overlap.overlap(plane, depth={0: dy, 1: dx}, boundary="none")
     maps = padded.map_blocks(
         _blur_block,
         psf=psf,
@@ -510,7 +512,7 @@ def blur_map(
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
     )
-    data = da.overlap.trim_internal(maps, {0: 0, 1: depth, 2: depth}, boundary="none")
+    data = da.overlap.trim_internal(maps, {0: 0, 1: dy, 2: dx}, boundary="none")
     return TiledBlurMap(
         data=data,
         noise_sigma=float(noise_sigma),

@@ -63,6 +63,17 @@ def _same(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def _zarr_above(path: Path) -> Path | None:
+    """The Zarr store that holds ``path`` (a folder above it), or None."""
+    for folder in path.parents:
+        if folder.is_dir() and (
+            folder.suffix.lower() == ".zarr"
+            or any((folder / n).exists() for n in (".zarray", ".zgroup", "zarr.json"))
+        ):
+            return folder
+    return None
+
+
 def _inside(inner: str, outer: str) -> bool:
     return inner.startswith(outer.rstrip(os.sep) + os.sep)
 
@@ -96,8 +107,9 @@ def check_plan(
     Raises
     ------
     BadInputError
-        An output is an input, lies inside an input store or holds an input, two outputs are
-        one file, an output exists (without ``overwrite``), or an output's folder is a file.
+        An output is an input, lies inside an input or any Zarr store, or holds an input, two
+        outputs are one file, an output exists (without ``overwrite``), or an output's folder
+        is a file.
 
     Examples
     --------
@@ -122,6 +134,9 @@ def check_plan(
             parent = parent.parent
         if parent.exists() and not parent.is_dir():
             raise BadInputError(f"{parent}: is a file, not a folder; cannot write {out} there")
+        store = _zarr_above(out)
+        if store is not None:
+            raise BadInputError(f"{out}: lies inside the Zarr store {store}; choose another -o")
         for given, ikey in ins:
             if key == ikey or _same(out, given):
                 raise BadInputError(f"{out}: would replace the input {given}; choose another -o")
