@@ -488,8 +488,6 @@ def blur_map(
     depth = blur_support() if depth is None else int(depth)
     depth = max(_BLUR_ALIGN, -(-depth // _BLUR_ALIGN) * _BLUR_ALIGN)
     plane = _plane(image, chunks, channel_axis)
-    # An image smaller than the reach is one tile along that side: no deeper overlap exists.
-    depth = min(depth, max(_BLUR_ALIGN, min(plane.shape) // _BLUR_ALIGN * _BLUR_ALIGN))
     cy, cx = _as_chunks(chunks)
     grid = tuple(
         _grid_chunks(n, c, align=_BLUR_ALIGN, minimum=depth)
