@@ -508,7 +508,7 @@ def fib(estimator: Estimator, data: Path) -> dict[str, Any]:
     try:
         fp = defocus.focal_plane(bm)
         text = fp.summary()["text"]
-        claimed = bool(np.isfinite(fp.position))
+        claimed = bool(getattr(fp, "significant", True) and np.isfinite(fp.position))
     except defocus.BadInputError as exc:
         text, claimed = f"no line: {exc}", False
     out["tilted"] = {
@@ -517,6 +517,7 @@ def fib(estimator: Estimator, data: Path) -> dict[str, Any]:
         "sigma_p90": float(np.percentile(sigma, 90)),
         "focal_plane": text,
         "line_claimed": claimed,
+        "verdict": bm.summary().get("verdict", "") if hasattr(bm, "summary") else "",
     }
     return out
 
@@ -746,9 +747,10 @@ def write_report(res: dict[str, Any], cmd: str, where: str, seconds: float) -> s
         "",
         f"Tilted control (`{TILTED}`): {_pct(t['frac_sharp'])} of pixels at σ ≤ "
         f"{TILTED_MAX_SIGMA} px, confidence-weighted median σ {t['sigma_median']:.2f} px, 90th "
-        f'percentile {t["sigma_p90"]:.2f} px. `defocus.focal_plane` says: "{t["focal_plane"]}". '
-        "A line counts as claimed when `focal_plane` returns a finite position (the API has no "
-        "other outcome yet; an honest non-answer would raise `BadInputError` or return NaN).",
+        f'percentile {t["sigma_p90"]:.2f} px. The blur map\'s summary says: "{t["verdict"]}". '
+        f'`defocus.focal_plane` says: "{t["focal_plane"]}". '
+        "A line counts as claimed when `focal_plane` marks it significant and its position is "
+        "finite.",
     ]
     return "\n".join(L)
 

@@ -37,7 +37,7 @@ def test_tilt_recovered_from_an_estimated_blur_map():
     fp = focal_plane(blur_map(img))
     assert fp.significant and fp.axis == "rows"
     assert fp.position == pytest.approx(0.4, abs=0.08)
-    assert abs(fp.angle - 10.0) <= 2 * fp.errors["angle"]
+    assert abs(fp.angle - 10.0) <= 3 * fp.errors["angle"]
     assert fp.slope == pytest.approx(0.035, rel=0.4)
     assert all(np.isfinite(v) and v >= 0 for v in fp.errors.values())
     s = json.loads(json.dumps(fp.summary()))

@@ -60,7 +60,6 @@ def test_through_focus_scoring_passes_the_truth_and_fails_a_constant():
 
 
 @pytest.mark.skipif(not STACK.is_dir(), reason="shared real data not available")
-@pytest.mark.xfail(strict=True, reason="current estimator reads real noise as detail (issue 14)")
 def test_least_blur_frame_is_the_sharpest_frame_on_a_real_sweep():
     # A 640 x 448 crop of the push button in a real DSLR focus sweep (8-bit JPEG, frames 2-8
     # of 10). The focus measure peaks mid-sweep here, so a sigma that merely drifts with the

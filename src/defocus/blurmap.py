@@ -164,6 +164,8 @@ def _scale_space(img: np.ndarray, cells: tuple[int, int]):
     var = 0.0  # Gaussian variance applied so far, in input px^2
     for s in SCALES:
         if s / f > 2.1:
+            if min(level.shape) < 16:
+                return  # the image is too small for this scale and all larger ones
             level = _block_mean(level, 2)
             var += f * f / 4.0  # a 2-sample mean at spacing f
             f *= 2
@@ -217,10 +219,11 @@ def _estimate(
     cells = (-(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE))
     gain_mean, gain_q = _white_gains()
     k = len(SCALES)
-    energy = np.empty((k, *cells), np.float32)
-    noise = np.empty((k, *cells), np.float32)
-    thresh = np.empty((k, *cells), np.float32)
-    s_eff = np.empty(k)
+    # Scales the image is too small for keep zero energy: never significant.
+    energy = np.zeros((k, *cells), np.float32)
+    noise = np.ones((k, *cells), np.float32)
+    thresh = np.full((k, *cells), np.inf, np.float32)
+    s_eff = np.array(SCALES, np.float64)
     for i, (se, _, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i] = se
         var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
