@@ -42,6 +42,9 @@ raw-data. IEEE TIP 17(10).
 from __future__ import annotations
 
 import functools
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +83,18 @@ _TRUST_PRECISION = 2.0
 _DISK_FACTOR = 1.0
 
 
+def _in_threads(fn: Callable[[int], None], items: Iterable[int]) -> None:
+    """Run ``fn`` on every item on up to four threads (re-raising the first error)."""
+    workers = min(4, os.cpu_count() or 1)
+    if workers == 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(fn, items):
+            pass
+
+
 def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     h, w = a.shape[0] // f, a.shape[1] // f
     return a[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3), dtype=np.float32)
@@ -90,23 +105,45 @@ def _block_max(a: np.ndarray, f: int) -> np.ndarray:
     return a[: h * f, : w * f].reshape(h, f, w, f).max(axis=(1, 3))
 
 
-def _nms(e: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """True where ``e`` is a maximum across the edge (gradient direction in four bins)."""
-    p = np.pad(e, 1, mode="edge")
+def _nms_rows(e: np.ndarray, gx: np.ndarray, gy: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """:func:`_nms` for rows ``r0:r1`` (neighbours read from the rows around them)."""
     h, w = e.shape
+    p = np.pad(e[max(r0 - 1, 0) : min(r1 + 1, h)], ((r0 == 0, r1 >= h), (1, 1)), mode="edge")
+    n = r1 - r0
 
     def at(dy: int, dx: int) -> np.ndarray:
-        return p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+        return p[1 + dy : 1 + dy + n, 1 + dx : 1 + dx + w]
 
-    ax, ay = np.abs(gx), np.abs(gy)
+    x, ax, ay = e[r0:r1], np.abs(gx[r0:r1]), np.abs(gy[r0:r1])
     horiz = ax > 2.414 * ay
     vert = ay > 2.414 * ax
-    diag = gx * gy > 0
+    diag = (gx[r0:r1] * gy[r0:r1]) > 0
     n1 = np.where(
         horiz, at(0, -1), np.where(vert, at(-1, 0), np.where(diag, at(-1, -1), at(-1, 1)))
     )
+    keep = x >= n1
+    del n1
     n2 = np.where(horiz, at(0, 1), np.where(vert, at(1, 0), np.where(diag, at(1, 1), at(1, -1))))
-    return (e >= n1) & (e > n2)
+    keep &= x > n2
+    return keep
+
+
+def _nms(e: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """True where ``e`` is a maximum across the edge (gradient direction in four bins).
+
+    Computed in bands of rows on two threads: numpy's element-wise work releases the GIL, and
+    each band writes its own rows, so the result does not depend on the scheduling.
+    """
+    h = e.shape[0]
+    out = np.empty(e.shape, bool)
+    step = max(64, -(-h // 8))
+
+    def band(r0: int) -> None:
+        r1 = min(r0 + step, h)
+        out[r0:r1] = _nms_rows(e, gx, gy, r0, r1)
+
+    _in_threads(band, range(0, h, step))
+    return out
 
 
 def _to_cells(a: np.ndarray, f: int, cells: tuple[int, int], how: str) -> np.ndarray:
@@ -242,14 +279,17 @@ def _estimate(
     found = sig.any(axis=0)
     # Weighted line fit of y = 1/S against x = s^2 on the significant scales from three below
     # the peak (at least up to 1.4 px, so a sharp edge has several); above the peak, neighbouring
-    # edges start to cancel: weights S^4 / (N^2 + 2 N S), the inverse variance of y.
-    idx = np.arange(k)[:, None, None]
-    use = sig & (idx >= peak - 3) & (idx <= np.maximum(peak, 3))
+    # edges start to cancel: weights S^4 / (N^2 + 2 N S), the inverse variance of y. The four
+    # scales of each cell's window are gathered first, so the fit runs on 4, not 15, planes.
+    lo = np.clip(peak - 3, 0, k - 4)
+    win = lo[None] + np.arange(4)[:, None, None]
+    use = np.take_along_axis(sig, win, 0)
+    sw_ = np.take_along_axis(signal, win, 0).astype(np.float64)
+    nw = np.take_along_axis(noise, win, 0).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        wt = np.where(use, signal**2 / (noise * noise + 2 * noise * signal) * signal**2, 0)
-    wt = wt.astype(np.float64)
-    x = (s_eff**2)[:, None, None]
-    y = 1.0 / signal.astype(np.float64)
+        wt = np.where(use, sw_**4 / (nw * nw + 2 * nw * sw_), 0.0)
+    x = (s_eff**2)[win]
+    y = 1.0 / sw_
     sw = wt.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mx = (wt * x).sum(0) / sw
@@ -294,7 +334,7 @@ def _estimate(
     # the energies (log residuals), and whether enough scales were significant.
     with np.errstate(invalid="ignore", divide="ignore"):
         model = intercept + slope * x
-        resid = np.where(use, np.log(np.maximum(model, 1e-30) * signal), 0.0)
+        resid = np.where(use, np.log(np.maximum(model, 1e-30) * sw_), 0.0)
         rms = np.sqrt((resid**2).sum(0) / np.maximum(points, 1))
     snr = np.take_along_axis(signal / noise, peak[None], 0)[0]
     sd = 0.05 + 0.5 / np.sqrt(np.maximum(snr, 1e-6)) + np.where(fitted, rms, 0.0)
