@@ -261,8 +261,9 @@ def _estimate(
     noise = np.ones((k, *cells), np.float32)
     thresh = np.full((k, *cells), np.inf, np.float32)
     s_eff = np.array(SCALES, np.float64)
+    last = 0  # the largest scale the image was big enough for
     for i, (se, _, e, lum) in enumerate(_scale_space(img, cells)):
-        s_eff[i] = se
+        s_eff[i], last = se, i
         var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
         var *= np.float32(nm.spectral_weight(se))
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
@@ -305,7 +306,7 @@ def _estimate(
     # (sigma = s at the peak) is the estimate, a lower bound when the energy still rises.
     sigma = np.where(fitted, np.sqrt(np.clip(sigma2, 0, None)), s_peak)
     sigma = np.minimum(sigma, 2 * s_peak + 1)
-    lower = found & ((peak == k - 1) | ~fitted)
+    lower = found & ((peak == last) | ~fitted)
     # A cell beside an edge sees the edge only at coarse levels, whose pixels span several
     # cells. The fitted model then predicts significant energy at the finer scale below the
     # cell's lowest significant one; a real edge would show it, so such cells are dropped.
