@@ -11,7 +11,7 @@ from skimage import data
 
 from defocus import BadInputError
 from defocus import focus as F
-from defocus.noise import haar_sigma
+from defocus.noise import noise_variance_map
 
 ALL = F.list_measures()
 INVARIANT = [m for m in ALL if F.get_measure(m).contrast_invariant]
@@ -149,13 +149,22 @@ def test_tile_grid_agrees_with_tiles_measured_on_their_own(name, measure):
     image = getattr(data, name)()[:256, :256]
     grid = F.tile_grid(image, tile=64, measure=measure)
     assert grid.values.shape == (4, 4)
-    kwargs = {}
-    if measure == "gradient_ratio":  # the noise level is a whole-image estimate
-        kwargs = {"noise_sigma": haar_sigma(image.astype(np.float32))}
+    noise = None
+    if measure == "gradient_ratio":  # noise map and contrast floor are the whole image's
+        img = image.astype(np.float32)
+        sw = F._spectral_weight(img, 0.8)
+        noise = np.sqrt(noise_variance_map(img, spectral_weight=sw, step=1.0))
+        floor = F._contrast_floor(float(F._coarse_energy(img, F.DEFAULT_SCALE, 3.0).mean()))
+
+    def kw(i: int, j: int) -> dict:
+        if noise is None:
+            return {}
+        return {"noise_sigma": noise[i : i + 64, j : j + 64], "contrast_floor": floor}
+
     direct = np.array(
         [
             [
-                float(F.get_measure(measure).func(image[i : i + 64, j : j + 64], **kwargs).mean())
+                float(F.get_measure(measure).func(image[i : i + 64, j : j + 64], **kw(i, j)).mean())
                 for j in range(0, 256, 64)
             ]
             for i in range(0, 256, 64)

@@ -40,7 +40,7 @@ from skimage.filters import threshold_otsu
 
 from ._array import as_float_image
 from ._errors import BadInputError
-from .noise import haar_sigma
+from .noise import estimate_noise, noise_variance_map, quantum
 
 __all__ = [
     "DEFAULT_MEASURE",
@@ -145,6 +145,16 @@ def _white_noise_gain(sigma: float, minus: float | None) -> float:
     delta = np.zeros((size, size), np.float64)
     delta[size // 2, size // 2] = 1.0
     return float(_gradient_energy_dog(delta, sigma, minus).sum())
+
+
+def _spectral_weight(img: np.ndarray, fine: float) -> float:
+    """How much more noise :func:`gradient_ratio` 's band passes than white noise would."""
+    return estimate_noise(img).spectral_weight(fine)
+
+
+def _step(image: np.ndarray) -> float:
+    """One grey level of the input, as it was before conversion to float32."""
+    return quantum(np.asarray(image))
 
 
 def _dct_band(coeffs: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -684,11 +694,12 @@ def gradient_ratio(
         As for :func:`tenengrad`.
     fine, coarse : float, optional
         Gaussian sigmas, in px, of the band-pass; ``0 < fine < coarse``.
-    noise_sigma : float, optional
-        Standard deviation of the image noise in intensity units. By default it is estimated
-        from the median absolute finest Haar diagonal detail (Donoho & Johnstone 1994); pass 0
-        to switch the correction off. One global level: where noise varies strongly across the
-        image (low-count SEM shot noise), noisy flat regions can still read as detail.
+    noise_sigma : float or ndarray, optional
+        Standard deviation of the image noise in intensity units, one value or one per pixel;
+        pass 0 to switch the correction off. By default it is measured where it is, by
+        :func:`defocus.noise.noise_variance_map`: SEM and FIB shot noise differs between regions
+        of one image, and a single level let the noisier ones read as detail. Fine texture is
+        not taken for noise, correlated noise counts in full, and one grey level is the least.
     contrast_floor : float, optional
         Energy added to the denominator besides ``N``, in the units of ``E[C**2]`` (squared
         intensity per px²); must be positive. By default 1 % of the image's mean ``E[C**2]``.
@@ -723,8 +734,12 @@ def gradient_ratio(
     img, flat = _prepare(image, scale, channel_axis)
     if not 0 < fine < coarse:
         raise BadInputError(f"need 0 < fine < coarse, got fine={fine}, coarse={coarse}")
-    if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
-        raise BadInputError(f"noise_sigma must be >= 0, got {noise_sigma!r}")
+    if noise_sigma is not None:
+        given = np.asarray(noise_sigma, np.float64)
+        if not (np.isfinite(given).all() and (given >= 0).all()):
+            raise BadInputError(f"noise_sigma must be >= 0, got {noise_sigma!r}")
+        if given.ndim and given.shape != img.shape:
+            raise BadInputError(f"a noise_sigma map must have the image's shape {img.shape}")
     if contrast_floor is not None and not (np.isfinite(contrast_floor) and contrast_floor > 0):
         raise BadInputError(f"contrast_floor must be > 0, got {contrast_floor!r}")
     if flat:
@@ -732,8 +747,20 @@ def gradient_ratio(
     band = _gradient_energy_dog(img, fine, coarse)
     e_band = _window(band, scale)
     e_coarse = _coarse_energy(img, scale, coarse)
-    sigma_n = haar_sigma(img) if noise_sigma is None else float(noise_sigma)
-    noise = np.float32(sigma_n**2 * _white_noise_gain(fine, coarse))
+    gain = _white_noise_gain(fine, coarse)
+    if noise_sigma is None:
+        var = noise_variance_map(
+            img, spectral_weight=_spectral_weight(img, fine), step=_step(image)
+        )
+    else:
+        var = np.square(np.asarray(noise_sigma, np.float32))
+    noise = (var * np.float32(gain)).astype(np.float32)
+    # The window mean of noise energy still fluctuates, by sqrt(2 / n) for the n independent
+    # samples that a window of ``scale`` holds of noise band-passed at ``fine``; three of those
+    # are removed too, so that a noise-only window reads 0 with 99.9 % probability rather than
+    # half the time.
+    n_eff = 2.0 * (scale / fine) ** 2
+    noise *= np.float32(1.0 + 3.0 * np.sqrt(2.0 / n_eff))
     # The contrast floor keeps faint residues (smoothed quantisation noise, shading) in nearly
     # flat regions from reading as detail, and 0/0 out; the default scales with gain like
     # everything else.

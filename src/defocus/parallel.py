@@ -60,6 +60,7 @@ from .blurmap import PSF_FAMILIES, REACH
 from .blurmap import blur_map as _blur_map
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, _short, parse_pixel_size, remove_stale_partials
+from .noise import noise_variance_map
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -91,9 +92,6 @@ DEFAULT_CHUNK = 2048
 # Blur-map tiles start on multiples of this many px, so that every tile's 4-px cells, its
 # block-mean pyramid (down to 16 px) and its 32-px noise blocks sit on the whole image's grid.
 _BLUR_ALIGN = 32
-# Images up to this many pixels get an exact image-wide noise estimate; above it, a regular
-# sample of rows.
-_EXACT_NOISE_PIXELS = 2**26
 # NGFF units are UDUNITS-2 names.
 _NGFF_UNITS = {
     "m": "meter",
@@ -259,21 +257,6 @@ def _plane(image: Any, chunks: int | Sequence[int] | None, channel_axis: int | N
 # --------------------------------------------------------------------------------------------
 
 
-def _haar_noise(plane: da.Array) -> float:
-    """:func:`defocus.focus` 's noise estimate (MAD of the finest Haar diagonal) over the image.
-
-    Exact (the same value as in memory) up to ``_EXACT_NOISE_PIXELS``; above, from a regular
-    sample of the detail rows, which are independent draws of the same statistic.
-    """
-    h, w = (plane.shape[0] // 2) * 2, (plane.shape[1] // 2) * 2
-    if h == 0 or w == 0:
-        return 0.0
-    x = plane[:h, :w].astype(np.float32)
-    hh = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2
-    step = max(1, math.ceil(h * w / _EXACT_NOISE_PIXELS))
-    return float(np.median(np.abs(hh[::step].compute()))) / 0.6745
-
-
 def _mosaic(plane: da.Array, *, tile: int = 256, n: int = 4) -> np.ndarray:
     """Up to n x n tiles spread evenly over the image, side by side: a small, faithful sample."""
     h, w = plane.shape
@@ -313,6 +296,39 @@ def _blur_noise(plane: da.Array, psf: str) -> float:
 # --------------------------------------------------------------------------------------------
 # Tiled focus maps
 # --------------------------------------------------------------------------------------------
+
+
+def _gradient_ratio_block(
+    block: np.ndarray, noise_sd: np.ndarray, *, scale: float, contrast_floor: float
+) -> np.ndarray:
+    return _focus.gradient_ratio(
+        block, scale=scale, noise_sigma=noise_sd, contrast_floor=contrast_floor
+    )
+
+
+# The local noise map's reach: two 32-px blocks (its median runs over 5 x 5 blocks).
+_NOISE_HALO = 64
+
+
+def _noise_std_map(plane: da.Array, *, spectral_weight: float, step: float) -> da.Array:
+    """:func:`defocus.noise.noise_variance_map` (as a standard deviation) of a lazy image.
+
+    Tiles are multiples of the 32-px noise block and overlap by two blocks, so every block sees
+    the neighbours its 5 x 5 median needs, and the result equals the in-memory map.
+    """
+    b = 32
+    grid = tuple(
+        _grid_chunks(n, max(c), align=b, minimum=_NOISE_HALO)
+        for n, c in zip(plane.shape, plane.chunks, strict=True)
+    )
+    aligned = plane.rechunk(grid)
+    dy, dx = (0 if len(c) == 1 else _NOISE_HALO for c in aligned.chunks)
+
+    def block(x: np.ndarray) -> np.ndarray:
+        v = noise_variance_map(x, spectral_weight=spectral_weight, step=step)
+        return np.sqrt(v).astype(np.float32)
+
+    return aligned.map_overlap(block, depth={0: dy, 1: dx}, boundary="none", dtype=np.float32)
 
 
 def _focus_block(block: np.ndarray, *, measure: str, scale: float) -> np.ndarray:
@@ -370,16 +386,24 @@ def focus_map(
     kw: dict[str, Any] = {"depth": depth, "boundary": "none", "dtype": np.float32}
     if measure != "gradient_ratio":
         return plane.map_overlap(_focus_block, measure=measure, scale=scale, **kw)
-    # gradient_ratio's noise level and contrast floor are image-wide: computed once here and
-    # given to every tile, so that tiles equal the in-memory map.
+    # gradient_ratio's contrast floor is image-wide, and its noise is measured in 32-px blocks
+    # on the image's grid: both are computed once here and given to every tile, so that tiles
+    # equal the in-memory map.
     coarse = float(_focus.gradient_ratio.__kwdefaults__["coarse"])
+    fine = float(_focus.gradient_ratio.__kwdefaults__["fine"])
     e_coarse = plane.map_overlap(_coarse_energy_block, scale=scale, coarse=coarse, **kw)
     floor = _focus._contrast_floor(float(e_coarse.mean(dtype=np.float32).compute()))
-    return plane.map_overlap(
-        _focus.gradient_ratio,
+    sample = _mosaic(plane)
+    noise_sd = _noise_std_map(
+        plane, spectral_weight=_focus._spectral_weight(sample, fine), step=_focus._step(sample)
+    ).rechunk(plane.chunks)
+    return _dask().map_overlap(
+        _gradient_ratio_block,
+        plane,
+        noise_sd,
         scale=scale,
-        noise_sigma=_haar_noise(plane),
         contrast_floor=floor,
+        align_arrays=False,
         **kw,
     )
 
