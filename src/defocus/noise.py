@@ -336,8 +336,9 @@ def local_noise_variance(image: np.ndarray, *, block: int = _BLOCK) -> np.ndarra
     the finest Haar diagonal detail at two levels, ``h1`` on the image and ``h2`` on its 2 x 2
     block means (mean squares with the largest tenth trimmed). White noise of variance ``n``
     gives ``h1² = n`` and ``h2² = n / 4``; scale-invariant texture gives the same detail at both
-    levels, and smoother texture more at the coarser one. Hence ``n ≈ 4/3 (h1² - h2²)``, clipped at 0: fine texture
-    is not taken for noise, while noise on smooth content is measured in full.
+    levels, and smoother texture more at the coarser one. Hence ``n ≈ 4/3 (h1² - h2²)``,
+    clipped at 0: fine texture is not taken for noise, while noise on smooth content is
+    measured in full.
 
     Examples
     --------
