@@ -107,20 +107,11 @@ def test_corrupt_image_exits_2(tmp_path, capsys):
 
 def test_auto_deblurs_with_the_identified_psf(blurred_tif, tmp_path, capsys, monkeypatch):
     # The wiring only: the identification itself is tested with defocus.kernel.
-    from types import SimpleNamespace
-
     from defocus import kernel as K
 
     def identify(image, *, channel_axis=None):
         assert channel_axis is None and image.dtype == np.uint8
-        return SimpleNamespace(
-            model="disk",
-            params={"radius": 3.0},
-            sigma=1.5,
-            diameter=6.0,
-            confidence=0.9,
-            kernel=lambda: P.disk(3.0),
-        )
+        return K.Identification("disk", {"radius": 3.0}, 1.5, 6.0, 0.9)
 
     monkeypatch.setattr(K, "identify", identify, raising=False)
     out = tmp_path / "auto.tif"
@@ -128,3 +119,18 @@ def test_auto_deblurs_with_the_identified_psf(blurred_tif, tmp_path, capsys, mon
     assert "identified disk(radius=3)" in capsys.readouterr().out
     src = read_image(blurred_tif).data
     np.testing.assert_array_equal(read_image(out).data, deblur(src, P.disk(3.0)))
+
+
+def test_auto_refuses_an_identification_without_confidence(
+    blurred_tif, tmp_path, capsys, monkeypatch
+):
+    from defocus import kernel as K
+
+    def identify(image, *, channel_axis=None):
+        return K.Identification("disk", {"radius": 0.5}, 0.25, 1.0, 0.0)
+
+    monkeypatch.setattr(K, "identify", identify, raising=False)
+    out = tmp_path / "auto.tif"
+    assert main(["deblur", str(blurred_tif), "-o", str(out), "--auto"]) == 2
+    assert "not identifiable" in capsys.readouterr().err
+    assert not out.exists()

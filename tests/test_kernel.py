@@ -191,6 +191,15 @@ def test_identify_more_blur_reads_larger_and_rejects_bad_input(scene):
         identify(scene, models=("airy",))
 
 
+def test_identify_says_so_when_pure_noise_holds_no_blur():
+    from defocus.kernel import identify
+
+    found = identify(np.random.default_rng(2).normal(100, 5, (256, 256)))
+    assert not found.identified
+    assert found.verdict.startswith("blur not identifiable")
+    assert found.to_dict()["identified"] is False
+
+
 def test_automatic_size_finds_a_hollow_ring():
     # The best small-support fit of a ring blur is a compact blob; the search must not stop
     # there.

@@ -853,6 +853,10 @@ def fit_psf(
 # blind identification from one image
 
 
+#: Confidence below which :func:`identify` has no answer ("not identifiable here").
+IDENTIFY_MIN_CONFIDENCE = 0.3
+
+
 @dataclass(frozen=True)
 class Identification:
     """Blur model and size identified from one blurred image by :func:`identify`.
@@ -879,6 +883,26 @@ class Identification:
     diameter: float | None
     confidence: float
 
+    @property
+    def identified(self) -> bool:
+        """Whether the confidence reaches :data:`IDENTIFY_MIN_CONFIDENCE`: below it the model
+        and size are not an answer, and the command line refuses to report or use them."""
+        return self.confidence >= IDENTIFY_MIN_CONFIDENCE
+
+    @property
+    def verdict(self) -> str:
+        """One line: the identified blur, or why there is none."""
+        if not self.identified:
+            return (
+                f"blur not identifiable from this image (confidence {self.confidence:.2f} < "
+                f"{IDENTIFY_MIN_CONFIDENCE}): no clear spectral zeros or fall-off"
+            )
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
+        line = f"{self.model}({shown}), sigma {self.sigma:.4g} px"
+        if self.diameter is not None:
+            line += f", diameter {self.diameter:.4g} px"
+        return f"{line}; confidence {self.confidence:.2f}"
+
     def kernel(self) -> np.ndarray:
         """The identified PSF rendered by :func:`psf.render` (sums to 1)."""
         return _psf.render(self.model, **self.params)
@@ -891,6 +915,8 @@ class Identification:
             "sigma_px": self.sigma,
             "diameter_px": self.diameter,
             "confidence": self.confidence,
+            "identified": self.identified,
+            "verdict": self.verdict,
         }
 
 

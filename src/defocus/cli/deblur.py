@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
             what += f"sigma {P.moments(kernel).sigma:.4g} px"
         elif args.auto:
             found = K.identify(img.data, channel_axis=img.channel_axis)
+            if not found.identified:
+                raise BadInputError(f"{args.image}: {found.verdict}; give --psf or --kernel")
             kernel = found.kernel()
             check_kernel(kernel.shape, img.luminance.shape, "the identified kernel")
             what = f"identified {describe(found.model, dict(found.params))}, "

@@ -262,10 +262,8 @@ def run_identify(args: argparse.Namespace) -> int:
     found = identify(img.data, channel_axis=img.channel_axis, models=tuple(args.models))
     if args.json:
         print(json.dumps(found.to_dict()))
-        return 0
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in found.params.items())
-    line = f"{found.model}({shown}), sigma {found.sigma:.4g} px"
-    if found.diameter is not None:
-        line += f", diameter {found.diameter:.4g} px"
-    print(f"{line}; confidence {found.confidence:.2f}")
+        return 0 if found.identified else 2
+    if not found.identified:
+        raise BadInputError(f"{args.blurry}: {found.verdict}")
+    print(found.verdict)
     return 0
