@@ -54,7 +54,7 @@ from scipy import ndimage as ndi
 from ._array import as_float_image
 from ._errors import BadInputError
 from .io import PixelSize
-from .noise import NoiseModel, estimate_noise
+from .noise import NoiseModel, estimate_noise, quantum
 
 __all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
 
@@ -78,9 +78,6 @@ CONFIDENCE_THRESHOLD = 0.3
 _HALF_CONF_SD = 0.25
 # Pooled precision at which a pyramid level's local estimate is trusted half-way over the fill.
 _TRUST_PRECISION = 2.0
-# A disk of radius R has sigma = R/2; its edge reads this much of that (measured on
-# synthetic disk edges by the tests).
-_DISK_FACTOR = 1.0
 
 
 def _in_threads(fn: Callable[[int], None], items: Iterable[int]) -> None:
@@ -131,7 +128,7 @@ def _nms_rows(e: np.ndarray, gx: np.ndarray, gy: np.ndarray, r0: int, r1: int) -
 def _nms(e: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """True where ``e`` is a maximum across the edge (gradient direction in four bins).
 
-    Computed in bands of rows on two threads: numpy's element-wise work releases the GIL, and
+    Computed in bands of rows on up to four threads: numpy's element-wise work releases the GIL, and
     each band writes its own rows, so the result does not depend on the scheduling.
     """
     h = e.shape[0]
@@ -306,7 +303,9 @@ def _estimate(
     # (sigma = s at the peak) is the estimate, a lower bound when the energy still rises.
     sigma = np.where(fitted, np.sqrt(np.clip(sigma2, 0, None)), s_peak)
     sigma = np.minimum(sigma, 2 * s_peak + 1)
-    lower = found & ((peak == last) | ~fitted)
+    # Still rising at the largest usable scale: the blur exceeds what the image shows. (A cell
+    # with one significant scale is not a bound: noise may hide the finer ones.)
+    lower = found & (peak == last)
     # A cell beside an edge sees the edge only at coarse levels, whose pixels span several
     # cells. The fitted model then predicts significant energy at the finer scale below the
     # cell's lowest significant one; a real edge would show it, so such cells are dropped.
@@ -421,7 +420,8 @@ class BlurMap:
     noise_sigma : float
         Estimated standard deviation of the image noise, in input intensity units.
     psf : str
-        PSF family the calibration assumed: "gauss", "disk" or "auto".
+        PSF family given: it sets the natural parameter of :meth:`to_parameter`; sigma itself is
+        measured the same way for every family (the second moment of the edge spread).
     pixel_size : PixelSize or None
         Physical size of a pixel, when known.
     lower_bound : (H, W) ndarray of bool or None
@@ -608,12 +608,11 @@ def blur_map(
         nm = estimate_noise(image, channel_axis=channel_axis)
     else:
         white = np.ones((8, 8))
-        nm = NoiseModel(0.0, float(noise_sigma) ** 2, 0.0, white, (0.0, 0.0), 0)
+        q = quantum(np.asarray(image))  # a given noise level does not remove the grey levels
+        nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
     cell_sigma, sd, lower = _estimate(img / np.float32(scale), nm, scale)
-    if psf == "disk":
-        cell_sigma = cell_sigma * np.float32(_DISK_FACTOR)
     found = np.isfinite(cell_sigma)
     mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
     logvar = np.where(found, 2 * np.log(sd), 30.0)

@@ -12,9 +12,10 @@ Real sensor noise is not the white, signal-independent noise of textbooks:
   staircase of one-level steps. The variance never drops below ``q**2 / 12`` (``q`` = one grey
   level), so a staircase is explained as noise and never read as detail.
 
-:func:`estimate_noise` fits all three from the one image. :meth:`NoiseModel.band_variance` gives
-the noise variance that a derivative-of-Gaussian filter at any scale lets through, which is what
-the blur map and the focus measures compare their signal with.
+:func:`estimate_noise` fits all three from the one image; :meth:`NoiseModel.spectral_weight`
+gives the extra noise a derivative-of-Gaussian filter at any scale lets through, and
+:func:`local_noise_variance` measures noise where it is. The blur map and the focus measures
+compare their signal with these.
 
 References
 ----------
@@ -173,7 +174,9 @@ def quantum(image: np.ndarray) -> float:
     span = float(sample[-1] - sample[0])
     q = span / max(round(span / float(np.diff(sample).min())), 1)
     steps = (sample - sample[0]) / q
-    if len(sample) > 4096 or not np.allclose(steps, np.rint(steps), rtol=0, atol=1e-2):
+    # A handful of levels (a binary mask, a test target) is not a quantised signal.
+    few = len(sample) < 16
+    if few or len(sample) > 4096 or not np.allclose(steps, np.rint(steps), rtol=0, atol=1e-2):
         return 0.0
     return q
 
@@ -200,7 +203,7 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     """Fit a Poisson-Gaussian, spatially correlated, quantised noise model to one image.
 
     The image is cut into 32 px blocks (16 or 8 px for small images), each detrended by a
-    least-squares plane. In each of eight intensity bins the least varying fifth of the blocks
+    least-squares plane. In each of twelve intensity bins the least varying fifth of the blocks
     is taken as flat (Foi et al. 2008 select smooth regions the same way); their median
     variance, corrected for the bias of taking the low tail, gives the noise variance at that
     intensity, and ``var = a * I + b`` is fitted over the bins. The flat blocks' averaged
