@@ -479,6 +479,8 @@ def realistic_report(
         "calibration (as our method keeps its training): the track measures how methods built "
         "for white noise read real degradations. Peers get the luminance of RGB inputs; ours "
         "gets the RGB with `channel_axis=-1`.",
+        "- The two reference rows are measured in this run, with the code of this run; the "
+        "ideal-track tables elsewhere in this file come from their own run (see its date).",
         "",
         "| Condition | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
