@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import fft as sfft
 from scipy import ndimage as ndi
+
+from defocus import synth
 
 F32 = NDArray[np.float32]
 
@@ -216,6 +218,134 @@ def add_noise(image: F32, level: float, *, ref_range: float, seed: int) -> F32:
     rng = np.random.default_rng(seed)
     n = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(level * ref_range)
     return (image + n).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- realistic degradations
+#
+# Each takes the clean blurred scene (float, 1.0 = the 8-bit white of the source photograph)
+# and a seeded generator, and returns what a camera or microscope would record: 2-D, or
+# (H, W, 3) RGB after demosaicing. They never change the blur, so the σ map stays the truth.
+
+READ_NOISE_E = 3.0  # read noise in electrons rms: a typical scientific / phone CMOS sensor
+RAW_RGB_GAIN = (0.55, 1.0, 0.75)  # raw R, G, B response to grey in daylight, G = 1
+SCAN_OFFSET_STD = 0.01  # SEM per-line offset, std in units of the 8-bit white
+JITTER_RMS_PX = 0.3  # SEM per-line horizontal position error, rms px
+SEM_FULL_WELL = 1000.0  # detected electrons at white, for the SEM-like conditions
+
+
+def photon_noise(image: F32, rng: np.random.Generator, *, full_well: float) -> F32:
+    """Poisson–Gaussian sensor noise: intensity 1.0 collects ``full_well`` electrons."""
+    counts = synth.add_poisson_noise(np.clip(image, 0, None), counts_per_unit=full_well, rng=rng)
+    return synth.add_gaussian_noise(counts, READ_NOISE_E / full_well, rng=rng)
+
+
+def bayer_mosaic(rgb: F32) -> F32:
+    """RGGB colour-filter array: R at (even, even), B at (odd, odd), G elsewhere."""
+    raw = rgb[..., 1].copy()
+    raw[0::2, 0::2] = rgb[0::2, 0::2, 0]
+    raw[1::2, 1::2] = rgb[1::2, 1::2, 2]
+    return raw
+
+
+def demosaic_bilinear(raw: F32) -> F32:
+    """Bilinear demosaicing of an RGGB mosaic to (H, W, 3).
+
+    Each channel's samples, zero elsewhere, are convolved with the kernel that averages the
+    nearest samples of that channel; "mirror" keeps the colour-filter parity at the edges.
+    """
+    h, w = raw.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    sites = ((yy % 2 == 0) & (xx % 2 == 0), (yy + xx) % 2 == 1, (yy % 2 == 1) & (xx % 2 == 1))
+    k_rb = np.outer([1, 2, 1], [1, 2, 1]).astype(np.float32) / 4
+    k_g = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]], np.float32) / 4
+    return np.stack(
+        [
+            ndi.convolve(raw * m, k_g if c == 1 else k_rb, mode="mirror")
+            for c, m in enumerate(sites)
+        ],
+        axis=-1,
+    ).astype(np.float32)
+
+
+def colour_camera(image: F32, rng: np.random.Generator, *, full_well: float = 1000.0) -> F32:
+    """A grey scene through a Bayer sensor: raw channel gains, sensor noise, demosaic, white
+    balance (which amplifies the R and B noise, as in a real camera)."""
+    gain = np.asarray(RAW_RGB_GAIN, np.float32)
+    raw = photon_noise(bayer_mosaic(image[..., None] * gain), rng, full_well=full_well)
+    return (demosaic_bilinear(raw) / gain).astype(np.float32)
+
+
+def quantise_8bit(image: F32) -> F32:
+    """Round to 256 grey levels (clipped to [0, 1])."""
+    return (np.rint(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
+
+
+def jpeg(image: F32, *, quality: int) -> F32:
+    """8-bit JPEG round trip in memory (grey or RGB)."""
+    rgb = image.ndim == 3
+    out = synth.jpeg_compress(
+        np.clip(image, 0, 1) * 255, quality=quality, channel_axis=-1 if rgb else None
+    )
+    return (out / 255).astype(np.float32)
+
+
+def camera_pipeline(image: F32, rng: np.random.Generator) -> F32:
+    """Bayer sensor with noise, demosaic, white balance, 8 bits, JPEG quality 90."""
+    return jpeg(quantise_8bit(colour_camera(image, rng)), quality=90)
+
+
+def scan_lines(image: F32, rng: np.random.Generator) -> F32:
+    """SEM-like: detector shot noise plus a random offset on every scan line (row)."""
+    offsets = rng.normal(0.0, SCAN_OFFSET_STD, (image.shape[0], 1)).astype(np.float32)
+    return photon_noise(image + offsets, rng, full_well=SEM_FULL_WELL)
+
+
+def line_jitter(image: F32, rng: np.random.Generator) -> F32:
+    """SEM-like: every row sampled at a random sub-pixel horizontal shift, then shot noise."""
+    h, w = image.shape
+    dx = rng.normal(0.0, JITTER_RMS_PX, (h, 1))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    shifted = ndi.map_coordinates(image, [yy, xx + dx], order=3, mode="mirror")
+    return photon_noise(shifted.astype(np.float32), rng, full_well=SEM_FULL_WELL)
+
+
+def gain_field(shape: tuple[int, int], rng: np.random.Generator) -> F32:
+    """Smooth multiplicative field spanning exactly 0.5–1.5 (vignetting, uneven illumination)."""
+    f = ndi.gaussian_filter(rng.standard_normal(shape), min(shape) / 6, mode="reflect")
+    return (0.5 + (f - f.min()) / (f.max() - f.min())).astype(np.float32)
+
+
+def gain_gradient(image: F32, rng: np.random.Generator) -> F32:
+    """Slow gain field 0.5–1.5 times the scene, then shot noise (full well 1000 at gain 1)."""
+    return photon_noise(image * gain_field(image.shape, rng), rng, full_well=1000.0)
+
+
+#: Realistic-degradation conditions: key -> (short description, fn(clean, rng) -> recorded).
+DEGRADATIONS: dict[str, tuple[str, Callable[[F32, np.random.Generator], F32]]] = {
+    f"photon{n}": (
+        f"Poisson–Gaussian, full well {n} e⁻ (read {READ_NOISE_E:g} e⁻)",
+        partial(photon_noise, full_well=float(n)),
+    )
+    for n in (100, 1000, 10000)
+} | {
+    "bayer": ("Bayer RGGB + bilinear demosaic (raw noise, 1000 e⁻), RGB in", colour_camera),
+    **{
+        f"jpeg{q}": (f"JPEG q{q} (noise-free 8-bit)", lambda im, rng, q=q: jpeg(im, quality=q))
+        for q in (70, 90)
+    },
+    "scanlines": (
+        f"SEM scan-line offsets {100 * SCAN_OFFSET_STD:g} % rms + shot noise "
+        f"({SEM_FULL_WELL:g} e⁻)",
+        scan_lines,
+    ),
+    "jitter": (
+        f"SEM line jitter {JITTER_RMS_PX:g} px rms + shot noise ({SEM_FULL_WELL:g} e⁻)",
+        line_jitter,
+    ),
+    "8bit": ("8-bit quantisation, no noise", lambda im, rng: quantise_8bit(im)),
+    "gain": ("slow gain field 0.5–1.5 + shot noise (1000 e⁻)", gain_gradient),
+    "pipeline": ("camera pipeline: Bayer, noise, demosaic, 8 bit, JPEG q90", camera_pipeline),
+}
 
 
 # --------------------------------------------------------------------------- scoring masks
