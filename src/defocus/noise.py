@@ -159,7 +159,7 @@ def quantum(image: np.ndarray) -> float:
 
     Examples
     --------
-    >>> quantum(np.arange(6, dtype=np.uint8)), quantum(3.0 * np.arange(6) + 100)
+    >>> quantum(np.arange(6, dtype=np.uint8)), quantum(3.0 * np.arange(64) + 100)
     (1.0, 3.0)
     >>> quantum(np.random.default_rng(0).random(100))
     0.0
