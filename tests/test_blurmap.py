@@ -197,3 +197,13 @@ def test_blur_beyond_the_image_is_a_lower_bound():
     est = blur_map(_edge(60.0, n=192))
     summary = est.summary()
     assert summary["verdict"].startswith("sigma >") or summary["sigma"] is None
+
+
+def test_a_large_offset_loses_no_detail():
+    # float32 holds about 7 digits: an offset of 1e6 or 1e12 must not turn the detail into a
+    # staircase or the image into a constant.
+    cam = ndi.gaussian_filter(data.camera().astype(np.float64), 2.0)[:256, :256]
+    counts = cam.astype(np.int64)
+    for plain, shifted in ((cam / 1000, 1e6 + cam / 1000), (counts, counts + 10**12)):
+        ref = blur_map(plain).summary()["sigma"]["median"]
+        assert blur_map(shifted).summary()["sigma"]["median"] == pytest.approx(ref, rel=0.02)
