@@ -181,6 +181,14 @@ def quantum(image: np.ndarray) -> float:
     return q
 
 
+def _haar_diagonal(x: np.ndarray) -> np.ndarray:
+    """Finest Haar diagonal detail over the last two axes (odd trailing rows/columns dropped):
+    white noise of variance v gives detail of variance v, and smooth content cancels."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+    return (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+
+
 def _blocks(img: np.ndarray, b: int) -> np.ndarray:
     h, w = img.shape[0] // b, img.shape[1] // b
     return img[: h * b, : w * b].reshape(h, b, w, b).transpose(0, 2, 1, 3).reshape(h * w, b, b)
@@ -254,9 +262,7 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     varis = (resid**2).sum(axis=1) / (b * b - 3)
     # Finest Haar diagonal detail per block: smooth content and sparse edges barely move its
     # median, so it measures noise even where no block is truly flat (Donoho & Johnstone 1994).
-    cut = b // 2 * 2
-    rb = resid.reshape(-1, b, b)[:, :cut, :cut]
-    hd = (rb[:, 0::2, 0::2] - rb[:, 0::2, 1::2] - rb[:, 1::2, 0::2] + rb[:, 1::2, 1::2]) / 2
+    hd = _haar_diagonal(resid.reshape(-1, b, b))
     haar = (np.median(np.abs(hd.reshape(len(hd), -1)), axis=1) / 0.6745) ** 2
     # Intensity bins by quantile; the least varying blocks of each bin are the flat ones.
     edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
@@ -322,13 +328,8 @@ def haar_sigma(image: np.ndarray) -> float:
     >>> 2.8 < haar_sigma(img) < 3.2
     True
     """
-    x = np.asarray(image, np.float64)
-    h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
-    if h == 0 or w == 0:
-        return 0.0
-    x = x[:h, :w]
-    d = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2
-    return float(np.median(np.abs(d))) / 0.6745
+    d = _haar_diagonal(np.asarray(image, np.float64))
+    return float(np.median(np.abs(d))) / 0.6745 if d.size else 0.0
 
 
 def local_noise_variance(image: np.ndarray, *, block: int = _BLOCK) -> np.ndarray:
@@ -358,13 +359,13 @@ def local_noise_variance(image: np.ndarray, *, block: int = _BLOCK) -> np.ndarra
         return np.full(img.shape, haar_sigma(img) ** 2)
 
     def detail(x: np.ndarray) -> np.ndarray:
-        d = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+        d = _haar_diagonal(x)
         d2 = np.sort((d * d).reshape(*d.shape[:2], -1), axis=-1)
         # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
         # measures the variance of heavy-tailed (low-count shot) noise in full.
         return d2[..., : int(0.9 * d2.shape[-1])].mean(axis=-1) / _TRIMMED_GAUSS
 
-    x = img[: h * b, : w * b].reshape(h, b, w, b).transpose(0, 2, 1, 3)
+    x = _blocks(img, b).reshape(h, w, b, b)
     half = x.reshape(h, w, b // 2, 2, b // 2, 2).mean(axis=(3, 5))
     n = np.maximum(4.0 / 3.0 * (detail(x) - detail(half)), 0.0)
     n = ndi.median_filter(n, size=5, mode="nearest")
