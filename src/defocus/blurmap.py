@@ -157,16 +157,6 @@ def _to_cells(a: np.ndarray, f: int, cells: tuple[int, int], how: str) -> np.nda
     return a[: cells[0], : cells[1]]
 
 
-@functools.cache
-def _level_factor(k: int) -> int:
-    """Pyramid factor at which scale ``k`` of :data:`SCALES` is computed."""
-    f = 1
-    for s in SCALES[: k + 1]:
-        if s / f > 2.1:
-            f *= 2
-    return f
-
-
 def _smooth(level: np.ndarray, var: float) -> tuple[np.ndarray, float]:
     """Separable smoothing of variance ``var`` (level px^2); returns it and the variance applied.
 
@@ -258,9 +248,10 @@ def _estimate(
     noise = np.ones((k, *cells), np.float32)
     thresh = np.full((k, *cells), np.inf, np.float32)
     s_eff = np.array(SCALES, np.float64)
+    factor = np.ones(k)  # pyramid factor of each scale's level
     last = 0  # the largest scale the image was big enough for
-    for i, (se, _, e, lum) in enumerate(_scale_space(img, cells)):
-        s_eff[i], last = se, i
+    for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
+        s_eff[i], factor[i], last = se, f, i
         var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
         var *= np.float32(nm.spectral_weight(se))
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
@@ -309,13 +300,14 @@ def _estimate(
     # A cell beside an edge sees the edge only at coarse levels, whose pixels span several
     # cells. The fitted model then predicts significant energy at the finer scale below the
     # cell's lowest significant one; a real edge would show it, so such cells are dropped.
+    s_at_peak = np.take_along_axis(signal, peak[None], 0)[0]
     first = np.argmax(sig, axis=0)
     below = np.maximum(first - 1, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         pred = np.where(
             fitted,
             1.0 / (intercept + slope * s_eff[below] ** 2),
-            signal[peak, *np.indices(peak.shape)],
+            s_at_peak,
         )
     t_below = np.take_along_axis(thresh, below[None], 0)[0]
     found &= ~((first > 0) & (pred > 3 * t_below))
@@ -325,7 +317,7 @@ def _estimate(
         height = np.where(
             fitted,
             np.sqrt(2 * np.pi / slope),
-            np.sqrt(2 * np.pi * 2) * s_peak * np.sqrt(np.take_along_axis(signal, peak[None], 0)[0]),
+            np.sqrt(2 * np.pi * 2) * s_peak * np.sqrt(s_at_peak),
         )
     floor_var = np.take_along_axis(noise / gain_mean[:, None, None], first[None], 0)[0]
     found &= height * scale >= 3 * nm.quantum
@@ -336,13 +328,12 @@ def _estimate(
         model = intercept + slope * x
         resid = np.where(use, np.log(np.maximum(model, 1e-30) * sw_), 0.0)
         rms = np.sqrt((resid**2).sum(0) / np.maximum(points, 1))
-    snr = np.take_along_axis(signal / noise, peak[None], 0)[0]
+    snr = s_at_peak / np.take_along_axis(noise, peak[None], 0)[0]
     sd = 0.05 + 0.5 / np.sqrt(np.maximum(snr, 1e-6)) + np.where(fitted, rms, 0.0)
     sd = sd + np.where(points >= 3, 0.0, 0.3)
     # A coarse level's pixel spans (f / STRIDE)^2 cells that all repeat one measurement: count it
     # once, so wide blurred edges do not outvote thin sharp ones in the fill.
-    f_peak = np.array([max(1.0, _level_factor(i) / STRIDE) for i in range(k)])[peak]
-    sd = sd * f_peak
+    sd = sd * np.maximum(1.0, factor / STRIDE)[peak]
     sigma = np.where(found, sigma, np.nan).astype(np.float32)
     return sigma, sd.astype(np.float32), lower & found
 
