@@ -56,6 +56,16 @@ def test_map_bad_input_exit_2(tmp_path, capsys):
     assert not (tmp_path / "o" / "flat.blur.sigma.tif").exists()
 
 
+def test_map_of_pure_noise_says_not_measurable_and_prints_no_number(tmp_path, capsys):
+    src = tmp_path / "noise.png"
+    write_image(src, np.random.default_rng(0).integers(90, 110, (256, 256)).astype(np.uint8))
+    assert main(["map", str(src), "-o", str(tmp_path / "o")]) == 0
+    line = capsys.readouterr().out
+    assert "blur not measurable here" in line and "sigma median" not in line
+    summary = json.loads((tmp_path / "o" / "noise.blur.json").read_text())
+    assert summary["blur"]["sigma"] is None
+
+
 def test_demo_runs_on_bundled_samples(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     text = capsys.readouterr().out

@@ -1168,13 +1168,14 @@ def _qc_work(path: str, outdir: Path, stem: str, task: str, opts: dict[str, Any]
         write_map(outdir / _outputs(stem, task)[0], fmap, pixel_size=img.pixel_size)
     elif task == "map":
         bm = _blur_map(lum, psf=opts["psf"], pixel_size=img.pixel_size)
-        q = bm.summary()["sigma"]
-        row.update(sigma_p10=q["p10"], sigma_median=q["median"], sigma_p90=q["p90"])
+        q = bm.summary()["sigma"]  # None: the image supports no blur value
+        nan = {"p10": math.nan, "median": math.nan, "p90": math.nan}
+        row.update({f"sigma_{k}": _finite(v) for k, v in (q or nan).items()})
         with contextlib.suppress(BadInputError):  # no confident measurement: no band
             fp = focal_plane(bm)
             if fp.significant:  # otherwise no line to report
                 row.update(sharpest_axis=fp.axis, sharpest_position=_finite(fp.position))
-        row["out_of_focus"] = bool(q["median"] > opts["max_sigma"])
+        row["out_of_focus"] = None if q is None else bool(q["median"] > opts["max_sigma"])
         sigma_file, confidence_file = _outputs(stem, task)
         write_map(outdir / sigma_file, bm.sigma, pixel_size=img.pixel_size)
         write_map(outdir / confidence_file, bm.confidence, pixel_size=img.pixel_size)

@@ -421,13 +421,20 @@ def report_section(
         ("image", f"{' x '.join(map(str, img.data.shape))}, {img.data.dtype}"),
         ("pixel size", f"{ps_text} (source: {img.pixel_size_source})"),
         ("PSF family assumed", psf),
-        ("blur sigma, median", px(q["median"])),
-        ("blur sigma, 10-90 %", f"{px(q['p10'])} – {px(q['p90'])}"),
-        (
-            "median as other sizes",
-            f"FWHM {q['median'] * _FWHM:.2f} px, 20-80 % edge {q['median'] * _EDGE:.2f} px "
-            f"(Gaussian); disk radius {2 * q['median']:.2f} px",
-        ),
+    ]
+    if q is None:  # the image supports no blur value: say so instead of a number
+        rows.append(("blur sigma", blur["verdict"]))
+    else:
+        rows += [
+            ("blur sigma, median", px(q["median"])),
+            ("blur sigma, 10-90 %", f"{px(q['p10'])} – {px(q['p90'])}"),
+            (
+                "median as other sizes",
+                f"FWHM {q['median'] * _FWHM:.2f} px, 20-80 % edge {q['median'] * _EDGE:.2f} px "
+                f"(Gaussian); disk radius {2 * q['median']:.2f} px",
+            ),
+        ]
+    rows += [
         ("mean confidence", f"{blur['mean_confidence']:.2f}"),
         ("measured fraction of cells", f"{blur['measured_fraction']:.0%}"),
         ("noise sigma", f"{blur['noise_sigma']:.4g} (intensity units)"),

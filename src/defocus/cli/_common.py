@@ -166,6 +166,15 @@ def stem_of(path: str | Path) -> str:
     return Path(name).stem
 
 
+def blur_line(blur: dict[str, Any]) -> str:
+    """One line for a blur summary: its quantiles, or its verdict when it has none (the
+    image does not support a blur value, and no number is printed)."""
+    q = blur.get("sigma")
+    if q is None:
+        return str(blur["verdict"])
+    return f"sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f} px)"
+
+
 def for_each_image(
     paths: Sequence[str],
     work: Callable[[str], None],

@@ -14,6 +14,7 @@ from ..blurmap import PSF_FAMILIES, blur_map
 from ..io import DEFAULT_MAX_PIXELS, _tmp_prefix, write_json, write_map
 from ._common import (
     add_input_options,
+    blur_line,
     display_name,
     for_each_image,
     number,
@@ -119,7 +120,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "pixel_size_source": img.pixel_size_source,
         "blur": bm.summary(),
     }
-    if physical is not None:
+    if physical is not None and summary["blur"]["sigma"] is not None:
         unit, factor = physical
         summary["blur"]["sigma_physical"] = {
             k: round(v * factor, 4) for k, v in summary["blur"]["sigma"].items()
@@ -276,13 +277,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(summary, default=str))
             return
-        q = summary["blur"]["sigma"]
         fp = summary["focal_plane"]
         line = fp.get("text", fp.get("error"))
-        print(
-            f"{path}: sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f}"
-            f" px); {line} -> {out}/{stem_of(path)}.blur.*"
-        )
+        print(f"{path}: {blur_line(summary['blur'])}; {line} -> {out}/{stem_of(path)}.blur.*")
 
     return for_each_image(args.images, work)
 

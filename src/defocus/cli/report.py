@@ -10,7 +10,7 @@ from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES
 from ..io import atomic_path
 from ..psf import MODELS
-from ._common import add_input_options, for_each_image, read_input
+from ._common import add_input_options, blur_line, for_each_image, read_input
 from ._outputs import add_output_options, check_plan
 
 
@@ -74,12 +74,7 @@ def run(args: argparse.Namespace) -> int:
             failures.append((path, str(exc)))
             raise
         sections.append(sec)
-        q = sec.summary["blur"]["sigma"]
-        print(
-            f"{path}: sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f}"
-            " px)",
-            file=sys.stderr,
-        )
+        print(f"{path}: {blur_line(sec.summary['blur'])}", file=sys.stderr)
 
     code = for_each_image(args.images, work)
     if not sections:

@@ -297,8 +297,13 @@ class BlurMapWidget(_Widget):
             bm, fp = result
             summary = bm.summary()
             q = summary["sigma"]
-            lines = [f"sigma median {q['median']:.2f} px (10–90 %: {q['p10']:.2f}–{q['p90']:.2f})"]
-            if ps is not None:
+            if q is None:
+                lines = [summary["verdict"]]
+            else:
+                lines = [
+                    f"sigma median {q['median']:.2f} px (10–90 %: {q['p10']:.2f}–{q['p90']:.2f})"
+                ]
+            if ps is not None and q is not None:
                 f = math.sqrt(ps.x * ps.y)
                 lines[0] += f" = {q['median'] * f:.3g} {ps.unit}"
             if isinstance(fp, FocalPlane):
