@@ -54,6 +54,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -691,8 +692,15 @@ def fuse(
     prev_lv: list[np.ndarray] = []
     last = 0  # the last frame that aligned
     ref_level = 0.0
-    for k in range(n):
+    # Two-stage pipeline: a worker thread reads and decodes the next frame (the image codecs
+    # and numpy release the GIL) while this thread registers and decomposes the current one.
+    # Frames are taken in order, so errors surface in frame order as in a plain loop.
+    def read(k: int) -> tuple[_Frame, np.ndarray]:
         fr = first if k == 0 else _load(frames[k], k, channel_axis)
+        return fr, _lum(fr)
+
+    def ingest(k: int, fr: _Frame, y: np.ndarray) -> None:
+        nonlocal prev_lv, last, ref_level
         if fr.data.shape != shape:
             raise BadInputError(
                 f"{fr.name}: shape {fr.data.shape} differs from the first frame's {shape}"
@@ -701,7 +709,6 @@ def fuse(
             raise BadInputError(
                 f"{fr.name}: dtype {fr.data.dtype} differs from the first's {dtype}"
             )
-        y = _lum(fr)
         fr_name = fr.name
         del fr
         if align:
@@ -760,6 +767,15 @@ def fuse(
             coeffs.append(pyr)
         del y, pyr, low
         tick(f"aligned and decomposed frame {k + 1}/{n}")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(read, 0)
+        for k in range(n):
+            fr, y = ahead.result()
+            if k + 1 < n:
+                ahead = pool.submit(read, k + 1)
+            ingest(k, fr, y)
+            del fr, y
     return _finish(
         frames,
         coeffs,
