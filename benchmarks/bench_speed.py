@@ -101,9 +101,11 @@ def texture(mpix: float) -> np.ndarray:
     rgb = iio.imread(PCB / "pcb_001.jpg").astype(np.float32)
     y = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     side = np.sqrt(mpix * 1e6 / (4 / 3))
-    h, w = int(round(side)), int(round(side * 4 / 3))
+    h, w = round(side), round(side * 4 / 3)
     reps = (-(-h // y.shape[0]), -(-w // y.shape[1]))
-    tiles = [[y if (i + j) % 2 == 0 else y[:, ::-1] for j in range(reps[1])] for i in range(reps[0])]
+    tiles = [
+        [y if (i + j) % 2 == 0 else y[:, ::-1] for j in range(reps[1])] for i in range(reps[0])
+    ]
     return np.clip(np.block(tiles)[:h, :w], 0, 255).astype(np.uint8)
 
 
@@ -230,8 +232,17 @@ def make_cases(work: Path, quick: bool) -> tuple[list[Case], str]:
         Case(
             f"`defocus psf estimate --size 41` {mp_pair:.1f} MP pair",
             mp_pair,
-            [*DEFOCUS, "psf", "estimate", str(files["sharp"]), str(files["blurry"]), "-o", "out"]
-            + ["--size", "41"],
+            [
+                *DEFOCUS,
+                "psf",
+                "estimate",
+                str(files["sharp"]),
+                str(files["blurry"]),
+                "-o",
+                "out",
+                "--size",
+                "41",
+            ],
             peer("DIPlib recipe", files["sharp"], files["blurry"], 41),
             "DIPlib recipe (size 41)",
             "≤ 3× DIPlib (CLI)",
@@ -251,8 +262,7 @@ def make_cases(work: Path, quick: bool) -> tuple[list[Case], str]:
         Case(
             f"`defocus deblur` {mp_big:.0f} MP, disk r 15 (Wiener)",
             mp_big,
-            [*DEFOCUS, "deblur", str(files["deb"]), "--kernel", str(files["k"])]
-            + ["-o", "out/d.tif"],
+            [*DEFOCUS, "deblur", str(files["deb"]), "--kernel", str(files["k"]), "-o", "out/d.tif"],
             peer("skimage wiener", files["deb"], files["k"]),
             "scikit-image `wiener` (periodic)",
             "≤ 2× skimage",
@@ -381,7 +391,8 @@ def report(cases: list[Case], units: dict[Path, float], scaling, args, note, sec
         "|---|" + "---|" * len(scaling["sizes"]),
     ]
     for cmd, row in scaling["rows"].items():
-        cells = [f"{w:.2f} / {c:.2f} ({w / mp:.2f} s/MP)" for (w, c), mp in zip(row, scaling["sizes"])]
+        pairs = zip(row, scaling["sizes"], strict=True)
+        cells = [f"{w:.2f} / {c:.2f} ({w / mp:.2f} s/MP)" for (w, c), mp in pairs]
         lines.append(f"| `defocus {cmd}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -440,9 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         sizes = [1.0, 3.0] if args.quick else [1.0, 3.0, 6.0, 12.0, 48.0]
-        scaling = (
-            {"sizes": [], "rows": {}} if args.no_scaling else scaling_curve(work, sizes)
-        )
+        scaling = {"sizes": [], "rows": {}} if args.no_scaling else scaling_curve(work, sizes)
     text = report(cases, units, scaling, args, note, time.perf_counter() - t0)
     RESULTS.mkdir(exist_ok=True)
     name = "speed_quick.md" if args.quick else "speed.md"

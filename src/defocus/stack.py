@@ -692,6 +692,7 @@ def fuse(
     prev_lv: list[np.ndarray] = []
     last = 0  # the last frame that aligned
     ref_level = 0.0
+
     # Two-stage pipeline: a worker thread reads and decodes the next frame (the image codecs
     # and numpy release the GIL) while this thread registers and decomposes the current one.
     # Frames are taken in order, so errors surface in frame order as in a plain loop.
