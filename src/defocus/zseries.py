@@ -234,11 +234,14 @@ class ThroughFocus:
         Maps analysis-grid pixel coordinates of the reference (middle) frame to each frame's.
     focus_curve : (N,) ndarray
         The field's mean focus measure in each frame.
+    focus_peak : float
+        Sub-step peak of ``focus_curve`` (the series' best focus for the field as a whole,
+        the autofocus answer); at an end frame when the curve peaks there.
     fit : SeriesFit
     plane : dict
         Confidence-weighted robust plane ``z = z_c + g_x x + g_y y`` through the height map
         (``x``, ``y`` from the image centre), tilts in degrees when the pixel size is known.
-    tolerance : float
+    tolerance : float or None
         Blur tolerance (sigma, px) of the depth of field.
     depth_of_field : float or None
         Range of z over which sigma stays within ``tolerance``, in ``z_unit``.
@@ -256,9 +259,10 @@ class ThroughFocus:
     pixel_size: PixelSize | None
     transforms: np.ndarray
     focus_curve: np.ndarray
+    focus_peak: float
     fit: SeriesFit
     plane: dict[str, Any]
-    tolerance: float
+    tolerance: float | None
     depth_of_field: float | None
     k_global: float | None
     sigma0_global: float | None
@@ -276,6 +280,8 @@ class ThroughFocus:
             "confident_fraction": round(float(ok.mean()), 4),
             "focus_curve": np.round(self.focus_curve, 6),
             "best_frame": int(np.argmax(self.focus_curve)),
+            "focus_peak_z": _r(self.focus_peak),
+            "focus_peak_inside": bool(0 < np.argmax(self.focus_curve) < len(self.z) - 1),
             "series_fit": {
                 "model": "sigma^2 = sigma0^2 + k^2 (z - z0)^2 over the field's mean sigma^2",
                 "sigma2_px2": np.round(fit.sigma2, 4),
@@ -294,7 +300,7 @@ class ThroughFocus:
             "depth_of_field": {
                 "value": _r(self.depth_of_field),
                 "unit": u,
-                "tolerance_sigma_px": self.tolerance,
+                "tolerance_sigma_px": _r(self.tolerance),
             },
             "notes": self.notes,
         }
@@ -391,11 +397,11 @@ def _bin(a: np.ndarray, f: int) -> np.ndarray:
     return a[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3), dtype=np.float32)
 
 
-def _align(lum: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def _align(lum: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Register each frame to its neighbour towards the middle frame (neighbours differ least
-    in blur) and resample it into the middle frame's geometry; returns the frames, transforms
-    and the mask of pixels that every frame covers."""
-    from .stack import AlignmentWarning, register, warp
+    in blur); returns the transforms from the middle frame's pixels to each frame's, and the
+    mask of pixels that every frame covers."""
+    from .stack import AlignmentWarning, register
 
     n = len(lum)
     ref = n // 2
@@ -416,13 +422,24 @@ def _align(lum: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndar
     h, w = lum[0].shape
     rr, cc = np.mgrid[0:h, 0:w]
     covered = np.ones((h, w), bool)
-    out = []
     for i in range(n):
-        out.append(lum[i] if i == ref else warp(lum[i], t[i]))
         r = t[i, 0, 0] * rr + t[i, 0, 1] * cc + t[i, 0, 2]
         c = t[i, 1, 0] * rr + t[i, 1, 1] * cc + t[i, 1, 2]
         covered &= (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)
-    return out, t, covered
+    return t, covered
+
+
+def _warp_maps(maps: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Resample per-frame maps (N, H, W) into the reference geometry (bilinear). Maps are
+    measured on the frames as acquired and moved afterwards: resampling a frame first would
+    smooth its noise, which the noise-corrected measures would then read as detail."""
+    from .stack import warp
+
+    moved = [
+        m if np.allclose(ti, np.eye(3)) else warp(m, ti, order=1)
+        for m, ti in zip(maps, t, strict=True)
+    ]
+    return np.stack(moved)
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,7 +541,9 @@ def _series_fit(
             return float(((d - k2 * q) ** 2).sum()), k2
 
         grid = np.linspace(z.min() - 20 * span, z.max() + 20 * span, 4001)
-        best = grid[int(np.argmin([cost(g)[0] for g in grid]))]
+        q = (z[None, :] - grid[:, None]) ** 2
+        k2s = np.maximum(q @ d / (q * q).sum(axis=1), 0)
+        best = grid[int(np.argmin(((d - k2s[:, None] * q) ** 2).sum(axis=1)))]
         from scipy.optimize import minimize_scalar
 
         step = grid[1] - grid[0]
@@ -587,8 +606,8 @@ def _plane(
     x = (cc.ravel() - (w - 1) / 2) * scale  # input pixels from the centre
     y = (rr.ravel() - (h - 1) / 2) * scale
     a = np.stack([np.ones_like(x), x, y], 1)
-    if ww.sum() <= 0:
-        return {"fitted": False, "note": "no confident pixel for a plane"}
+    if (ww >= 0.3).mean() < 0.01:
+        return {"fitted": False, "note": "no plane: too few pixels peak inside the series"}
     wt = ww.copy()
     for _ in range(6):
         coef = np.linalg.lstsq(a * np.sqrt(wt)[:, None], hh * np.sqrt(wt), rcond=None)[0]
@@ -631,7 +650,7 @@ def through_focus(
     psf: str = "gauss",
     measure: str | None = None,
     scale: float | None = None,
-    tolerance: float = 1.0,
+    tolerance: float | None = None,
     sigma0: float | None = None,
     channel_axis: int | None = None,
 ) -> ThroughFocus:
@@ -655,10 +674,12 @@ def through_focus(
         PSF family given to :func:`defocus.blur_map`.
     measure, scale : optional
         Focus measure (:func:`defocus.list_measures`) and its window sigma (px) for the focus
-        curves; defaults :data:`defocus.focus.DEFAULT_MEASURE` and 2 % of the long side (at
-        least 3 px).
-    tolerance : float
-        Blur sigma (px) allowed within the depth of field.
+        curves; defaults ``"tenengrad"`` (Tenenbaum 1970: windowed squared Sobel gradient) and
+        2 % of the long side (at least 3 px).
+    tolerance : float, optional
+        Blur sigma (px) allowed within the depth of field. Default √2 times the sigma at best
+        focus: the blurred area doubles at the limits, as in the Rayleigh range of a beam
+        (Siegman, "Lasers", 1986, §17.1), and then the depth of field is 2 σ0 / k.
     sigma0 : float, optional
         In-focus sigma (px) to assume in the series fit instead of fitting it: with all frames
         on one side of focus, three unknowns rest on few frames, and an assumed sigma0 makes the
@@ -678,7 +699,7 @@ def through_focus(
     cell; the series fit uses the field's mean sigma² over pixels measurable in every frame.
     """
     from .blurmap import blur_map
-    from .focus import DEFAULT_MEASURE, focus_map
+    from .focus import focus_map
 
     lum, file_ps = _load(frames, channel_axis)
     z = check_z(z, len(lum))
@@ -687,7 +708,7 @@ def through_focus(
     if isinstance(pixel_size, float):
         ps = PixelSize(pixel_size * 1e6, pixel_size * 1e6, "µm")
     ps = ps or file_ps
-    if tolerance <= 0 or not math.isfinite(tolerance):
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
         raise BadInputError(f"tolerance must be a blur sigma > 0 px, got {tolerance!r}")
     if sigma0 is not None and not (math.isfinite(sigma0) and sigma0 >= 0):
         raise BadInputError(f"sigma0 must be >= 0 px, got {sigma0!r}")
@@ -696,14 +717,19 @@ def through_focus(
     lum = [_bin(a, f) for a in lum]
     n = len(lum)
     if align:
-        lum, transforms, covered = _align(lum)
+        transforms, covered = _align(lum)
     else:
         transforms = np.repeat(np.eye(3)[None], n, axis=0)
         covered = np.ones(lum[0].shape, bool)
     shape = lum[0].shape
     win = scale if scale is not None else max(3.0, 0.02 * max(shape))
-    fm = np.stack([focus_map(a, measure=measure or DEFAULT_MEASURE, scale=win) for a in lum])
-    fm = np.maximum(fm.astype(np.float64), 0)
+    # One pixel's curve compares its own detail across frames, so a contrast-invariant ratio
+    # buys nothing here, while its noise correction erases sparse signal (a bead); frames are
+    # matched in mean brightness instead (blur keeps the mean), against exposure drift.
+    ref_mean = float(np.mean(lum[n // 2]))
+    lum = [a * np.float32(ref_mean / m) if (m := float(np.mean(a))) > 0 else a for a in lum]
+    fm = np.stack([focus_map(a, measure=measure or "tenengrad", scale=win) for a in lum])
+    fm = np.maximum(_warp_maps(fm, transforms).astype(np.float64), 0)
     zp, contrast, end = _peak(fm, z)
     fmax = fm.max(axis=0)
     ref = float(np.percentile(fmax[covered], 95)) if covered.any() else 0.0
@@ -713,8 +739,8 @@ def through_focus(
 
     # blur maps of every frame: sigma at best focus, k per cell, and the series fit
     bms = [blur_map(a, psf=psf) for a in lum]
-    sig = np.stack([b.sigma for b in bms]).astype(np.float64) * f
-    bconf = np.stack([b.confidence for b in bms]).astype(np.float64) * covered
+    sig = _warp_maps(np.stack([b.sigma for b in bms]), transforms).astype(np.float64) * f
+    bconf = _warp_maps(np.stack([b.confidence for b in bms]), transforms) * covered
     order = np.argsort(z)
     zs, s2 = z[order], (sig**2)[order]
     j = np.clip(np.searchsorted(zs, height) - 1, 0, n - 2)
@@ -741,18 +767,21 @@ def through_focus(
         k_conf = np.zeros(shape, np.float32)
         notes.append("blur growth k needs 3 frames or more")
     fit = _series_fit(z, sig**2, common, sigma0, z_unit)
-    if k_global is None and fit.k is not None:
-        k_global = fit.k  # no cell brackets its focus: the series fit's k is all there is
+    if fit.k is not None and (k_global is None or not fit.bracketed):
+        # focus outside the series: cells whose own fit finds a focus inside are a biased few
+        k_global = fit.k
     ok = conf >= 0.3
     s0 = float(np.median(sigma_best[ok])) if ok.mean() >= 0.01 else None
     dof = None
-    if k_global and s0 is not None:
-        if tolerance > s0:
-            dof = 2 * math.sqrt(tolerance**2 - s0**2) / k_global
+    tol = tolerance if tolerance is not None else (math.sqrt(2) * s0 if s0 else None)
+    if k_global and s0 is not None and tol is not None:
+        if tol > s0:
+            dof = 2 * math.sqrt(tol**2 - s0**2) / k_global
         else:
+            dof = 0.0
             notes.append(
                 f"depth of field 0: sigma at best focus ({s0:.2f} px) exceeds the tolerance "
-                f"({tolerance:g} px)"
+                f"({tol:g} px)"
             )
     elif k_global is None:
         notes.append("depth of field not measurable: no blur growth k")
@@ -760,7 +789,9 @@ def through_focus(
         notes.append(fit.statement)
     if end.mean() > 0.5 and ok.mean() >= 0.01:
         notes.append("most pixels peak at the first or last frame: focus may lie beyond the series")
-    plane = _plane(height, conf, ps, z_unit, f)
+    # an end frame's peak only bounds the height: the plane rests on peaks inside the series
+    plane = _plane(height, np.where(end, 0, conf), ps, z_unit, f)
+    curve = fm[:, covered].mean(axis=1) if covered.any() else fm.mean(axis=(1, 2))
     if f > 1:
         height = _resize(height.astype(np.float32), full)
         conf = _resize(conf, full)
@@ -777,10 +808,11 @@ def through_focus(
         z_unit=z_unit,
         pixel_size=ps,
         transforms=transforms,
-        focus_curve=fm.reshape(n, -1).mean(axis=1),
+        focus_curve=curve,
+        focus_peak=float(_peak(curve[:, None], z)[0][0]),
         fit=fit,
         plane=plane,
-        tolerance=float(tolerance),
+        tolerance=None if tol is None else float(tol),
         depth_of_field=dof,
         k_global=k_global,
         sigma0_global=s0,
@@ -814,6 +846,7 @@ def height_map(
     sigma0: float | None = None,
     z0_side: str = "top",
     unit: str = "µm",
+    focal: Any = None,
 ) -> HeightMap:
     """Height from one blur map with a calibration: ``|Δz| = sqrt(σ² − σ0²) / k``.
 
@@ -834,6 +867,8 @@ def height_map(
         The side of the image that lies higher (nearer the lens); it sets the overall sign.
     unit : str
         Length unit of the height (that of ``k``).
+    focal : FocalPlane, optional
+        :func:`defocus.focal_plane` of this map, if already fitted.
 
     Returns
     -------
@@ -857,7 +892,7 @@ def height_map(
     if not (math.isfinite(k) and k > 0):
         raise BadInputError(f"k must be a blur growth > 0 px per {unit}, got {k!r}")
     sigma = blurmap.sigma.astype(np.float64)
-    fp = focal_plane(blurmap)
+    fp = focal if focal is not None else focal_plane(blurmap)
     s0 = float(fp.sigma0) if sigma0 is None else float(sigma0)
     dz = np.sqrt(np.maximum(sigma**2 - s0**2, 0)) / k
     h, w = sigma.shape
