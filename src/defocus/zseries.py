@@ -274,17 +274,17 @@ class ThroughFocus:
         fit = self.fit
         u = self.z_unit
         out: dict[str, Any] = {
-            "z": self.z,
+            "z": self.z.tolist(),
             "z_unit": u,
             "pixel_size": None if self.pixel_size is None else str(self.pixel_size),
             "confident_fraction": round(float(ok.mean()), 4),
-            "focus_curve": np.round(self.focus_curve, 6),
+            "focus_curve": [float(f"{v:.6g}") for v in self.focus_curve],
             "best_frame": int(np.argmax(self.focus_curve)),
             "focus_peak_z": _r(self.focus_peak),
             "focus_peak_inside": bool(0 < np.argmax(self.focus_curve) < len(self.z) - 1),
             "series_fit": {
                 "model": "sigma^2 = sigma0^2 + k^2 (z - z0)^2 over the field's mean sigma^2",
-                "sigma2_px2": np.round(fit.sigma2, 4),
+                "sigma2_px2": [round(float(v), 4) for v in fit.sigma2],
                 "z0": _r(fit.z0),
                 "z0_error": _r(fit.z0_error),
                 "k_px_per_unit": _r(fit.k),
@@ -576,7 +576,8 @@ def _series_fit(
         for i in range(2)
     ]
     lo, hi = float(z.min()), float(z.max())
-    bracketed = lo <= z0 <= hi
+    z0 = float(z0)
+    bracketed = bool(lo <= z0 <= hi)
     e = f" ± {err[0]:.2g}" if err[0] is not None else ""
     if bracketed:
         text = f"best focus at z = {z0:.3g}{e} {unit}, inside the series"
