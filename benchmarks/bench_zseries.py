@@ -200,6 +200,12 @@ def stacks() -> list[dict]:
             row["board"] = np.percentile(h[board & ok], (25, 50, 75))
             row["cap_confident"] = float(ok[cap].mean())
         img = read_image(paths[len(paths) // 2])
+        if name == "focus-stack_pcb_depthmap":
+            from defocus.cli.zseries import _surface_figure
+            from defocus.viz import save_figure
+
+            surface = RESULTS / f"zseries_{name}_surface.png"
+            save_figure(_surface_figure(tf, f"{name}: best-focus frame, 3-D"), surface, dpi=60)
         pic = RESULTS / f"zseries_{name}.png"
         _picture(tf, img.data, img.channel_axis, pic, f"{name}: best-focus frame")
         row["picture"] = pic.name
@@ -399,6 +405,7 @@ def write_report(df, bd, st, sy, seconds) -> Path:
         "",
     ]
     lines += [f"![{r['name']}]({r['picture']})" for r in st]
+    lines += ["![focus-stack_pcb_depthmap, 3-D](zseries_focus-stack_pcb_depthmap_surface.png)"]
     lines += [
         "",
         "## Synthetic: rendered planes and a depth map",
