@@ -201,11 +201,12 @@ def stacks() -> list[dict]:
             row["cap_confident"] = float(ok[cap].mean())
         img = read_image(paths[len(paths) // 2])
         if name == "focus-stack_pcb_depthmap":
-            from defocus.cli.zseries import _surface_figure
+            from defocus.report import surface_figure
             from defocus.viz import save_figure
 
             surface = RESULTS / f"zseries_{name}_surface.png"
-            save_figure(_surface_figure(tf, f"{name}: best-focus frame, 3-D"), surface, dpi=60)
+            fig = surface_figure(tf, title=f"{name}: best-focus frame, 3-D")
+            save_figure(fig, surface, dpi=60)
         pic = RESULTS / f"zseries_{name}.png"
         _picture(tf, img.data, img.channel_axis, pic, f"{name}: best-focus frame")
         row["picture"] = pic.name

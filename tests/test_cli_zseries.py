@@ -37,15 +37,15 @@ def series(tmp_path_factory) -> list[str]:
 def run(series, tmp_path_factory) -> tuple[Path, int]:
     """One run of the command on the series, shared by the tests that read its outputs."""
     out = tmp_path_factory.mktemp("run") / "out"
-    code = main(["zseries", *series, "-o", str(out), "--pixel-size", "0.5um", "--no-align"])
-    return out, code
+    args = ["zseries", *series, "-o", str(out), "--pixel-size", "0.5um", "--no-align", "--report"]
+    return out, main(args)
 
 
 def test_cli_end_to_end(run, series, capsys):
     out, code = run
     assert code == 0
     stem = Path(series[0]).stem
-    names = ["height.tif", "confidence.tif", "height.png", "surface.png", "json"]
+    names = ["height.tif", "confidence.tif", "height.png", "surface.png", "json", "html"]
     for name in names:
         assert (out / f"{stem}.zseries.{name}").is_file()
     height = read_image(out / f"{stem}.zseries.height.tif")
@@ -56,6 +56,8 @@ def test_cli_end_to_end(run, series, capsys):
     assert summary["z"] == list(Z)
     assert abs(summary["plane"]["tilt_x_deg"] - 2.0) < 0.5
     assert summary["series_fit"]["bracketed"] is True
+    page = (out / f"{stem}.zseries.html").read_text(encoding="utf-8")
+    assert page.count("<img") == 3 and "° along x" in page
     # a second run does not replace the first without --overwrite
     before = (out / f"{stem}.zseries.json").read_bytes()
     capsys.readouterr()

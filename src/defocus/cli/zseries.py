@@ -6,7 +6,6 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -59,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="assume this in-focus sigma (px) in the series fit instead of fitting it",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument(
+        "--report", action="store_true", help="also write <stem>.zseries.html (one page)"
+    )
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -84,53 +86,29 @@ def z_positions(args: argparse.Namespace) -> tuple[np.ndarray, str, str]:
     return check_z(z, n), unit, source
 
 
-def outputs(first: str, out: Path) -> dict[str, Path]:
+def outputs(first: str, out: Path, *, report: bool = False) -> dict[str, Path]:
     stem = stem_of(first)
-    return {
+    files = {
         "height": out / f"{stem}.zseries.height.tif",
         "confidence": out / f"{stem}.zseries.confidence.tif",
         "picture": out / f"{stem}.zseries.height.png",
         "surface": out / f"{stem}.zseries.surface.png",
         "summary": out / f"{stem}.zseries.json",
     }
-
-
-def _surface_figure(tf: Any, title: str) -> Any:
-    """3-D view of the confident part of the height map, x and y in physical units if known."""
-    from matplotlib.figure import Figure
-
-    h, w = tf.height.shape
-    step = max(1, max(h, w) // 96)
-    zz = tf.height[::step, ::step].astype(np.float64)
-    ok = tf.confidence[::step, ::step] >= 0.3
-    rr, cc = np.mgrid[0:h:step, 0:w:step].astype(np.float64)
-    unit = "px"
-    if tf.pixel_size is not None:
-        p = tf.pixel_size.to(tf.z_unit)
-        rr, cc, unit = rr * p.y, cc * p.x, tf.z_unit
-    fig = Figure(figsize=(7.0, 5.5), layout="constrained")
-    ax = fig.add_subplot(projection="3d")
-    shown = np.where(ok, zz, np.nan)
-    surf = ax.plot_surface(
-        cc, rr, shown, cmap="viridis", linewidth=0, antialiased=False, rstride=1, cstride=1
-    )
-    ax.set_xlabel(f"x ({unit})")
-    ax.set_ylabel(f"y ({unit}, down)")
-    ax.set_zlabel(f"height ({tf.z_unit})")
-    ax.invert_yaxis()
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(surf, ax=ax, shrink=0.6, label=f"best-focus z ({tf.z_unit})")
-    return fig
+    if report:
+        files["report"] = out / f"{stem}.zseries.html"
+    return files
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import read_image
+    from ..io import atomic_path, read_image
+    from ..report import report_page, surface_figure, through_focus_section
     from ..viz import heatmap_figure, save_figure
     from ..zseries import through_focus
 
     z, unit, source = z_positions(args)
     out = Path(args.output)
-    files = outputs(args.frames[0], out)
+    files = outputs(args.frames[0], out, report=args.report)
     check_plan(args.frames, [(f, None) for f in files.values()], overwrite=args.overwrite)
     tf = through_focus(
         args.frames,
@@ -172,11 +150,16 @@ def run(args: argparse.Namespace) -> int:
             vmin=lo,
             vmax=hi if hi > lo else lo + 1e-6,
             pixel_size=tf.pixel_size,
-            title=f"{name} … ({len(z)} frames): {tilt}",
+            title=f"{len(z)} frames: {tilt}",
         ),
         files["picture"],
     )
-    save_figure(_surface_figure(tf, f"{name}: height ({unit}), {tilt}"), files["surface"])
+    save_figure(surface_figure(tf, title=f"{name}: height ({unit}), {tilt}"), files["surface"])
+    if args.report:
+        section = through_focus_section(tf, middle, name=f"{name} … ({len(z)} frames)")
+        page = report_page([section], title="defocus: through-focus series")
+        with atomic_path(files["report"]) as tmp:
+            tmp.write_text(page, encoding="utf-8")
     summary = {
         "frames": list(args.frames),
         "z_source": source,
