@@ -199,6 +199,29 @@ def test_stack_widget_depth_follows_the_sharp_band(viewer, qtbot):
 
 
 @needs_napari
+def test_through_focus_widget_height_has_units_and_follows_the_steps(viewer, qtbot):
+    from defocus.napari._widgets import ThroughFocusWidget
+
+    sharp = data.camera()[::4, ::4].astype(np.float32)
+    height = np.where(np.arange(128)[None, :] < 64, 0.5, 2.0).repeat(128, 0)
+    z = np.linspace(0.0, 2.5, 6)
+    frames = [defocus.blur_varying(sharp, np.hypot(0.5, 2.0 * (zi - height))) for zi in z]
+    layer = viewer.add_image(
+        np.stack(frames), name="zs", scale=(0.5, 0.2, 0.2), units="µm"
+    )  # z step 0.5 µm from the layer's first axis
+    widget = ThroughFocusWidget(viewer)
+    widget.image.value = layer
+    widget.align.value = False
+    _finish(qtbot, widget)
+    h = viewer.layers["zs height (µm)"]
+    assert tuple(h.scale) == (0.2, 0.2) and f"{h.units[-1]:~}" == "µm"
+    assert np.median(h.data[:, 8:56]) < np.median(h.data[:, 72:120])
+    points = viewer.layers["zs best focus"].data
+    assert points.shape[1] == 3 and points[:, 0].min() >= z.min() - 0.01
+    assert "inside the series" in widget.status.value
+
+
+@needs_napari
 def test_kernel_widget_finds_the_disk(viewer, qtbot):
     from defocus.napari._widgets import KernelWidget
 
