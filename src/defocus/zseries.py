@@ -786,6 +786,8 @@ def through_focus(
             )
     elif k_global is None:
         notes.append("depth of field not measurable: no blur growth k")
+    else:
+        notes.append("depth of field not measurable: no pixel is sharpest inside the series")
     if not fit.bracketed:
         notes.append(fit.statement)
     if end.mean() > 0.5 and ok.mean() >= 0.01:

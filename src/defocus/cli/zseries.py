@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         + (f"k {k:.3g} px/{unit}; " if k is not None else "")
         + f"{tilt} -> {out}/{stem_of(args.frames[0])}.zseries.*"
     )
-    for note in tf.notes:
+    for note in summary["notes"]:
         if note != fit.statement:
             print(f"  note: {note}")
     return 0
