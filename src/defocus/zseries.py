@@ -492,18 +492,18 @@ def _cells(a: np.ndarray, f: int) -> np.ndarray:
     return a[..., :h, :w].reshape(*a.shape[:-2], h // f, f, w // f, f).mean(axis=(-3, -1))
 
 
-def _quad_fit(z: np.ndarray, s2: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Weighted least squares of s2 = a z² + b z + c along axis 0, per cell."""
+def _quad_fit(z: np.ndarray, s2: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares of s2 = a z² + b z + c along axis 0, per cell: (a, vertex)."""
     zc = z - z.mean()
     basis = np.stack([zc**2, zc, np.ones_like(zc)])  # (3, N)
     ata = np.einsum("in,jn,n...->...ij", basis, basis, w)
     atb = np.einsum("in,n...->...i", basis, w * s2)
     ata += np.eye(3) * 1e-9 * np.maximum(np.trace(ata, axis1=-2, axis2=-1), 1e-12)[..., None, None]
     coef = np.linalg.solve(ata, atb[..., None])[..., 0]
-    a, b, c = (coef[..., i] for i in range(3))
+    a, b = coef[..., 0], coef[..., 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         vertex = -b / (2 * a) + z.mean()
-    return a, vertex, c - b**2 / (4 * np.where(a != 0, a, np.nan))
+    return a, vertex
 
 
 def _series_fit(
@@ -753,7 +753,7 @@ def through_focus(
     common = bconf.min(axis=0)
     notes: list[str] = []
     if n >= 3:
-        a, vertex, _ = _quad_fit(z, _cells(sig**2, _CELL), _cells(bconf, _CELL))
+        a, vertex = _quad_fit(z, _cells(sig**2, _CELL), _cells(bconf, _CELL))
         span = float(z.max() - z.min())
         inside = (vertex >= z.min() - 0.25 * span) & (vertex <= z.max() + 0.25 * span)
         kc = np.sqrt(np.maximum(a, 0))
