@@ -490,24 +490,22 @@ class ThroughFocusWidget(_Widget):
                 visible=False,
                 metadata=meta,
             )
-            # best focus on a coarse grid of confident pixels, in the stack's world frame
-            # (z from the fit, y and x through the layer's own scale and translate)
+            # best focus on a coarse grid of confident pixels, in the stack's world frame: the
+            # height as a fractional frame index through the layer's own scale and translate
+            # (typed z may be in another unit or origin than the layer's first axis), with the
+            # layer's units, so the points overlay the stack and keep the scale bar physical
             step = max(1, max(tf.height.shape) // 64)
             rr, cc = np.mgrid[0 : tf.height.shape[0] : step, 0 : tf.height.shape[1] : step]
             keep = ok[rr, cc]
-            world = np.stack(
-                [
-                    tf.height[rr, cc][keep],
-                    rr[keep] * layer.scale[1] + layer.translate[1],
-                    cc[keep] * layer.scale[2] + layer.translate[2],
-                ],
-                axis=1,
-            )
+            order = np.argsort(z)
+            frame = np.interp(tf.height[rr, cc][keep], z[order], order.astype(np.float64))
+            world = np.stack([frame, rr[keep], cc[keep]], axis=1) * np.asarray(layer.scale)
             self.viewer.add_points(
-                world,
+                world + np.asarray(layer.translate),
                 name=f"{layer.name} best focus",
                 size=float(step * layer.scale[2]),
                 face_color="yellow",
+                units=tuple(layer.units),
                 visible=False,
                 metadata=meta,
             )
@@ -517,7 +515,8 @@ class ThroughFocusWidget(_Widget):
                 if plane.get("tilt_x_deg") is not None
                 else ""
             )
-            self.status.value = tf.fit.statement + tilt
+            notes = [n for n in tf.notes if n != tf.fit.statement]
+            self.status.value = "; ".join([tf.fit.statement + tilt, *notes])
 
         return work, done, f"best focus of {len(frames)} frames…"
 
