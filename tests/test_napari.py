@@ -198,6 +198,78 @@ def test_stack_widget_depth_follows_the_sharp_band(viewer, qtbot):
     )
 
 
+def _steps_series():
+    """Six frames 0.5 µm apart of a sample with two flat steps, in focus at 0.5 and 2.0 µm."""
+    sharp = data.camera()[::4, ::4].astype(np.float32)
+    height = np.where(np.arange(128)[None, :] < 64, 0.5, 2.0).repeat(128, 0)
+    z = np.linspace(0.0, 2.5, 6)
+    return np.stack([defocus.blur_varying(sharp, np.hypot(0.5, 2.0 * (zi - height))) for zi in z])
+
+
+@needs_napari
+def test_through_focus_widget_height_has_units_and_follows_the_steps(viewer, qtbot):
+    from defocus.napari._widgets import ThroughFocusWidget
+
+    # z from the layer's first axis: frame i at 1.0 + 0.5 i µm, so the steps sit at 1.5, 3.0 µm
+    layer = viewer.add_image(
+        _steps_series(), name="zs", scale=(0.5, 0.2, 0.2), translate=(1.0, 3.0, 4.0), units="µm"
+    )
+    widget = ThroughFocusWidget(viewer)
+    widget.image.value = layer
+    widget.align.value = False
+    _finish(qtbot, widget)
+    h = viewer.layers["zs height (µm)"]
+    assert tuple(h.scale) == (0.2, 0.2) and tuple(h.translate) == (3.0, 4.0)
+    assert [f"{u:~}" for u in h.units] == ["µm", "µm"]
+    np.testing.assert_array_equal(h.data, widget.result.height)  # the library's map
+    assert np.median(h.data[:, 8:56]) == pytest.approx(1.5, abs=0.1)
+    assert np.median(h.data[:, 72:120]) == pytest.approx(3.0, abs=0.1)
+    conf = viewer.layers["zs height confidence"]
+    np.testing.assert_array_equal(conf.data, widget.result.confidence)
+    assert h.metadata["defocus"] == widget.result.summary()
+    # best focus as points in the stack's world frame, in its units
+    points = viewer.layers["zs best focus"]
+    assert [f"{u:~}" for u in points.units] == ["µm", "µm", "µm"]
+    assert viewer.layers.extent.units is not None  # one unit for all: a physical scale bar
+    left = points.data[:, 2] < 4.0 + 64 * 0.2
+    assert left.any() and (~left).any()
+    assert np.median(points.data[left, 0]) == pytest.approx(1.5, abs=0.1)
+    assert np.median(points.data[~left, 0]) == pytest.approx(3.0, abs=0.1)
+    lo, hi = viewer.layers["zs"].extent.world
+    assert np.all(points.data >= lo - 1e-6) and np.all(points.data <= hi + 1e-6)
+    assert widget.result.fit.statement in widget.status.value
+    assert "inside the series" in widget.status.value
+
+
+@needs_napari
+def test_through_focus_widget_typed_z_keeps_points_on_the_stack(viewer, qtbot):
+    from defocus.napari._widgets import ThroughFocusWidget
+
+    layer = viewer.add_image(
+        _steps_series(), name="zs", scale=(0.5, 0.2, 0.2), translate=(1.0, 0.0, 0.0), units="µm"
+    )
+    widget = ThroughFocusWidget(viewer)
+    widget.image.value = layer
+    widget.align.value = False
+    widget.z.value = "0,500,1000,1500,2000,2500nm"  # another unit and origin than the axis
+    _finish(qtbot, widget)
+    h = viewer.layers["zs height (nm)"]
+    assert np.median(h.data[:, 8:56]) == pytest.approx(500, abs=100)
+    assert np.median(h.data[:, 72:120]) == pytest.approx(2000, abs=100)
+    # the points stay on the stack's own z axis (µm, from 1.0), not at the typed nm values
+    points = viewer.layers["zs best focus"].data
+    left = points[:, 2] < 64 * 0.2
+    assert np.median(points[left, 0]) == pytest.approx(1.5, abs=0.1)
+    assert np.median(points[~left, 0]) == pytest.approx(3.0, abs=0.1)
+    # a 2-D layer, or a first axis in pixels with no z typed, is refused in the status line
+    flat = viewer.add_image(_steps_series()[0], name="flat")
+    widget.image.value = flat
+    assert widget.run() is None and "3-D layer" in widget.status.value
+    widget.image.value = viewer.add_image(_steps_series(), name="px")
+    widget.z.value = ""
+    assert widget.run() is None and "type the z values" in widget.status.value
+
+
 @needs_napari
 def test_kernel_widget_finds_the_disk(viewer, qtbot):
     from defocus.napari._widgets import KernelWidget

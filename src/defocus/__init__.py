@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports; at run time they lo
     from .restore import deblur, deblur_varying
     from .stack import StackResult, fuse
     from .synth import blur, blur_varying, depth_to_sigma, tilt_map
+    from .zseries import HeightMap, ThroughFocus, blur_growth, height_map, through_focus
 
 __version__ = "0.1.0"
 
@@ -51,13 +52,16 @@ __all__ = [
     "BadInputError",
     "BlurMap",
     "FocalPlane",
+    "HeightMap",
     "Identification",
     "Kernel",
     "PSFFit",
     "PixelSize",
     "StackResult",
+    "ThroughFocus",
     "__version__",
     "blur",
+    "blur_growth",
     "blur_map",
     "blur_varying",
     "deblur",
@@ -72,6 +76,7 @@ __all__ = [
     "focus_threshold",
     "fuse",
     "get_measure",
+    "height_map",
     "identify",
     "in_focus_mask",
     "list_measures",
@@ -82,6 +87,7 @@ __all__ = [
     "render",
     "sharpest_band",
     "sigma_of",
+    "through_focus",
     "tile_grid",
     "tilt_map",
     "write_image",
@@ -112,6 +118,7 @@ _LAZY = {
     "restore": ("deblur", "deblur_varying"),
     "stack": ("StackResult", "fuse"),
     "synth": ("blur", "blur_varying", "depth_to_sigma", "tilt_map"),
+    "zseries": ("HeightMap", "ThroughFocus", "blur_growth", "height_map", "through_focus"),
 }
 _SOURCE = {name: module for module, names in _LAZY.items() for name in names}
 

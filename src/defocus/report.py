@@ -39,6 +39,9 @@ __all__ = [
     "make_report",
     "report_page",
     "report_section",
+    "series_figure",
+    "surface_figure",
+    "through_focus_section",
 ]
 
 ImageLike = str | os.PathLike | ImageData | np.ndarray
@@ -652,3 +655,149 @@ def make_report(
         with atomic_path(output) as tmp:
             tmp.write_text(page, encoding="utf-8")
     return page
+
+
+# --------------------------------------------------------------------------------------------
+# Through-focus series
+
+
+def surface_figure(tf: Any, *, title: str | None = None) -> Figure:
+    """3-D view of a :class:`~defocus.zseries.ThroughFocus` height map where it is confident;
+    x and y in the unit of z when the pixel size is known.
+
+    Examples
+    --------
+    >>> from defocus.zseries import through_focus
+    >>> rng = np.random.default_rng(0)
+    >>> frames = [rng.random((64, 64)) * (1 + i) for i in range(3)]
+    >>> surface_figure(through_focus(frames, [0, 1, 2], align=False)).axes[0].name
+    '3d'
+    """
+    h, w = tf.height.shape
+    step = max(1, max(h, w) // 96)
+    ok = tf.confidence[::step, ::step] >= 0.3
+    zz = np.where(ok, tf.height[::step, ::step].astype(np.float64), np.nan)
+    rr, cc = np.mgrid[0:h:step, 0:w:step].astype(np.float64)
+    unit = "px"
+    if tf.pixel_size is not None:
+        p = tf.pixel_size.to(tf.z_unit)
+        rr, cc, unit = rr * p.y, cc * p.x, tf.z_unit
+    fig = Figure(figsize=(7.0, 5.5), layout="constrained")
+    ax = fig.add_subplot(projection="3d")
+    surf = ax.plot_surface(cc, rr, zz, cmap="viridis", linewidth=0, antialiased=False)
+    ax.set_xlabel(f"x ({unit})")
+    ax.set_ylabel(f"y ({unit}, down)")
+    ax.set_zlabel(f"height ({tf.z_unit})")
+    ax.invert_yaxis()
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(surf, ax=ax, shrink=0.6, label=f"best-focus z ({tf.z_unit})")
+    return fig
+
+
+def series_figure(tf: Any) -> Figure:
+    """The field's focus curve and mean sigma² against z, with the fitted
+    sigma² = sigma0² + k² (z - z0)² extended to the fitted focus."""
+    z, fit, unit = tf.z, tf.fit, tf.z_unit
+    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
+    a1, a2 = fig.subplots(1, 2)
+    a1.plot(z, tf.focus_curve, "o-", color="#3b528b")
+    a1.axvline(tf.focus_peak, color="#5ec962", ls="--", label=f"peak {tf.focus_peak:.3g} {unit}")
+    a1.set_xlabel(f"z ({unit})")
+    a1.set_ylabel("mean focus measure (a.u.)")
+    a1.legend(fontsize=8)
+    a2.plot(z, fit.sigma2, "o", color="#3b528b", label="field mean")
+    if fit.z0 is not None and fit.k is not None and fit.sigma0 is not None:
+        lo, hi = min(z.min(), fit.z0), max(z.max(), fit.z0)
+        zz = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 200)
+        a2.plot(zz, fit.sigma0**2 + fit.k**2 * (zz - fit.z0) ** 2, color="#fde725")
+        err = f" ± {fit.z0_error:.2g}" if fit.z0_error is not None else ""
+        a2.axvline(fit.z0, color="#5ec962", ls="--", label=f"z0 {fit.z0:.3g}{err} {unit}")
+    a2.set_xlabel(f"z ({unit})")
+    a2.set_ylabel("sigma² (px²)")
+    a2.legend(fontsize=8)
+    return fig
+
+
+def through_focus_section(
+    tf: Any, image: ImageLike, *, name: str = "through-focus series"
+) -> Section:
+    """The report part of a :class:`~defocus.zseries.ThroughFocus`: height over ``image`` (one
+    frame), its 3-D view, the focus curve and series fit, and the numbers.
+
+    Examples
+    --------
+    >>> from defocus.zseries import through_focus
+    >>> rng = np.random.default_rng(0)
+    >>> frames = [rng.random((64, 64)) * (1 + i) for i in range(3)]
+    >>> sec = through_focus_section(through_focus(frames, [0, 1, 2], align=False), frames[1])
+    >>> sec.html.count("<img"), sec.summary["z_unit"]
+    (3, 'µm')
+    """
+    from .viz import heatmap_figure
+
+    img = _as_image(image, None, None)
+    s = tf.summary()
+    u = tf.z_unit
+    ok = tf.confidence >= 0.3
+    rows = [
+        ("frames", f"{len(tf.z)}, z {tf.z[0]:g} to {tf.z[-1]:g} {u}"),
+        ("series best focus (focus-curve peak)", f"{tf.focus_peak:.4g} {u}"),
+        ("series fit", tf.fit.statement),
+    ]
+    k = s["blur_growth_k"]["value"]
+    rows.append(("blur growth k", "not measurable" if k is None else f"{k:.4g} px/{u}"))
+    dof = s["depth_of_field"]
+    if dof["value"] is not None:
+        rows.append(
+            (
+                "depth of field",
+                f"{dof['value']:.4g} {u} (sigma within {dof['tolerance_sigma_px']:.3g} px)",
+            )
+        )
+    plane = tf.plane
+    if plane.get("tilt_x_deg") is not None:
+        rows.append(
+            (
+                "mean plane",
+                f"tilt {plane['tilt_x_deg']:.2f}° along x, {plane['tilt_y_deg']:.2f}° along y",
+            )
+        )
+    else:
+        rows.append(("mean plane", plane.get("note", "fitted, tilt needs the pixel size")))
+    rows += [("note", n) for n in s["notes"]]
+    pictures = []
+    if ok.mean() >= 0.01:
+        lo, hi = (float(v) for v in np.percentile(tf.height[ok], (1, 99)))
+        pictures += [
+            _img(
+                _png(
+                    heatmap_figure(
+                        img.data,
+                        np.where(ok, tf.height, np.nan),
+                        label=f"best-focus z ({u}); blank: not measurable",
+                        channel_axis=img.channel_axis,
+                        cmap="viridis",
+                        alpha=0.75,
+                        vmin=lo,
+                        vmax=hi if hi > lo else lo + 1e-6,
+                        pixel_size=tf.pixel_size,
+                    )
+                ),
+                f"{name}: height",
+                "Height: the z at which each pixel is sharpest, where the focus curve peaks "
+                "clearly (confidence >= 0.3).",
+                half=True,
+            ),
+            _img(_png(surface_figure(tf)), f"{name}: 3-D", "The height map in 3-D.", half=True),
+        ]
+    pictures.append(
+        _img(
+            _png(series_figure(tf)),
+            f"{name}: focus curve and blur",
+            "Left: the field's mean focus measure per frame. Right: the field's mean sigma² "
+            "per frame with the fit sigma² = sigma0² + k² (z - z0)².",
+        )
+    )
+    body = f"<section><h2>{html.escape(name)}</h2>{_table(rows)}" + "".join(pictures) + "</section>"
+    return Section(name=name, html=body, summary=s)

@@ -23,7 +23,18 @@ __all__ = ["main"]
 
 # Sub-command modules in this package; each defines ``add_parser(subparsers)`` and sets
 # ``func(args) -> int`` as the parser default.
-_COMMANDS = ("focus", "map", "blur", "psf", "batch", "deblur", "stack", "report", "demo")
+_COMMANDS = (
+    "focus",
+    "map",
+    "blur",
+    "psf",
+    "batch",
+    "deblur",
+    "stack",
+    "zseries",
+    "report",
+    "demo",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--psf", choices=PSF_FAMILIES, default="gauss", help="PSF family (default gauss)"
     )
     p.add_argument("--json", action="store_true", help="print each summary as JSON on stdout")
+    height = p.add_mutually_exclusive_group()
+    height.add_argument(
+        "--k",
+        type=_growth,
+        metavar="K",
+        help="blur growth, e.g. 0.8px/um (sigma px per unit of defocus): also write "
+        "<stem>.blur.height.tif (height from blur, in that unit) and its tilt in the summary",
+    )
+    height.add_argument(
+        "--calibration",
+        metavar="ZSERIES.json",
+        help="take k from a 'defocus zseries' summary (as --k)",
+    )
+    p.add_argument(
+        "--z0-side",
+        choices=("top", "bottom", "left", "right"),
+        default="top",
+        help="with --k: the image side nearer the lens, which sets the height's sign",
+    )
     tiled = p.add_argument_group(
         "tiled (Dask)",
         "With --chunks, or a Zarr input, images are read lazily and processed in tiles "
@@ -69,16 +89,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def map_outputs(path: str, out: Path) -> dict[str, Path]:
+def _growth(text: str) -> tuple[float, str]:
+    """``--k``: a blur growth such as ``0.8px/um`` or ``0.8`` (px per µm)."""
+    m = re.fullmatch(
+        r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:px\s*/\s*(nm|um|µm|mm))?\s*", text
+    )
+    if m is None or not float(m[1]) > 0:
+        raise argparse.ArgumentTypeError(f"must be a growth > 0 like 0.8px/um, got {text!r}")
+    return float(m[1]), "µm" if m[2] in (None, "um") else m[2]
+
+
+def _calibration(args: argparse.Namespace) -> tuple[float, str] | None:
+    """(k, unit) from --k or --calibration, or None."""
+    if getattr(args, "calibration", None):
+        from ..zseries import read_calibration
+
+        return read_calibration(args.calibration)
+    return getattr(args, "k", None)
+
+
+def map_outputs(path: str, out: Path, *, height: bool = False) -> dict[str, Path]:
     """The files :func:`map_one` writes for ``path`` into ``out``."""
     stem = stem_of(path)
-    return {
+    files = {
         "sigma": out / f"{stem}.blur.sigma.tif",
         "confidence": out / f"{stem}.blur.confidence.tif",
         "heatmap": out / f"{stem}.blur.png",
         "profile": out / f"{stem}.blur.profile.png",
         "summary": out / f"{stem}.blur.json",
     }
+    if height:
+        files["height"] = out / f"{stem}.blur.height.tif"
+    return files
 
 
 def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -94,7 +136,8 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         fp = focal_plane(bm)
     except BadInputError as exc:  # e.g. no confident measurements: still write the map
         fp, fp_note = None, str(exc)
-    files = map_outputs(path, out)
+    calibration = _calibration(args)
+    files = map_outputs(path, out, height=calibration is not None)
     write_map(files["sigma"], bm.sigma, pixel_size=img.pixel_size)
     write_map(files["confidence"], bm.confidence, pixel_size=img.pixel_size)
     # physical unit for the summary: geometric mean of the x and y sizes, as in the heatmap
@@ -149,9 +192,31 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             ),
             files["profile"],
         )
+    if calibration is not None:
+        from ..zseries import height_map
+
+        k, unit = calibration
+        hm = height_map(bm, k=k, unit=unit, z0_side=args.z0_side, focal=fp)
+        write_map(files["height"], hm.height, pixel_size=img.pixel_size)
+        summary["height"] = hm.summary()
     summary["outputs"] = {k: str(v) for k, v in files.items()}
     write_json(files["summary"], summary)
     return summary
+
+
+def _height_line(h: dict[str, Any]) -> str:
+    if "median" not in h:
+        return h["verdict"]
+    plane = h["plane"]
+    tilt = (
+        f", tilt {plane['tilt_deg']:.2f}° ({plane['tilt_x_deg']:.2f}° x, "
+        f"{plane['tilt_y_deg']:.2f}° y)"
+        if plane.get("tilt_deg") is not None
+        else ""
+    )
+    return f"{h['p05']:.3g} to {h['p95']:.3g} {h['unit']} (5-95 %){tilt}" + (
+        f"; {h['note']}" if h["note"] else ""
+    )
 
 
 def _weighted_quantiles(sigma: Any, weight: Any) -> dict[str, float]:
@@ -269,8 +334,14 @@ def run(args: argparse.Namespace) -> int:
     if _tiled(args):
         return run_tiled(args)
     out = Path(args.output)
-    planned = [(f, path) for path in args.images for f in map_outputs(path, out).values()]
-    check_plan(args.images, planned, overwrite=args.overwrite)
+    calibration = _calibration(args)  # a bad calibration is refused before any work
+    planned = [
+        (f, path)
+        for path in args.images
+        for f in map_outputs(path, out, height=calibration is not None).values()
+    ]
+    inputs = [*args.images, *([args.calibration] if args.calibration else [])]
+    check_plan(inputs, planned, overwrite=args.overwrite)
 
     def work(path: str) -> None:
         summary = map_one(path, args, out)
@@ -280,6 +351,8 @@ def run(args: argparse.Namespace) -> int:
         fp = summary["focal_plane"]
         line = fp.get("text", fp.get("error"))
         print(f"{path}: {blur_line(summary['blur'])}; {line} -> {out}/{stem_of(path)}.blur.*")
+        if "height" in summary:
+            print(f"  height: {_height_line(summary['height'])}")
 
     return for_each_image(args.images, work)
 

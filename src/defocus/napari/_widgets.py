@@ -1,4 +1,5 @@
-"""napari dock widgets: focus map, blur map with its focal plane, stack fusion, kernel from a pair.
+"""napari dock widgets: focus map, blur map with its focal plane, stack fusion, through-focus
+height, kernel from a pair.
 
 Each widget runs the library function in a :func:`napari.qt.threading.thread_worker`, so the
 viewer stays responsive, then adds the results as layers. Result layers take their ``scale``
@@ -47,12 +48,14 @@ from ..io import PixelSize, parse_pixel_size
 from ..kernel import estimate_kernel, fit_psf
 from ..psf import MODELS, render
 from ..stack import METHODS, fuse
+from ..zseries import parse_z, through_focus
 
 __all__ = [
     "BlurMapWidget",
     "FocusMapWidget",
     "KernelWidget",
     "StackWidget",
+    "ThroughFocusWidget",
     "focal_line",
     "layer_pixel_size",
 ]
@@ -411,6 +414,111 @@ class StackWidget(_Widget):
             )
 
         return work, done, f"fusing {len(frames)} frames…"
+
+
+class ThroughFocusWidget(_Widget):
+    """Best focus per pixel of a through-focus layer (frames first): height in the unit of z,
+    its confidence, and the best-focus surface as points in the stack's own world frame."""
+
+    title = "defocus: through focus"
+
+    def __init__(self, napari_viewer: Viewer) -> None:
+        self.image = _LayerCombo("series")
+        self.z = LineEdit(label="z", value="")
+        self.z.tooltip = (
+            "z of each frame, e.g. -5,0,5um; blank: from the layer's first axis (scale, "
+            "translate and unit)"
+        )
+        self.align = CheckBox(label="align frames", value=True)
+        self.pixel_size = LineEdit(label="pixel size", value="")
+        super().__init__(napari_viewer, [self.image, self.z, self.align, self.pixel_size])
+
+    def _z(self, layer: Image, n: int) -> tuple[np.ndarray, str]:
+        if self.z.value.strip():
+            return parse_z(self.z.value)
+        unit = f"{layer.units[0]:~}"
+        try:
+            PixelSize(1.0, 1.0, unit)
+        except BadInputError:
+            raise BadInputError(
+                f"{layer.name}: the first axis has no length unit ({unit}); type the z values"
+            ) from None
+        return float(layer.translate[0]) + float(layer.scale[0]) * np.arange(n), unit
+
+    def _plan(self):
+        layer = self.image.value
+        if layer is None:
+            raise BadInputError("add an image layer first")
+        if layer.ndim != 3:
+            raise BadInputError(
+                f"{layer.name}: a through-focus series is a 3-D layer (frames first), "
+                f"got {layer.ndim}-D"
+            )
+        frames = [np.asarray(layer.data[i]) for i in range(layer.data.shape[0])]
+        z, unit = self._z(layer, len(frames))
+        ps = self._pixel_size(layer, self.pixel_size.value)
+        align = bool(self.align.value)
+        channel_axis = -1 if layer.rgb else None
+
+        def work():
+            return through_focus(
+                frames, z, z_unit=unit, pixel_size=ps, align=align, channel_axis=channel_axis
+            )
+
+        def done(tf) -> None:
+            summary = tf.summary()
+            meta = {"defocus": summary}
+            ok = tf.confidence >= 0.3
+            lo, hi = np.percentile(tf.height[ok], (1, 99)) if ok.any() else (z.min(), z.max())
+            self._add(
+                tf.height,
+                layer,
+                ps,
+                name=f"{layer.name} height ({unit})",
+                colormap="viridis",
+                contrast_limits=(float(lo), float(max(hi, lo + 1e-6))),
+                opacity=0.7,
+                metadata=meta,
+            )
+            self._add(
+                tf.confidence,
+                layer,
+                ps,
+                name=f"{layer.name} height confidence",
+                colormap="gray",
+                contrast_limits=(0.0, 1.0),
+                visible=False,
+                metadata=meta,
+            )
+            # best focus on a coarse grid of confident pixels, in the stack's world frame: the
+            # height as a fractional frame index through the layer's own scale and translate
+            # (typed z may be in another unit or origin than the layer's first axis), with the
+            # layer's units, so the points overlay the stack and keep the scale bar physical
+            step = max(1, max(tf.height.shape) // 64)
+            rr, cc = np.mgrid[0 : tf.height.shape[0] : step, 0 : tf.height.shape[1] : step]
+            keep = ok[rr, cc]
+            order = np.argsort(z)
+            frame = np.interp(tf.height[rr, cc][keep], z[order], order.astype(np.float64))
+            world = np.stack([frame, rr[keep], cc[keep]], axis=1) * np.asarray(layer.scale)
+            self.viewer.add_points(
+                world + np.asarray(layer.translate),
+                name=f"{layer.name} best focus",
+                size=float(step * layer.scale[2]),
+                face_color="yellow",
+                units=tuple(layer.units),
+                visible=False,
+                metadata=meta,
+            )
+            plane = tf.plane
+            tilt = (
+                f"; tilt {plane['tilt_x_deg']:.2f}° x, {plane['tilt_y_deg']:.2f}° y"
+                if plane.get("tilt_x_deg") is not None
+                else ""
+            )
+            notes = [n for n in tf.notes if n != tf.fit.statement]
+            self.status.value = "; ".join([tf.fit.statement + tilt, *notes])
+
+        return work, done, f"best focus of {len(frames)} frames…"
 
 
 class KernelWidget(_Widget):
