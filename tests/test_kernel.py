@@ -220,6 +220,24 @@ def test_identify_reads_blur_through_correlated_noise_and_refuses_it_alone(scene
         assert found.identified and found.sigma == pytest.approx(sigma, rel=0.2)
 
 
+def test_identify_reads_large_blur_in_a_jpeg_at_lower_resolution(scene):
+    # JPEG at quality 70 bends the noise floor where a 6 px blur leaves nothing but floor:
+    # at full resolution the fit explains nothing, at half resolution the fall-off is clean.
+    import io
+
+    import imageio.v3 as iio
+
+    from defocus.kernel import _identify, identify
+
+    noisy = blur(scene, P.gaussian(6.0)) + _demosaiced_noise(scene.shape, 3, 5)
+    buf = io.BytesIO()
+    iio.imwrite(buf, np.clip(np.rint(noisy), 0, 255).astype(np.uint8), extension=".jpg", quality=70)
+    jpeg = iio.imread(buf.getvalue(), extension=".jpg")
+    assert not _identify(jpeg.astype(float), ("disk", "gauss")).identified
+    found = identify(jpeg)
+    assert found.model == "gauss" and found.sigma == pytest.approx(6.0, rel=0.15)
+
+
 def test_automatic_size_finds_a_hollow_ring():
     # The best small-support fit of a ring blur is a compact blob; the search must not stop
     # there.
