@@ -633,11 +633,10 @@ def noise_variance_map(
     >>> v.shape, 3 < float(np.median(v)) < 5
     ((128, 128), True)
     """
-    band = spectral_weight if isinstance(spectral_weight, BandNoise) else None
-    if band is None:
+    if isinstance(spectral_weight, BandNoise):
+        var = local_noise_variance(image, haar=spectral_weight.haar) * spectral_weight.weight
+        floor = step * step / 12.0 * spectral_weight.peak
+    else:
         var = local_noise_variance(image) * float(spectral_weight)
         floor = step * step / 12.0
-    else:
-        var = local_noise_variance(image, haar=band.haar) * band.weight
-        floor = step * step / 12.0 * band.peak
     return np.maximum(var, floor).astype(np.float32)
