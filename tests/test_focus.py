@@ -279,8 +279,8 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 # Each degrades a base image with one kind of real noise; standard deviations about 4 grey levels.
 _DEGRADE = {
     "white": lambda b, rng: b + rng.normal(0, 4, b.shape),
-    # photon counting: the variance equals the mean
-    "poisson": lambda b, rng: rng.poisson(b).astype(np.float32),
+    # photon counting, 4 photons per grey level: the variance is a quarter of the mean
+    "poisson": lambda b, rng: rng.poisson(4 * b).astype(np.float32) / 4,
     # demosaicing-like: lag-1 correlation 0.6
     "correlated": lambda b, rng: b + 10 * ndimage.gaussian_filter(rng.normal(0, 1, b.shape), 0.7),
     # SEM scan lines: an offset per line on top of white noise
@@ -328,17 +328,18 @@ def test_correlated_noise_read_as_white_would_read_as_detail():
 def test_gain_and_offset_do_not_change_the_map_with_physical_poisson_noise():
     # A detector's gain and offset scale the counted electrons: the map is unchanged.
     scene = data.camera()[100:356, 100:356].astype(np.float64)
-    counts = np.random.default_rng(2).poisson(8 * scene + 20).astype(np.float32)
+    counts = np.random.default_rng(2).poisson(32 * scene + 20).astype(np.float32)
     reference = F.focus_map(counts)
     np.testing.assert_allclose(F.focus_map(7.5 * counts + 300), reference, rtol=2e-3, atol=2e-4)
-    # Four times the electrons (a brighter region of the same scene) have relatively less
-    # noise; the correction removes noise, not signal, so both read the noise-free detail.
-    bright = np.random.default_rng(3).poisson(4 * (8 * scene + 20)).astype(np.float32)
+    # With enough electrons (32 per grey level) and four times as many (a brighter region of
+    # the same scene) the correction removes noise, not signal: both read the noise-free
+    # detail. (At 8 per grey level the noise hides a quarter of it.)
+    bright = np.random.default_rng(3).poisson(4 * (32 * scene + 20)).astype(np.float32)
     clean = np.median(F.focus_map(scene))
     assert np.median(reference) == pytest.approx(clean, rel=0.15)
     assert np.median(F.focus_map(bright)) == pytest.approx(clean, rel=0.15)
     # and not because it ignores the image: a blurred copy reads far less
-    blurred = np.random.default_rng(3).poisson(4 * ndimage.gaussian_filter(8 * scene + 20, 2))
+    blurred = np.random.default_rng(3).poisson(4 * ndimage.gaussian_filter(32 * scene + 20, 2))
     assert np.median(F.focus_map(blurred.astype(np.float32))) < 0.5 * clean
 
 

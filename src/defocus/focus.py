@@ -41,7 +41,7 @@ from skimage.filters import threshold_otsu
 
 from ._array import as_float_image
 from ._errors import BadInputError
-from .noise import BandNoise, band_noise, noise_spectrum, noise_variance_map, quantum
+from .noise import BandNoise, band_noise, noise_floor, noise_spectrum, noise_variance_map, quantum
 
 __all__ = [
     "DEFAULT_MEASURE",
@@ -183,7 +183,9 @@ def _spectral_weight(
     white = _margin(_fluctuation(np.ones((1, 1)), fine, coarse, scale))
     extra = _margin(float(np.hypot(_fluctuation(spectrum, fine, coarse, scale), band.error)))
     extra /= white
-    return dataclasses.replace(band, weight=band.weight * max(extra, 1.0))
+    levels, variances = noise_floor(img, haar=band.haar)
+    floor = (tuple(levels.tolist()), tuple(variances.tolist()))
+    return dataclasses.replace(band, weight=band.weight * max(extra, 1.0), floor=floor)
 
 
 def _fluctuation(spectrum: np.ndarray, fine: float, coarse: float, scale: float) -> float:

@@ -41,9 +41,11 @@ __all__ = [
     "estimate_noise",
     "haar_sigma",
     "local_noise_variance",
+    "noise_floor",
     "noise_spectrum",
     "noise_variance_map",
     "quantum",
+    "white_haar",
 ]
 
 # Blocks are this many pixels on a side: 32 resolves the spectrum to 1/32 cycle/px and holds
@@ -68,6 +70,10 @@ _TEXTURE_KURTOSIS = 1.0
 # 32-px blocks): noise correlations of demosaicing, JPEG and scan electronics span at most a
 # couple of pixels, so power there in the flat blocks is residual (blurred) content.
 _FLAT_BELOW = 4
+# local_noise_variance first removes each block's content smoother than a Gaussian of this
+# sigma (px): smooth shading raises the coarser Haar level more than the finer one and would be
+# taken for less noise. Noise at the Haar levels (periods of 2-8 px) keeps 80-100 % of its energy.
+_SMOOTH = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,10 +270,10 @@ def _periodogram(resid: np.ndarray, varis: np.ndarray, low: int = 3) -> np.ndarr
 
 def _haar_response(n: int, level: int) -> np.ndarray:
     """Squared frequency response, on the ``fftfreq(n)`` grid, of the Haar diagonal detail at
-    ``level`` (1: on the image; 2: on its 2 x 2 block means; ...), as :func:`_haar_diagonal`
-    scales it: its mean is ``4**(1 - level)``, the detail energy of unit white noise."""
+    ``level`` (1: on the image; 2: on its 2 x 2 block means; ...) after the smooth content is
+    removed as :func:`local_noise_variance` removes it."""
     fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")
-    r = np.ones((n, n))
+    r = (1.0 - np.exp(-2 * np.pi**2 * _SMOOTH**2 * (fy**2 + fx**2))) ** 2
     for k in range(level - 1):  # each 2 x 2 mean multiplies by cos² per axis
         r *= np.cos(np.pi * 2**k * fy) ** 2 * np.cos(np.pi * 2**k * fx) ** 2
     s = 2 ** (level - 1)
@@ -346,6 +352,13 @@ def noise_spectrum(image: np.ndarray, *, channel_axis: int | None = None) -> np.
     return 1.0 + trust * (spec - 1.0)
 
 
+def white_haar() -> tuple[float, float, float]:
+    """Haar diagonal detail energy that unit white noise leaves at levels 1, 2 and 3 once
+    :func:`local_noise_variance` has removed the smooth content (about 0.97, 0.21, 0.03)."""
+    g1, g2, g3 = (float(np.mean(_haar_response(_BLOCK, k))) for k in (1, 2, 3))
+    return g1, g2, g3
+
+
 @dataclass(frozen=True)
 class BandNoise:
     """How a band-pass measure sees an image's noise: what :func:`noise_variance_map` needs
@@ -361,17 +374,20 @@ class BandNoise:
         content (a staircase of one grey level) is not white: all its variance may fall where
         the band passes most, so ``peak`` times its variance bounds what it can put in the band.
     haar : tuple of float
-        Expected Haar diagonal detail energy of unit-variance noise at levels 1, 2 and 3
-        (``1, 1/4, 1/16`` for white noise).
+        Expected Haar diagonal detail energy of unit-variance noise at levels 1, 2 and 3 after
+        the smooth content is removed (:func:`white_haar` for white noise).
     error : float
         Relative standard error of :func:`local_noise_variance` for this noise (about 0.03
         for white noise; larger where correlation makes the two Haar levels alike).
+    floor : (levels, variances)
+        The image's least noise variance by intensity (:func:`noise_floor`); empty for none.
     """
 
     weight: float = 1.0
     peak: float = 1.0
-    haar: tuple[float, float, float] = (1.0, 0.25, 0.0625)
+    haar: tuple[float, float, float] = field(default_factory=white_haar)
     error: float = 0.0
+    floor: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 
 
 def band_noise(spectrum: np.ndarray, response: np.ndarray) -> BandNoise:
@@ -395,8 +411,8 @@ def band_noise(spectrum: np.ndarray, response: np.ndarray) -> BandNoise:
     >>> f = np.fft.fftfreq(64)
     >>> w2 = (2 * np.pi) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2)
     >>> bn = band_noise(np.ones((32, 32)), w2 * np.exp(-w2))  # white noise, a derivative band
-    >>> round(bn.weight, 3), bn.haar
-    (1.0, (1.0, 0.25, 0.0625))
+    >>> round(bn.weight, 3), bn.haar == white_haar()
+    (1.0, True)
     """
     b, n = spectrum.shape[0], response.shape[0]
     f = np.fft.fftfreq(n)
@@ -405,10 +421,8 @@ def band_noise(spectrum: np.ndarray, response: np.ndarray) -> BandNoise:
     total = float(response.sum())
     weight = float((s * response).sum() / total) if total > 0 else 1.0
     peak = float(response.max() / response.mean()) if total > 0 else 1.0
-    # Normalised by the block grid's own white-noise values, so a flat spectrum gives exactly
-    # 1, 1/4, 1/16.
     responses = [_haar_response(b, k) for k in (1, 2, 3)]
-    gains = [float(np.mean(spectrum * r) / np.mean(r)) * 4.0**-k for k, r in enumerate(responses)]
+    gains = [float(np.mean(spectrum * r)) for r in responses]
     # Standard error of each level's detail energy: 2 / m for m independent coefficients
     # (m = (B / 2**k)**2 per block), fewer where correlation couples them (effective degrees of
     # freedom from the spectrum under the level's response, relative to white noise's);
@@ -524,20 +538,94 @@ def haar_sigma(image: np.ndarray) -> float:
     return float(np.median(np.abs(d))) / 0.6745 if d.size else 0.0
 
 
+def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.ndarray:
+    """Two-level noise variance of each of the (..., b, b) blocks, unsmoothed (see
+    :func:`local_noise_variance`)."""
+    lead = blocks.shape[:-2]
+
+    def detail(x: np.ndarray) -> np.ndarray:
+        d = _haar_diagonal(x)
+        d2 = np.sort((d * d).reshape(*lead, -1), axis=-1)
+        # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
+        # measures the variance of heavy-tailed (low-count shot) noise in full.
+        return d2[..., : int(0.9 * d2.shape[-1])].mean(axis=-1) / _TRIMMED_GAUSS
+
+    def halve(x: np.ndarray) -> np.ndarray:
+        m = x.shape[-1] // 2
+        return x.reshape(*lead, m, 2, m, 2).mean(axis=(-3, -1))
+
+    g1, g2, g3 = haar
+    sigma = (0,) * len(lead) + (_SMOOTH, _SMOOTH)
+    x = blocks - ndi.gaussian_filter(blocks, sigma, mode="reflect")
+    half = halve(x)
+    if _haar_pair(haar, blocks.shape[-1]) == 2:
+        n = (detail(half) - detail(halve(half))) / (g2 - g3)
+    else:
+        n = (detail(x) - detail(half)) / (g1 - g2)
+    return np.maximum(n, 0.0)
+
+
+def noise_floor(
+    image: np.ndarray, *, haar: tuple[float, float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least noise variance at each intensity: the median two-level block estimate of
+    :func:`local_noise_variance` in each of twelve intensity bins.
+
+    The two-level estimate is a lower bound where a block's content is smoother than
+    scale-invariant texture, as real optics make it: a block next to an edge or on shading can
+    read far less noise than it holds. Noise of one intensity is alike across most of an
+    image, so the median over the blocks of that intensity bounds each block from below.
+    Blocks are taken on a regular sample of at most 2048, as in :func:`noise_spectrum`.
+
+    Returns
+    -------
+    levels, variances : ndarray of float64
+        Median block intensity and noise variance of each bin, by increasing intensity; empty
+        for an image smaller than one block.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> img = np.linspace(0, 200, 256)[None, :] + rng.normal(0, 3, (256, 256))
+    >>> levels, variances = noise_floor(img)
+    >>> bool(np.all((variances > 7) & (variances < 11)))
+    True
+    """
+    img = np.asarray(image, np.float64)
+    b = _BLOCK
+    h, w = img.shape[0] // b, img.shape[1] // b
+    if h < 1 or w < 1:
+        return np.zeros(0), np.zeros(0)
+    stride = max(1, int(np.ceil(np.sqrt(h * w / _SPECTRUM_BLOCKS))))
+    grid = img[: h * b, : w * b].reshape(h, b, w, b)[::stride, :, ::stride]
+    blocks = grid.transpose(0, 2, 1, 3).reshape(-1, b, b)
+    n = _block_noise(blocks, white_haar() if haar is None else haar)
+    means = blocks.mean(axis=(1, 2))
+    edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
+    which = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, _BINS - 1)
+    bins = np.unique(which)
+    levels = np.array([np.median(means[which == k]) for k in bins])
+    variances = np.array([np.median(n[which == k]) for k in bins])
+    return levels, variances
+
+
 def local_noise_variance(
     image: np.ndarray,
     *,
     block: int = _BLOCK,
-    haar: tuple[float, float, float] = (1.0, 0.25, 0.0625),
+    haar: tuple[float, float, float] | None = None,
+    floor: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per-pixel noise variance, measured in blocks, that texture does not inflate.
 
     Noise is not always a function of intensity alone: different materials under one beam give
     regions of one brightness different noise. So each ``block`` px block measures its own, from
     the Haar diagonal detail energy at two successive levels, ``d1`` on the image and ``d2`` on
-    its 2 x 2 block means (mean squares with the largest tenth trimmed). Noise of variance ``n``
-    gives ``d1 = n g1`` and ``d2 = n g2``, where ``g1, g2`` follow from its power spectrum
-    (``haar``, from :func:`band_noise`; ``1, 1/4`` for white noise); scale-invariant texture
+    its 2 x 2 block means (mean squares with the largest tenth trimmed), once each block's
+    content smoother than a Gaussian of sigma 2 px is removed (smooth shading would raise the
+    coarser level and read as less noise). Noise of variance ``n`` gives ``d1 = n g1`` and
+    ``d2 = n g2``, where ``g1, g2`` follow from its power spectrum (``haar``, from
+    :func:`band_noise`; :func:`white_haar` for white noise); scale-invariant texture
     gives the same detail at both levels, and smoother texture more at the coarser one. Hence
     ``n ≈ (d1 - d2) / (g1 - g2)``, clipped at 0: fine texture is not taken for noise, while
     noise on smooth content is measured in full. Noise correlated over about two pixels can
@@ -552,7 +640,11 @@ def local_noise_variance(
     block : int, optional
         Block side in px.
     haar : tuple of float, optional
-        Expected Haar detail energy of unit-variance noise at levels 1, 2 and 3.
+        Expected Haar detail energy of unit-variance noise at levels 1, 2 and 3; white noise's
+        by default.
+    floor : (levels, variances), optional
+        Least noise variance as a function of intensity (from :func:`noise_floor`), applied
+        to each block at its mean intensity.
 
     Returns
     -------
@@ -579,25 +671,12 @@ def local_noise_variance(
         img = np.concatenate([img[:, : w * b], img[:, -b:]], axis=1)
     nh, nw = img.shape[0] // b, img.shape[1] // b
 
-    def detail(x: np.ndarray) -> np.ndarray:
-        d = _haar_diagonal(x)
-        d2 = np.sort((d * d).reshape(*d.shape[:2], -1), axis=-1)
-        # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
-        # measures the variance of heavy-tailed (low-count shot) noise in full.
-        return d2[..., : int(0.9 * d2.shape[-1])].mean(axis=-1) / _TRIMMED_GAUSS
-
-    def halve(x: np.ndarray) -> np.ndarray:
-        m = x.shape[-1] // 2
-        return x.reshape(nh, nw, m, 2, m, 2).mean(axis=(3, 5))
-
-    g1, g2, g3 = haar
-    x = _blocks(img, b).reshape(nh, nw, b, b)
-    half = halve(x)
-    if _haar_pair(haar, b) == 2:
-        n = (detail(half) - detail(halve(half))) / (g2 - g3)
-    else:
-        n = (detail(x) - detail(half)) / (g1 - g2)
-    n = ndi.median_filter(np.maximum(n, 0.0), size=5, mode="nearest")
+    blocks = _blocks(img, b).reshape(nh, nw, b, b)
+    n = _block_noise(blocks, white_haar() if haar is None else haar)
+    n = ndi.median_filter(n, size=5, mode="nearest")
+    if floor is not None:
+        levels, variances = floor
+        n = np.maximum(n, np.interp(blocks.mean(axis=(2, 3)), levels, variances))
     rows = np.minimum(np.arange(image.shape[0]) // b, nh - 1)
     cols = np.minimum(np.arange(image.shape[1]) // b, nw - 1)
     return n[np.ix_(rows, cols)]
@@ -634,7 +713,10 @@ def noise_variance_map(
     ((128, 128), True)
     """
     if isinstance(spectral_weight, BandNoise):
-        var = local_noise_variance(image, haar=spectral_weight.haar) * spectral_weight.weight
+        levels, variances = (np.asarray(v, np.float64) for v in spectral_weight.floor)
+        floor_fn = (levels, variances) if len(levels) else None
+        var = local_noise_variance(image, haar=spectral_weight.haar, floor=floor_fn)
+        var *= spectral_weight.weight
         floor = step * step / 12.0 * spectral_weight.peak
     else:
         var = local_noise_variance(image) * float(spectral_weight)
