@@ -545,10 +545,12 @@ def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.nda
 
     def detail(x: np.ndarray) -> np.ndarray:
         d = _haar_diagonal(x)
-        d2 = np.sort((d * d).reshape(*lead, -1), axis=-1)
+        d2 = (d * d).reshape(*lead, -1)
+        keep = int(0.9 * d2.shape[-1])
         # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
         # measures the variance of heavy-tailed (low-count shot) noise in full.
-        return d2[..., : int(0.9 * d2.shape[-1])].mean(axis=-1) / _TRIMMED_GAUSS
+        low = np.partition(d2, keep - 1, axis=-1)[..., :keep]
+        return low.mean(axis=-1) / _TRIMMED_GAUSS
 
     def halve(x: np.ndarray) -> np.ndarray:
         m = x.shape[-1] // 2
@@ -556,7 +558,9 @@ def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.nda
 
     g1, g2, g3 = haar
     sigma = (0,) * len(lead) + (_SMOOTH, _SMOOTH)
-    x = blocks - ndi.gaussian_filter(blocks, sigma, mode="reflect")
+    # Centred on each block's mean, float32 keeps the residuals exact enough at half the cost.
+    x = (blocks - blocks.mean(axis=(-2, -1), keepdims=True)).astype(np.float32)
+    x -= ndi.gaussian_filter(x, sigma, mode="reflect", truncate=3.0)
     half = halve(x)
     if _haar_pair(haar, blocks.shape[-1]) == 2:
         n = (detail(half) - detail(halve(half))) / (g2 - g3)
