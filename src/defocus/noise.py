@@ -558,9 +558,7 @@ def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.nda
 
     g1, g2, g3 = haar
     sigma = (0,) * len(lead) + (_SMOOTH, _SMOOTH)
-    # Centred on each block's mean, float32 keeps the residuals exact enough at half the cost.
-    x = (blocks - blocks.mean(axis=(-2, -1), keepdims=True)).astype(np.float32)
-    x -= ndi.gaussian_filter(x, sigma, mode="reflect", truncate=3.0)
+    x = blocks - ndi.gaussian_filter(blocks, sigma, mode="reflect")
     half = halve(x)
     if _haar_pair(haar, blocks.shape[-1]) == 2:
         n = (detail(half) - detail(halve(half))) / (g2 - g3)
