@@ -757,7 +757,11 @@ def gradient_ratio(
         pass 0 to switch the correction off. By default it is measured where it is, by
         :func:`defocus.noise.noise_variance_map`: SEM and FIB shot noise differs between regions
         of one image, and a single level let the noisier ones read as detail. Fine texture is
-        not taken for noise, correlated noise counts in full, and one grey level is the least.
+        not taken for noise; correlated noise (demosaicing, JPEG, scan lines) counts in full
+        through its power spectrum, measured in the flattest blocks; no block reads less noise
+        than the median at its intensity; a one-grey-level staircase never counts. The margin
+        removed above it is the 99.9th percentile of the window's noise energy (Wilson &
+        Hilferty 1931), wider for correlated noise and for the local estimate's own error.
     contrast_floor : float, optional
         Energy added to the denominator besides ``N``, in the units of ``E[C**2]`` (squared
         intensity per px²); must be positive. By default 1 % of the image's mean ``E[C**2]``.

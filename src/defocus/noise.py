@@ -13,15 +13,22 @@ Real sensor noise is not the white, signal-independent noise of textbooks:
   level), so a staircase is explained as noise and never read as detail.
 
 :func:`estimate_noise` fits all three from the one image; :meth:`NoiseModel.spectral_weight`
-gives the extra noise a derivative-of-Gaussian filter at any scale lets through, and
-:func:`local_noise_variance` measures noise where it is. The blur map and the focus measures
-compare their signal with these.
+gives the extra noise a derivative-of-Gaussian filter at any scale lets through. For maps that
+measure noise where it is: :func:`noise_spectrum` (the spectrum alone, cheaply, trusted only
+where the flat blocks are Gaussian, since texture is sparse and noise is not), :func:`band_noise`
+(what a band-pass and the Haar levels see of that spectrum), :func:`local_noise_variance` (per
+block, correlated noise unmixed from texture with those gains), :func:`noise_floor` (its median
+by intensity) and :func:`noise_variance_map` (the band's noise per pixel). The blur map, the
+focus measures and blind identification compare their signal with these.
 
 References
 ----------
 Foi A., Trimeche M., Katkovnik V., Egiazarian K. (2008) Practical Poissonian-Gaussian noise
 modeling and fitting for single-image raw-data. IEEE TIP 17(10).
 Immerkaer J. (1996) Fast noise variance estimation. CVIU 64(2).
+Field D. J. (1987) Relations between the statistics of natural images and the response
+properties of cortical cells. JOSA A 4(12).
+Zoran D., Weiss Y. (2009) Scale invariance and noise in natural images. ICCV.
 """
 
 from __future__ import annotations
