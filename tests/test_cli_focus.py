@@ -51,6 +51,19 @@ def test_focus_writes_every_output(tilted, tmp_path, capsys):
     assert "sharpest rows at" in capsys.readouterr().out
 
 
+def test_a_flat_profile_claims_no_sharpest_band(tmp_path, capsys):
+    # Noise with one small sharp square: every row's median focus is 0, so the argmax of the
+    # profile (row 0) is no answer.
+    img = np.random.default_rng(0).normal(100, 4, (192, 192))
+    img[80:100, 80:100] += 60
+    path = tmp_path / "sparse.tif"
+    write_image(path, img.astype(np.float32))
+    assert main(["focus", str(path), "-o", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "sparse.focus.json").read_text())
+    assert summary["sharpest_band"] is None and summary["in_focus_fraction"] > 0
+    assert "no sharpest rows (the focus profile is flat)" in capsys.readouterr().out
+
+
 def test_focus_json_on_stdout_and_measure_choice(tilted, tmp_path, capsys):
     assert (
         main(

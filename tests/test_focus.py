@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -11,6 +13,8 @@ from skimage import data
 
 from defocus import BadInputError
 from defocus import focus as F
+from defocus.data import sample_path
+from defocus.io import read_image
 from defocus.noise import noise_variance_map
 
 ALL = F.list_measures()
@@ -258,3 +262,95 @@ def test_bad_input_gets_a_one_line_error(call, match):
     with pytest.raises(BadInputError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Noise of every kind a real instrument makes is not detail; real texture still is.
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    iio.imwrite(
+        buf, np.clip(np.rint(image), 0, 255).astype(np.uint8), extension=".jpg", quality=quality
+    )
+    return iio.imread(buf.getvalue(), extension=".jpg")
+
+
+# Each degrades a base image with one kind of real noise; standard deviations about 4 grey levels.
+_DEGRADE = {
+    "white": lambda b, rng: b + rng.normal(0, 4, b.shape),
+    # photon counting, 4 photons per grey level: the variance is a quarter of the mean
+    "poisson": lambda b, rng: rng.poisson(4 * b).astype(np.float32) / 4,
+    # demosaicing-like: lag-1 correlation 0.6
+    "correlated": lambda b, rng: b + 10 * ndimage.gaussian_filter(rng.normal(0, 1, b.shape), 0.7),
+    # SEM scan lines: an offset per line on top of white noise
+    "scan_lines": lambda b, rng: b + rng.normal(0, 2, b.shape) + rng.normal(0, 2, (b.shape[0], 1)),
+    # SEM detector bandwidth: noise smoothed along the scan direction only
+    "scan_correlated": lambda b, rng: (
+        b + 7.5 * ndimage.gaussian_filter1d(rng.normal(0, 1, b.shape), 1.0, axis=1)
+    ),
+    "jpeg": lambda b, rng: _jpeg(b + rng.normal(0, 4, b.shape), 80),
+    # 8 bits without noise: a staircase of one grey level on smooth content
+    "staircase": lambda b, rng: np.rint(b).astype(np.uint8),
+    "staircase_with_noise": lambda b, rng: np.rint(b + rng.normal(0, 0.5, b.shape)).astype(
+        np.uint8
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def gravel512() -> np.ndarray:
+    return data.gravel()[:512, :512].astype(np.float64)
+
+
+@pytest.mark.parametrize("kind", sorted(_DEGRADE))
+def test_noise_of_each_kind_never_reads_as_detail_but_texture_does(kind, gravel512):
+    # Pure noise on a smooth ramp (no detail at all) against the same noise on a real texture.
+    ramp = np.linspace(60, 140, 512)[None, :].repeat(512, axis=0)
+    noise_only = F.focus_map(_DEGRADE[kind](ramp, np.random.default_rng(1)))
+    textured = F.focus_map(_DEGRADE[kind](gravel512, np.random.default_rng(1)))
+    assert (noise_only > 0).mean() <= 0.05
+    assert F.in_focus_mask(noise_only).mean() <= 0.02
+    assert noise_only.mean() <= 0.01 * textured.mean()
+    assert (textured > 0).mean() >= 0.9
+    assert F.in_focus_mask(textured).mean() >= 0.2
+
+
+def test_correlated_noise_read_as_white_would_read_as_detail():
+    # What the test above guards against: measured as white noise, demosaicing-like noise
+    # passes the band-pass far more energy than predicted and reads as detail.
+    ramp = np.linspace(60, 140, 512)[None, :].repeat(512, axis=0)
+    img = _DEGRADE["correlated"](ramp, np.random.default_rng(1)).astype(np.float32)
+    as_white = noise_variance_map(img, spectral_weight=1.0)
+    assert (F.gradient_ratio(img, noise_sigma=np.sqrt(as_white)) > 0).mean() > 0.5
+
+
+def test_gain_and_offset_do_not_change_the_map_with_physical_poisson_noise():
+    # A detector's gain and offset scale the counted electrons: the map is unchanged.
+    scene = data.camera()[100:356, 100:356].astype(np.float64)
+    counts = np.random.default_rng(2).poisson(32 * scene + 20).astype(np.float32)
+    reference = F.focus_map(counts)
+    np.testing.assert_allclose(F.focus_map(7.5 * counts + 300), reference, rtol=2e-3, atol=2e-4)
+    # With enough electrons (32 per grey level) and four times as many (a brighter region of
+    # the same scene) the correction removes noise, not signal: both read the noise-free
+    # detail. (At 8 per grey level the noise hides a quarter of it.)
+    bright = np.random.default_rng(3).poisson(4 * (32 * scene + 20)).astype(np.float32)
+    clean = np.median(F.focus_map(scene))
+    assert np.median(reference) == pytest.approx(clean, rel=0.15)
+    assert np.median(F.focus_map(bright)) == pytest.approx(clean, rel=0.15)
+    # and not because it ignores the image: a blurred copy reads far less
+    blurred = np.random.default_rng(3).poisson(4 * ndimage.gaussian_filter(32 * scene + 20, 2))
+    assert np.median(F.focus_map(blurred.astype(np.float32))) < 0.5 * clean
+
+
+def test_fib_demo_mask_shows_needle_and_lamella_not_the_substrate():
+    # The bundled FIB image: the needle and lamella are in focus over a strongly defocused,
+    # noisy substrate (its edges are about 68 px wide).
+    fmap = F.focus_map(read_image(sample_path("fib_needle.tif")).data)
+    mask = F.in_focus_mask(fmap)
+    substrate = [(slice(60, 260), slice(60, 360)), (slice(700, 1000), slice(250, 600))]
+    for box in substrate:
+        assert mask[box].mean() <= 0.05
+    lamella = (slice(450, 620), slice(260, 460))
+    assert mask[lamella].mean() >= 0.15
+    assert fmap[lamella].mean() > 10 * max(fmap[box].mean() for box in substrate)

@@ -200,6 +200,44 @@ def test_identify_says_so_when_pure_noise_holds_no_blur():
     assert found.to_dict()["identified"] is False
 
 
+def _demosaiced_noise(shape: tuple[int, int], sd: float, seed: int) -> np.ndarray:
+    """Noise with lag-1 correlation 0.6, as after demosaicing."""
+    white = np.random.default_rng(seed).normal(0, 1, shape)
+    return sd / 0.403 * ndi.gaussian_filter(white, 0.7)
+
+
+def test_identify_reads_blur_through_correlated_noise_and_refuses_it_alone(scene):
+    # Correlated noise falls with frequency like a blur: with a white noise floor identify
+    # called pure demosaiced noise a 2 px disk (confidence 0.48) and misread or refused the
+    # real blurs below; the measured noise spectrum tells them apart.
+    from defocus.kernel import identify
+
+    assert not identify(100 + _demosaiced_noise((256, 256), 5, 2)).identified
+    disk = identify(blur(scene, P.disk(6.0)) + _demosaiced_noise(scene.shape, 2, 3))
+    assert disk.model == "disk" and disk.diameter == pytest.approx(12, abs=1.0)
+    for sigma in (1.5, 3.0):
+        found = identify(blur(scene, P.gaussian(sigma)) + _demosaiced_noise(scene.shape, 2, 4))
+        assert found.identified and found.sigma == pytest.approx(sigma, rel=0.2)
+
+
+def test_identify_reads_large_blur_in_a_jpeg_at_lower_resolution(scene):
+    # JPEG at quality 70 bends the noise floor where a 6 px blur leaves nothing but floor:
+    # at full resolution the fit explains nothing, at half resolution the fall-off is clean.
+    import io
+
+    import imageio.v3 as iio
+
+    from defocus.kernel import _identify, identify
+
+    noisy = blur(scene, P.gaussian(6.0)) + _demosaiced_noise(scene.shape, 3, 5)
+    buf = io.BytesIO()
+    iio.imwrite(buf, np.clip(np.rint(noisy), 0, 255).astype(np.uint8), extension=".jpg", quality=70)
+    jpeg = iio.imread(buf.getvalue(), extension=".jpg")
+    assert not _identify(jpeg.astype(float), ("disk", "gauss")).identified
+    found = identify(jpeg)
+    assert found.model == "gauss" and found.sigma == pytest.approx(6.0, rel=0.15)
+
+
 def test_automatic_size_finds_a_hollow_ring():
     # The best small-support fit of a ring blur is a compact blob; the search must not stop
     # there.

@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from skimage.filters import threshold_otsu
 
 from ._array import as_float_image
 from ._errors import BadInputError
-from .noise import estimate_noise, noise_variance_map, quantum
+from .noise import BandNoise, band_noise, noise_floor, noise_spectrum, noise_variance_map, quantum
 
 __all__ = [
     "DEFAULT_MEASURE",
@@ -147,9 +148,66 @@ def _white_noise_gain(sigma: float, minus: float | None) -> float:
     return float(_gradient_energy_dog(delta, sigma, minus).sum())
 
 
-def _spectral_weight(img: np.ndarray, fine: float) -> float:
-    """How much more noise :func:`gradient_ratio` 's band passes than white noise would."""
-    return estimate_noise(img).spectral_weight(fine)
+def _band_response(n: int, fine: float, coarse: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frequency response, on the ``fftfreq(n)`` grid, of the two components of
+    ``grad((G_fine - G_coarse) * I)``."""
+    f = np.fft.fftfreq(n)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    w2 = (2 * np.pi) ** 2 * (fy**2 + fx**2)
+    dog = np.exp(-w2 * fine**2 / 2) - np.exp(-w2 * coarse**2 / 2)
+    return 2 * np.pi * fy * dog, 2 * np.pi * fx * dog
+
+
+def _margin(rel: float) -> float:
+    """99.9th percentile, over its mean, of a window mean of noise energy whose relative standard
+    deviation is ``rel``: a scaled chi-square with ``2 / rel**2`` degrees of freedom, by the
+    Wilson & Hilferty (1931) cube-root approximation (PNAS 17:684), which keeps its skew."""
+    return (1.0 - rel * rel / 9.0 + 3.09 * rel / 3.0) ** 3
+
+
+def _spectral_weight(
+    img: np.ndarray, fine: float, coarse: float = 3.0, scale: float = DEFAULT_SCALE
+) -> BandNoise:
+    """How :func:`gradient_ratio` 's band (the gradient of ``G_fine - G_coarse``) sees the
+    image's noise: its spectral weight, peak gain and the noise's Haar detail per level, from
+    the noise spectrum measured in the image's flat blocks.
+
+    Correlated noise also fluctuates more in a window of ``scale`` px than white noise does,
+    and the local noise map measures it less precisely; the weight carries both, so that the
+    margin :func:`gradient_ratio` removes is right for a noise map given as ``noise_sigma``
+    (as the tiled map does).
+    """
+    spectrum = noise_spectrum(img)
+    hy, hx = _band_response(256, fine, coarse)
+    band = band_noise(spectrum, hy * hy + hx * hx)
+    white = _margin(_fluctuation(np.ones((1, 1)), fine, coarse, scale))
+    extra = _margin(float(np.hypot(_fluctuation(spectrum, fine, coarse, scale), band.error)))
+    extra /= white
+    levels, variances = noise_floor(img, haar=band.haar)
+    floor = (tuple(levels.tolist()), tuple(variances.tolist()))
+    return dataclasses.replace(band, weight=band.weight * max(extra, 1.0), floor=floor)
+
+
+def _fluctuation(spectrum: np.ndarray, fine: float, coarse: float, scale: float) -> float:
+    """Relative standard deviation of the window mean of noise-only ``|D|**2``.
+
+    For Gaussian noise of covariance ``C`` in each gradient component, the window mean ``m`` of
+    ``Dy**2 + Dx**2`` has variance ``2 sum A (Cyy**2 + Cxx**2 + 2 Cxy**2)`` over all lags, where
+    ``A`` is the window's autocorrelation (Isserlis' theorem): noise correlated along scan lines
+    or smoothed by demosaicing holds fewer independent samples than white noise and its window
+    mean fluctuates more.
+    """
+    n = 256
+    hy, hx = _band_response(n, fine, coarse)
+    b = spectrum.shape[0]
+    idx = np.rint(np.fft.fftfreq(n) * b).astype(int) % b
+    s = spectrum[np.ix_(idx, idx)]
+    cyy, cxx, cxy = (np.fft.ifft2(s * p).real for p in (hy * hy, hx * hx, hy * hx))
+    f = np.fft.fftfreq(n)
+    w2 = (2 * np.pi) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2)
+    acf = np.fft.ifft2(np.exp(-w2 * scale**2)).real
+    var = 2.0 * float((acf * (cyy**2 + cxx**2 + 2 * cxy**2)).sum())
+    return float(np.sqrt(max(var, 0.0)) / (cyy[0, 0] + cxx[0, 0]))
 
 
 def _step(image: np.ndarray) -> float:
@@ -699,7 +757,11 @@ def gradient_ratio(
         pass 0 to switch the correction off. By default it is measured where it is, by
         :func:`defocus.noise.noise_variance_map`: SEM and FIB shot noise differs between regions
         of one image, and a single level let the noisier ones read as detail. Fine texture is
-        not taken for noise, correlated noise counts in full, and one grey level is the least.
+        not taken for noise; correlated noise (demosaicing, JPEG, scan lines) counts in full
+        through its power spectrum, measured in the flattest blocks; no block reads less noise
+        than the median at its intensity; a one-grey-level staircase never counts. The margin
+        removed above it is the 99.9th percentile of the window's noise energy (Wilson &
+        Hilferty 1931), wider for correlated noise and for the local estimate's own error.
     contrast_floor : float, optional
         Energy added to the denominator besides ``N``, in the units of ``E[C**2]`` (squared
         intensity per px²); must be positive. By default 1 % of the image's mean ``E[C**2]``.
@@ -749,18 +811,15 @@ def gradient_ratio(
     e_coarse = _coarse_energy(img, scale, coarse)
     gain = _white_noise_gain(fine, coarse)
     if noise_sigma is None:
-        var = noise_variance_map(
-            img, spectral_weight=_spectral_weight(img, fine), step=_step(image)
-        )
+        band_noise_ = _spectral_weight(img, fine, coarse, scale)
+        var = noise_variance_map(img, spectral_weight=band_noise_, step=_step(image))
     else:
         var = np.square(np.asarray(noise_sigma, np.float32))
     noise = (var * np.float32(gain)).astype(np.float32)
-    # The window mean of noise energy still fluctuates, by sqrt(2 / n) for the n independent
-    # samples that a window of ``scale`` holds of noise band-passed at ``fine``; three of those
-    # are removed too, so that a noise-only window reads 0 with 99.9 % probability rather than
-    # half the time.
-    n_eff = 2.0 * (scale / fine) ** 2
-    noise *= np.float32(1.0 + 3.0 * np.sqrt(2.0 / n_eff))
+    # The window mean of noise energy still fluctuates; its 99.9th percentile is removed (that
+    # of white noise; the spectral weight adds the excess of correlated noise), so that a
+    # noise-only window reads 0 with 99.9 % probability rather than half the time.
+    noise *= np.float32(_margin(_fluctuation(np.ones((1, 1)), fine, coarse, scale)))
     # The contrast floor keeps faint residues (smoothed quantisation noise, shading) in nearly
     # flat regions from reading as detail, and 0/0 out; the default scales with gain like
     # everything else.
@@ -1275,8 +1334,11 @@ def sharpest_band(
 def focus_threshold(fmap: np.ndarray) -> float:
     """Automatic in-focus threshold for a focus map (Otsu's method).
 
-    For a non-negative map Otsu's threshold is found on the logarithm of its positive values,
-    since focus values span decades and are heavy-tailed; a map with negative values (such as
+    For a non-negative map Otsu's threshold is found on the square roots of its positive
+    values: focus values are energies, heavy-tailed, and their square roots are amplitudes.
+    The logarithm would tame the tail too, but it stretches the faint residue that noise leaves
+    in flat regions (values near 0) as far as the decade between blurred and sharp detail, and
+    Otsu then counts that residue as in focus. A map with negative values (such as
     :func:`spectral_slope` or :func:`vollath_f4`) is thresholded as is. A map with a single
     value returns that value, so :func:`in_focus_mask` marks nothing.
 
@@ -1291,7 +1353,7 @@ def focus_threshold(fmap: np.ndarray) -> float:
         positive = data[data > 0]
         if positive.size == 0 or positive.min() == positive.max():
             return float(positive.max()) if positive.size else 0.0
-        return float(np.exp(threshold_otsu(np.log(positive.astype(np.float64)))))
+        return float(threshold_otsu(np.sqrt(positive.astype(np.float64)))) ** 2
     if data.min() == data.max():
         return float(data.min())
     return float(threshold_otsu(data))

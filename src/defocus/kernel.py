@@ -39,7 +39,7 @@ import scipy.special
 from . import psf as _psf
 from ._array import as_float_image
 from ._errors import BadInputError
-from .noise import haar_sigma
+from .noise import haar_sigma, noise_spectrum
 
 __all__ = [
     "Identification",
@@ -1015,19 +1015,36 @@ def _radial_power(image: np.ndarray) -> _Rings:
     )
 
 
-def _fit_spectrum(
-    logp: np.ndarray, f: np.ndarray, h2: np.ndarray, iters: int = 25
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ``log P ≈ log(A f^−α |H|² + N₀)`` for each row of candidate ``|H|²``.
+def _noise_shape(image: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """The image's noise power spectrum (:func:`noise_spectrum`, measured in its flattest
+    blocks) averaged over rings and read at frequencies ``f`` (cycles/px); mean 1 if white."""
+    spec = noise_spectrum(image)
+    b = spec.shape[0]
+    q = scipy.fft.fftfreq(b) * b
+    ring = np.rint(np.hypot(q[:, None], q[None, :])).astype(int).ravel()
+    profile = np.bincount(ring, weights=spec.ravel()) / np.maximum(np.bincount(ring), 1)
+    return np.interp(f * b, np.arange(profile.size), profile)
 
-    A, α (the natural-image power law) and N₀ (white noise) are fitted per candidate by
-    damped Gauss–Newton, vectorised over candidates. Returns the residual sums of squares and
-    the fitted α.
+
+def _fit_spectrum(
+    logp: np.ndarray,
+    f: np.ndarray,
+    h2: np.ndarray,
+    noise: np.ndarray | None = None,
+    iters: int = 25,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``log P ≈ log(A f^−α |H|² + N₀ S)`` for each row of candidate ``|H|²``.
+
+    A, α (the natural-image power law) and N₀ (the noise level) are fitted per candidate by
+    damped Gauss–Newton, vectorised over candidates; ``S`` is the noise spectrum's shape at
+    ``f`` (white if None). Returns the residual sums of squares and the fitted α.
     """
     nc = h2.shape[0]
     logf = np.log(f)[None, :]
+    shape = np.ones_like(f) if noise is None else np.maximum(noise, 1e-6)
     alpha = np.full(nc, 2.0)
-    logn = np.full(nc, float(np.median(logp[-max(4, logp.size // 10) :])))
+    tail = slice(-max(4, logp.size // 10), None)
+    logn = np.full(nc, float(np.median(logp[tail] - np.log(shape[tail]))))
     sig = np.log(np.maximum(h2, 1e-12)) - alpha[:, None] * logf
     use = h2 > 0.1
     loga = np.sum((logp[None, :] - sig) * use, axis=1) / np.maximum(use.sum(axis=1), 1)
@@ -1036,7 +1053,7 @@ def _fit_spectrum(
 
     def residual(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = np.exp(np.clip(t[:, :1] - t[:, 1:2] * logf, -700, 700)) * h2
-        nz = np.exp(t[:, 2:3])
+        nz = np.exp(t[:, 2:3]) * shape[None, :]
         model = s + nz
         return logp[None, :] - np.log(model), s / model, nz / model
 
@@ -1097,11 +1114,16 @@ def identify(
     The power spectrum of the image's periodic component [6]_ is averaged over half-overlapping
     tiles and over rings of equal frequency. Each candidate PSF's ``|H(f)|²`` (a disk's jinc²
     with its several zeros, a Gaussian's fall-off) times a natural-image power law ``A f^−α``
-    [2]_ plus a white-noise floor ``N₀`` is fitted to the log spectrum over every ring, with
-    A, α and N₀ free, and the size with the smallest residual wins. Matching the whole comb of
+    [2]_ plus a noise floor ``N₀ S(f)`` is fitted to the log spectrum over every ring, with
+    A, α and N₀ free, and the size with the smallest residual wins. ``S`` is the shape of the
+    noise power spectrum that :func:`defocus.noise.noise_spectrum` measures in the image's
+    flattest blocks: demosaicing, JPEG and scan electronics make real noise fall with
+    frequency, and a white floor would read that fall as blur. Matching the whole comb of
     zeros, not only the first, keeps small disks from locking onto the wrong zero. The
     model whose best fit has the lower residual is chosen; the disk diameter is checked
-    against the power cepstrum's negative ring [1]_.
+    against the power cepstrum's negative ring [1]_. When nothing is identified at full
+    resolution, the image is tried again at half and a quarter of it (large blur), and sizes
+    are given in full-resolution pixels.
 
     Parameters
     ----------
@@ -1131,6 +1153,27 @@ def identify(
     models = tuple(models)
     if not models or any(m not in ("disk", "gauss") for m in models):
         raise BadInputError(f"identify fits 'disk' and/or 'gauss'; got {models!r}")
+    found = _identify(lum, models)
+    factor = 1
+    # A large blur leaves most rings to the noise floor, and processing (demosaicing, JPEG)
+    # bends that floor where a model of it is least sure: the same image at half and a quarter
+    # of the resolution (2 x 2 block means) holds the blur's fall-off in fewer, cleaner rings.
+    while not found.identified and min(lum.shape) >= 4 * 64 and factor < 4:
+        h, w = lum.shape[0] // 2 * 2, lum.shape[1] // 2 * 2
+        lum = lum[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        factor *= 2
+        coarse = _identify(lum, models)
+        if coarse.identified:
+            params = {k: v * factor for k, v in coarse.params.items()}
+            diameter = None if coarse.diameter is None else coarse.diameter * factor
+            return Identification(
+                coarse.model, params, coarse.sigma * factor, diameter, coarse.confidence
+            )
+    return found
+
+
+def _identify(lum: np.ndarray, models: tuple[str, ...]) -> Identification:
+    """:func:`identify` at the resolution of ``lum``."""
     rings = _radial_power(lum)
     f, logp = rings.freq, np.log(np.maximum(rings.power, 1e-300))
     side = round(1 / (f[1] - f[0]))
@@ -1142,18 +1185,19 @@ def identify(
             return rings.average((2 * scipy.special.j1(arg) / arg) ** 2, box=True)
         return rings.average(np.exp(-4 * np.pi**2 * grid[:, None] ** 2 * rho**2), box=False)
 
+    noise = _noise_shape(lum, f)
     best: dict[str, tuple[float, float]] = {}
-    none_cost = float(_fit_spectrum(logp, f, np.ones((1, f.size)))[0][0])
+    none_cost = float(_fit_spectrum(logp, f, np.ones((1, f.size)), noise)[0][0])
     for model in models:
         if model == "disk":
             grid = np.arange(0.5, side / 6, 0.1)
         else:
             grid = np.geomspace(0.3, side / 12, 300)
-        cost, _ = _fit_spectrum(logp, f, candidates(model, grid))
+        cost, _ = _fit_spectrum(logp, f, candidates(model, grid), noise)
         i = int(np.argmin(cost))
         # Refine between the neighbouring grid points.
         fine = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)], 21)
-        cost, _ = _fit_spectrum(logp, f, candidates(model, fine))
+        cost, _ = _fit_spectrum(logp, f, candidates(model, fine), noise)
         j = int(np.argmin(cost))
         best[model] = (float(fine[j]), float(cost[j]))
     chosen = min(best, key=lambda name: best[name][1])

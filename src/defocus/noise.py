@@ -13,15 +13,22 @@ Real sensor noise is not the white, signal-independent noise of textbooks:
   level), so a staircase is explained as noise and never read as detail.
 
 :func:`estimate_noise` fits all three from the one image; :meth:`NoiseModel.spectral_weight`
-gives the extra noise a derivative-of-Gaussian filter at any scale lets through, and
-:func:`local_noise_variance` measures noise where it is. The blur map and the focus measures
-compare their signal with these.
+gives the extra noise a derivative-of-Gaussian filter at any scale lets through. For maps that
+measure noise where it is: :func:`noise_spectrum` (the spectrum alone, cheaply, trusted only
+where the flat blocks are Gaussian, since texture is sparse and noise is not), :func:`band_noise`
+(what a band-pass and the Haar levels see of that spectrum), :func:`local_noise_variance` (per
+block, correlated noise unmixed from texture with those gains), :func:`noise_floor` (its median
+by intensity) and :func:`noise_variance_map` (the band's noise per pixel). The blur map, the
+focus measures and blind identification compare their signal with these.
 
 References
 ----------
 Foi A., Trimeche M., Katkovnik V., Egiazarian K. (2008) Practical Poissonian-Gaussian noise
 modeling and fitting for single-image raw-data. IEEE TIP 17(10).
 Immerkaer J. (1996) Fast noise variance estimation. CVIU 64(2).
+Field D. J. (1987) Relations between the statistics of natural images and the response
+properties of cortical cells. JOSA A 4(12).
+Zoran D., Weiss Y. (2009) Scale invariance and noise in natural images. ICCV.
 """
 
 from __future__ import annotations
@@ -35,12 +42,17 @@ from scipy import ndimage as ndi
 from ._array import as_float_image
 
 __all__ = [
+    "BandNoise",
     "NoiseModel",
+    "band_noise",
     "estimate_noise",
     "haar_sigma",
     "local_noise_variance",
+    "noise_floor",
+    "noise_spectrum",
     "noise_variance_map",
     "quantum",
+    "white_haar",
 ]
 
 # Blocks are this many pixels on a side: 32 resolves the spectrum to 1/32 cycle/px and holds
@@ -53,6 +65,22 @@ _BINS = 12
 _TRIMMED_GAUSS = 0.6220
 # Largest ratio of the noise spectrum to its mean.
 _MAX_SPECTRAL = 4.0
+# noise_spectrum samples at most this many blocks: 2048 blocks of 32 px give the spectrum of
+# each frequency to about 2 % at any image size.
+_SPECTRUM_BLOCKS = 2048
+# Excess kurtosis of second-level Haar detail at which flat blocks count as texture, not noise.
+# Gaussian noise has 0, also after demosaicing, JPEG or scan electronics (all linear or nearly
+# so at that level); band-pass coefficients of natural images are sparse, with excess kurtosis
+# well above 1 (Field 1987; Zoran & Weiss 2009).
+_TEXTURE_KURTOSIS = 1.0
+# noise_spectrum takes the spectrum as flat below this many cycles per block (1/8 cycle/px for
+# 32-px blocks): noise correlations of demosaicing, JPEG and scan electronics span at most a
+# couple of pixels, so power there in the flat blocks is residual (blurred) content.
+_FLAT_BELOW = 4
+# local_noise_variance first removes each block's content smoother than a Gaussian of this
+# sigma (px): smooth shading raises the coarser Haar level more than the finer one and would be
+# taken for less noise. Noise at the Haar levels (periods of 2-8 px) keeps 80-100 % of its energy.
+_SMOOTH = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,6 +235,216 @@ def _fit_variance(means: np.ndarray, varis: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Residuals of each (n, b, b) block after its least-squares plane, the blocks' means and
+    their residual variances."""
+    b = blocks.shape[-1]
+    yy, xx = np.mgrid[:b, :b].astype(np.float64)
+    basis = np.stack([np.ones(b * b), yy.ravel() - (b - 1) / 2, xx.ravel() - (b - 1) / 2])
+    flat = blocks.reshape(len(blocks), -1)
+    coef = flat @ np.linalg.pinv(basis)
+    resid = flat - coef @ basis
+    return resid, coef[:, 0], (resid**2).sum(axis=1) / (b * b - 3)
+
+
+def _flattest(means: np.ndarray, varis: np.ndarray) -> np.ndarray:
+    """Indices of the least varying fifth of the blocks in each of the intensity bins."""
+    edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
+    which = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, _BINS - 1)
+    chosen = []
+    for k in range(_BINS):
+        idx = np.flatnonzero(which == k)
+        if len(idx):
+            chosen.append(idx[varis[idx] <= np.quantile(varis[idx], _FLAT_FRACTION)])
+    return np.concatenate(chosen)
+
+
+def _periodogram(resid: np.ndarray, varis: np.ndarray, low: int = 3) -> np.ndarray:
+    """Mean Hann-windowed periodogram of (n, b, b) residual blocks, each normalised by its own
+    variance, with the lowest rings replaced by the annulus above them; mean 1."""
+    b = resid.shape[-1]
+    win = np.outer(np.hanning(b), np.hanning(b))
+    norm = np.maximum(varis, 1e-30)[:, None, None] * float((win**2).sum())
+    spec = (np.abs(np.fft.fft2(resid * win)) ** 2 / norm).mean(axis=0)
+    # Below 3 cycles per block the detrended blocks still hold smooth image content (curvature
+    # the plane leaves), not noise; noise correlations of demosaicing, scan electronics and
+    # JPEG span a few pixels, so their spectrum is flat there: take the annulus just above.
+    f = np.fft.fftfreq(b) * b
+    ring = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+    spec[ring < low] = spec[(ring >= low) & (ring < low + 1)].mean()
+    return spec / spec.mean()
+
+
+def _haar_response(n: int, level: int) -> np.ndarray:
+    """Squared frequency response, on the ``fftfreq(n)`` grid, of the Haar diagonal detail at
+    ``level`` (1: on the image; 2: on its 2 x 2 block means; ...) after the smooth content is
+    removed as :func:`local_noise_variance` removes it."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")
+    r = (1.0 - np.exp(-2 * np.pi**2 * _SMOOTH**2 * (fy**2 + fx**2))) ** 2
+    for k in range(level - 1):  # each 2 x 2 mean multiplies by cos² per axis
+        r *= np.cos(np.pi * 2**k * fy) ** 2 * np.cos(np.pi * 2**k * fx) ** 2
+    s = 2 ** (level - 1)
+    return r * 4 * np.sin(np.pi * s * fy) ** 2 * np.sin(np.pi * s * fx) ** 2
+
+
+def _haar_pair(haar: tuple[float, float, float], block: int = _BLOCK) -> int:
+    """First of the two successive Haar levels that :func:`local_noise_variance` compares.
+
+    Levels 1 and 2 have four times the samples of levels 2 and 3 and see the least texture:
+    they are left only when their contrast for noise, ``|g1 - g2| / (g1 + g2)``, is under half
+    that of the next pair (noise correlated over about two pixels can give ``g1 ≈ g2``).
+    """
+    g1, g2, g3 = haar
+
+    def contrast(a: float, c: float) -> float:
+        return abs(a - c) / max(a + c, 1e-12)
+
+    return 2 if block >= 16 and contrast(g2, g3) > 2 * contrast(g1, g2) else 1
+
+
+def _excess_kurtosis(x: np.ndarray) -> float:
+    """Excess kurtosis of each row of ``x`` after normalising it to unit mean square, averaged."""
+    m2 = np.maximum((x * x).mean(axis=1), 1e-30)
+    return float(np.mean((x**4).mean(axis=1) / m2**2) - 3.0)
+
+
+def noise_spectrum(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
+    """Normalised noise power spectrum, measured in the image's flattest blocks.
+
+    Blocks of 32 px (16 or 8 for small images) on a regular sample of at most 2048 are
+    detrended by a plane; the least varying fifth of each intensity bin is taken as flat, as in
+    :func:`estimate_noise`, and their periodograms are averaged. Flat blocks of a richly textured
+    image hold texture rather than noise; texture and noise differ in their statistics, not
+    their spectra: noise is Gaussian, while band-pass detail of natural images is sparse
+    (Field 1987; Zoran & Weiss 2009). So the measured spectrum is trusted in proportion to how
+    Gaussian the flat blocks' second-level Haar detail is: white where its excess kurtosis
+    reaches 1, the measured spectrum where it is 0, and a mixture between.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image, or multichannel with ``channel_axis``.
+    channel_axis : int, optional
+        Axis of the colour channels.
+
+    Returns
+    -------
+    (B, B) ndarray of float64
+        Mean 1 (white noise is all ones), in ``numpy.fft.fft2`` order; B is the block side.
+
+    Examples
+    --------
+    >>> from scipy import ndimage
+    >>> white = np.random.default_rng(0).normal(0, 1, (256, 256))
+    >>> s = noise_spectrum(ndimage.gaussian_filter(white, 0.7))
+    >>> bool(s[0, 0] > 3 > 0.1 > s[16, 16])  # correlated noise: most power at low frequency
+    True
+    """
+    img = as_float_image(np.asarray(image), channel_axis=channel_axis).astype(np.float64)
+    b = _BLOCK
+    while b > 8 and min(img.shape) < 4 * b:
+        b //= 2
+    h, w = img.shape[0] // b, img.shape[1] // b
+    if h < 1 or w < 1:
+        return np.ones((b, b))
+    stride = max(1, int(np.ceil(np.sqrt(h * w / _SPECTRUM_BLOCKS))))
+    grid = img[: h * b, : w * b].reshape(h, b, w, b)[::stride, :, ::stride]
+    resid, means, varis = _detrend(grid.transpose(0, 2, 1, 3).reshape(-1, b, b))
+    sel = _flattest(means, varis)
+    r = resid[sel].reshape(-1, b, b)
+    spec = _periodogram(r, varis[sel], _FLAT_BELOW * b // _BLOCK or 1)
+    level2 = _haar_diagonal(r.reshape(-1, b // 2, 2, b // 2, 2).mean(axis=(2, 4)))
+    kurt = _excess_kurtosis(level2.reshape(len(sel), -1))
+    trust = float(np.clip(1.0 - kurt / _TEXTURE_KURTOSIS, 0.0, 1.0))
+    return 1.0 + trust * (spec - 1.0)
+
+
+def white_haar() -> tuple[float, float, float]:
+    """Haar diagonal detail energy that unit white noise leaves at levels 1, 2 and 3 once
+    :func:`local_noise_variance` has removed the smooth content (about 0.97, 0.21, 0.03)."""
+    g1, g2, g3 = (float(np.mean(_haar_response(_BLOCK, k))) for k in (1, 2, 3))
+    return g1, g2, g3
+
+
+@dataclass(frozen=True)
+class BandNoise:
+    """How a band-pass measure sees an image's noise: what :func:`noise_variance_map` needs
+    besides the image, from :func:`band_noise`.
+
+    Attributes
+    ----------
+    weight : float
+        The band's spectral weight: how much more noise energy it passes than white noise of
+        the same variance (1 for white noise).
+    peak : float
+        The band's largest squared response over its mean. Quantisation error on smooth
+        content (a staircase of one grey level) is not white: all its variance may fall where
+        the band passes most, so ``peak`` times its variance bounds what it can put in the band.
+    haar : tuple of float
+        Expected Haar diagonal detail energy of unit-variance noise at levels 1, 2 and 3 after
+        the smooth content is removed (:func:`white_haar` for white noise).
+    error : float
+        Relative standard error of :func:`local_noise_variance` for this noise (about 0.03
+        for white noise; larger where correlation makes the two Haar levels alike).
+    floor : (levels, variances)
+        The image's least noise variance by intensity (:func:`noise_floor`); empty for none.
+    """
+
+    weight: float = 1.0
+    peak: float = 1.0
+    haar: tuple[float, float, float] = field(default_factory=white_haar)
+    error: float = 0.0
+    floor: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+
+
+def band_noise(spectrum: np.ndarray, response: np.ndarray) -> BandNoise:
+    """Describe how a band of squared frequency response ``response`` sees noise of normalised
+    power spectrum ``spectrum`` (from :func:`noise_spectrum`).
+
+    Parameters
+    ----------
+    spectrum : (B, B) ndarray
+        Normalised noise power spectrum in ``numpy.fft.fft2`` order.
+    response : (n, n) ndarray
+        The band's squared frequency response on the ``numpy.fft.fftfreq(n)`` grid (n >= B);
+        the spectrum is read at the nearest measured frequency.
+
+    Returns
+    -------
+    BandNoise
+
+    Examples
+    --------
+    >>> f = np.fft.fftfreq(64)
+    >>> w2 = (2 * np.pi) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2)
+    >>> bn = band_noise(np.ones((32, 32)), w2 * np.exp(-w2))  # white noise, a derivative band
+    >>> round(bn.weight, 3), bn.haar == white_haar()
+    (1.0, True)
+    """
+    b, n = spectrum.shape[0], response.shape[0]
+    f = np.fft.fftfreq(n)
+    idx = np.rint(f * b).astype(int) % b
+    s = spectrum[np.ix_(idx, idx)]
+    total = float(response.sum())
+    weight = float((s * response).sum() / total) if total > 0 else 1.0
+    peak = float(response.max() / response.mean()) if total > 0 else 1.0
+    responses = [_haar_response(b, k) for k in (1, 2, 3)]
+    gains = [float(np.mean(spectrum * r)) for r in responses]
+    # Standard error of each level's detail energy: 2 / m for m independent coefficients
+    # (m = (B / 2**k)**2 per block), fewer where correlation couples them (effective degrees of
+    # freedom from the spectrum under the level's response, relative to white noise's);
+    # the 5 x 5 median of blocks then averages about 25 * 2 / pi of them.
+    k = _haar_pair((gains[0], gains[1], gains[2]), _BLOCK) - 1
+    var = 0.0
+    for j in (k, k + 1):
+        p, r = spectrum * responses[j], responses[j]
+        coupling = (p.mean() ** 2 / (p**2).mean()) / (r.mean() ** 2 / (r**2).mean())
+        dof = (b / 2 ** (j + 1)) ** 2 * coupling
+        var += 2.0 * gains[j] ** 2 / max(dof, 1.0)
+    error = float(np.sqrt(var / (25 * 2 / np.pi)) / abs(gains[k] - gains[k + 1]))
+    return BandNoise(weight, peak, (gains[0], gains[1], gains[2]), error)
+
+
 def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> NoiseModel:
     """Fit a Poisson-Gaussian, spatially correlated, quantised noise model to one image.
 
@@ -252,44 +490,19 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     if len(blocks) == 0:
         white = np.ones((b, b))
         return NoiseModel(0.0, q**2 / 12, q, white, (0.0, 0.0), 0)
-    # Least-squares plane per block, removed with one matrix product.
-    yy, xx = np.mgrid[:b, :b].astype(np.float64)
-    basis = np.stack([np.ones(b * b), yy.ravel() - (b - 1) / 2, xx.ravel() - (b - 1) / 2])
-    flat = blocks.reshape(len(blocks), -1)
-    coef = flat @ np.linalg.pinv(basis)
-    resid = flat - coef @ basis
-    means = coef[:, 0]
-    varis = (resid**2).sum(axis=1) / (b * b - 3)
+    resid, means, varis = _detrend(blocks)
     # Finest Haar diagonal detail per block: smooth content and sparse edges barely move its
     # median, so it measures noise even where no block is truly flat (Donoho & Johnstone 1994).
     hd = _haar_diagonal(resid.reshape(-1, b, b))
     haar = (np.median(np.abs(hd.reshape(len(hd), -1)), axis=1) / 0.6745) ** 2
     # Intensity bins by quantile; the least varying blocks of each bin are the flat ones.
+    sel = _flattest(means, varis)
     edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
-    which = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, _BINS - 1)
-    chosen, bin_mean, bin_haar = [], [], []
-    for k in range(_BINS):
-        idx = np.flatnonzero(which == k)
-        if len(idx) == 0:
-            continue
-        keep = idx[varis[idx] <= np.quantile(varis[idx], _FLAT_FRACTION)]
-        chosen.append(keep)
-        bin_mean.append(float(np.median(means[keep])))
-        bin_haar.append(float(np.median(haar[keep])))
-    sel = np.concatenate(chosen)
-    # Spectrum of the flat blocks, each normalised by its own variance (Hann window against
-    # leakage from the block's edges).
-    win = np.outer(np.hanning(b), np.hanning(b))
-    r = resid[sel].reshape(-1, b, b)
-    norm = np.maximum(varis[sel], 1e-30)[:, None, None] * float((win**2).sum())
-    spec = (np.abs(np.fft.fft2(r * win)) ** 2 / norm).mean(axis=0)
-    # Below 3 cycles per block the detrended blocks still hold smooth image content (curvature
-    # the plane leaves), not noise; noise correlations of demosaicing, scan electronics and
-    # JPEG span a few pixels, so their spectrum is flat there: take the annulus just above.
-    f = np.fft.fftfreq(b) * b
-    ring = np.hypot(*np.meshgrid(f, f, indexing="ij"))
-    spec[ring < 3] = spec[(ring >= 3) & (ring < 4)].mean()
-    spec /= spec.mean()
+    which = np.clip(np.searchsorted(edges, means[sel], side="right") - 1, 0, _BINS - 1)
+    bin_mean = [float(np.median(means[sel][which == k])) for k in np.unique(which)]
+    bin_haar = [float(np.median(haar[sel][which == k])) for k in np.unique(which)]
+    # Spectrum of the flat blocks, each normalised by its own variance.
+    spec = _periodogram(resid[sel].reshape(-1, b, b), varis[sel])
     # Short-range noise correlation cannot make a spectrum much more peaked than this: a
     # sharper peak is texture.
     spec = np.minimum(spec, _MAX_SPECTRAL)
@@ -332,17 +545,120 @@ def haar_sigma(image: np.ndarray) -> float:
     return float(np.median(np.abs(d))) / 0.6745 if d.size else 0.0
 
 
-def local_noise_variance(image: np.ndarray, *, block: int = _BLOCK) -> np.ndarray:
-    """Per-pixel white-noise variance, measured in blocks, that texture does not inflate.
+def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.ndarray:
+    """Two-level noise variance of each of the (..., b, b) blocks, unsmoothed (see
+    :func:`local_noise_variance`)."""
+    lead = blocks.shape[:-2]
+
+    def detail(x: np.ndarray) -> np.ndarray:
+        d = _haar_diagonal(x)
+        d2 = (d * d).reshape(*lead, -1)
+        keep = int(0.9 * d2.shape[-1])
+        # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
+        # measures the variance of heavy-tailed (low-count shot) noise in full.
+        low = np.partition(d2, keep - 1, axis=-1)[..., :keep]
+        return low.mean(axis=-1) / _TRIMMED_GAUSS
+
+    def halve(x: np.ndarray) -> np.ndarray:
+        m = x.shape[-1] // 2
+        return x.reshape(*lead, m, 2, m, 2).mean(axis=(-3, -1))
+
+    g1, g2, g3 = haar
+    sigma = (0,) * len(lead) + (_SMOOTH, _SMOOTH)
+    x = blocks - ndi.gaussian_filter(blocks, sigma, mode="reflect")
+    half = halve(x)
+    if _haar_pair(haar, blocks.shape[-1]) == 2:
+        n = (detail(half) - detail(halve(half))) / (g2 - g3)
+    else:
+        n = (detail(x) - detail(half)) / (g1 - g2)
+    return np.maximum(n, 0.0)
+
+
+def noise_floor(
+    image: np.ndarray, *, haar: tuple[float, float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least noise variance at each intensity: the median two-level block estimate of
+    :func:`local_noise_variance` in each of twelve intensity bins.
+
+    The two-level estimate is a lower bound where a block's content is smoother than
+    scale-invariant texture, as real optics make it: a block next to an edge or on shading can
+    read far less noise than it holds. Noise of one intensity is alike across most of an
+    image, so the median over the blocks of that intensity bounds each block from below.
+    Blocks are taken on a regular sample of at most 2048, as in :func:`noise_spectrum`.
+
+    Returns
+    -------
+    levels, variances : ndarray of float64
+        Median block intensity and noise variance of each bin, by increasing intensity; empty
+        for an image smaller than one block.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> img = np.linspace(0, 200, 256)[None, :] + rng.normal(0, 3, (256, 256))
+    >>> levels, variances = noise_floor(img)
+    >>> bool(np.all((variances > 7) & (variances < 11)))
+    True
+    """
+    img = np.asarray(image, np.float64)
+    b = _BLOCK
+    h, w = img.shape[0] // b, img.shape[1] // b
+    if h < 1 or w < 1:
+        return np.zeros(0), np.zeros(0)
+    stride = max(1, int(np.ceil(np.sqrt(h * w / _SPECTRUM_BLOCKS))))
+    grid = img[: h * b, : w * b].reshape(h, b, w, b)[::stride, :, ::stride]
+    blocks = grid.transpose(0, 2, 1, 3).reshape(-1, b, b)
+    n = _block_noise(blocks, white_haar() if haar is None else haar)
+    means = blocks.mean(axis=(1, 2))
+    edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
+    which = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, _BINS - 1)
+    bins = np.unique(which)
+    levels = np.array([np.median(means[which == k]) for k in bins])
+    variances = np.array([np.median(n[which == k]) for k in bins])
+    return levels, variances
+
+
+def local_noise_variance(
+    image: np.ndarray,
+    *,
+    block: int = _BLOCK,
+    haar: tuple[float, float, float] | None = None,
+    floor: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Per-pixel noise variance, measured in blocks, that texture does not inflate.
 
     Noise is not always a function of intensity alone: different materials under one beam give
     regions of one brightness different noise. So each ``block`` px block measures its own, from
-    the finest Haar diagonal detail at two levels, ``h1`` on the image and ``h2`` on its 2 x 2
-    block means (mean squares with the largest tenth trimmed). White noise of variance ``n``
-    gives ``h1² = n`` and ``h2² = n / 4``; scale-invariant texture gives the same detail at both
-    levels, and smoother texture more at the coarser one. Hence ``n ≈ 4/3 (h1² - h2²)``,
-    clipped at 0: fine texture is not taken for noise, while noise on smooth content is
-    measured in full.
+    the Haar diagonal detail energy at two successive levels, ``d1`` on the image and ``d2`` on
+    its 2 x 2 block means (mean squares with the largest tenth trimmed), once each block's
+    content smoother than a Gaussian of sigma 2 px is removed (smooth shading would raise the
+    coarser level and read as less noise). Noise of variance ``n`` gives ``d1 = n g1`` and
+    ``d2 = n g2``, where ``g1, g2`` follow from its power spectrum (``haar``, from
+    :func:`band_noise`; :func:`white_haar` for white noise); scale-invariant texture
+    gives the same detail at both levels, and smoother texture more at the coarser one. Hence
+    ``n ≈ (d1 - d2) / (g1 - g2)``, clipped at 0: fine texture is not taken for noise, while
+    noise on smooth content is measured in full. Noise correlated over about two pixels can
+    have ``g1 ≈ g2``; the second and third levels are used instead where they tell noise from
+    texture better. The last partial block of a row or column is measured on the block that
+    ends at the image's edge.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image.
+    block : int, optional
+        Block side in px.
+    haar : tuple of float, optional
+        Expected Haar detail energy of unit-variance noise at levels 1, 2 and 3; white noise's
+        by default.
+    floor : (levels, variances), optional
+        Least noise variance as a function of intensity (from :func:`noise_floor`), applied
+        to each block at its mean intensity.
+
+    Returns
+    -------
+    ndarray of float64
+        The image's shape.
 
     Examples
     --------
@@ -357,29 +673,46 @@ def local_noise_variance(image: np.ndarray, *, block: int = _BLOCK) -> np.ndarra
     h, w = img.shape[0] // b, img.shape[1] // b
     if h < 1 or w < 1:
         return np.full(img.shape, haar_sigma(img) ** 2)
+    # A partial last row/column of blocks is measured on the block ending at the image's edge.
+    if img.shape[0] > h * b:
+        img = np.concatenate([img[: h * b], img[-b:]], axis=0)
+    if img.shape[1] > w * b:
+        img = np.concatenate([img[:, : w * b], img[:, -b:]], axis=1)
+    nh, nw = img.shape[0] // b, img.shape[1] // b
 
-    def detail(x: np.ndarray) -> np.ndarray:
-        d = _haar_diagonal(x)
-        d2 = np.sort((d * d).reshape(*d.shape[:2], -1), axis=-1)
-        # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
-        # measures the variance of heavy-tailed (low-count shot) noise in full.
-        return d2[..., : int(0.9 * d2.shape[-1])].mean(axis=-1) / _TRIMMED_GAUSS
-
-    x = _blocks(img, b).reshape(h, w, b, b)
-    half = x.reshape(h, w, b // 2, 2, b // 2, 2).mean(axis=(3, 5))
-    n = np.maximum(4.0 / 3.0 * (detail(x) - detail(half)), 0.0)
+    blocks = _blocks(img, b).reshape(nh, nw, b, b)
+    n = _block_noise(blocks, white_haar() if haar is None else haar)
     n = ndi.median_filter(n, size=5, mode="nearest")
-    up = np.repeat(np.repeat(n, b, axis=0), b, axis=1)
-    pad = ((0, img.shape[0] - up.shape[0]), (0, img.shape[1] - up.shape[1]))
-    return np.pad(up, pad, mode="edge")
+    if floor is not None:
+        levels, variances = floor
+        n = np.maximum(n, np.interp(blocks.mean(axis=(2, 3)), levels, variances))
+    rows = np.minimum(np.arange(image.shape[0]) // b, nh - 1)
+    cols = np.minimum(np.arange(image.shape[1]) // b, nw - 1)
+    return n[np.ix_(rows, cols)]
 
 
 def noise_variance_map(
-    image: np.ndarray, *, spectral_weight: float = 1.0, step: float = 0.0
+    image: np.ndarray, *, spectral_weight: float | BandNoise = 1.0, step: float = 0.0
 ) -> np.ndarray:
-    """Per-pixel noise variance for a band-pass measure: :func:`local_noise_variance`, times
-    the band's ``spectral_weight`` (:meth:`NoiseModel.spectral_weight`), never below the
-    quantisation variance ``step**2 / 12``.
+    """Per-pixel noise variance for a band-pass measure: :func:`local_noise_variance` times the
+    band's spectral weight, never below the quantisation variance ``step**2 / 12``.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image.
+    spectral_weight : float or BandNoise, optional
+        The band's spectral weight (:meth:`NoiseModel.spectral_weight`), with noise taken as
+        white when measuring it; or a :class:`BandNoise` from :func:`band_noise`, whose noise
+        spectrum also tells correlated noise from texture, and whose ``peak`` bounds what a
+        one-grey-level staircase puts in the band.
+    step : float, optional
+        One grey level (:func:`quantum`); 0 for continuous data.
+
+    Returns
+    -------
+    ndarray of float32
+        The image's shape.
 
     Examples
     --------
@@ -388,5 +721,13 @@ def noise_variance_map(
     >>> v.shape, 3 < float(np.median(v)) < 5
     ((128, 128), True)
     """
-    var = local_noise_variance(image) * spectral_weight
-    return np.maximum(var, step * step / 12.0).astype(np.float32)
+    if isinstance(spectral_weight, BandNoise):
+        levels, variances = (np.asarray(v, np.float64) for v in spectral_weight.floor)
+        floor_fn = (levels, variances) if len(levels) else None
+        var = local_noise_variance(image, haar=spectral_weight.haar, floor=floor_fn)
+        var *= spectral_weight.weight
+        floor = step * step / 12.0 * spectral_weight.peak
+    else:
+        var = local_noise_variance(image) * float(spectral_weight)
+        floor = step * step / 12.0
+    return np.maximum(var, floor).astype(np.float32)

@@ -11,7 +11,7 @@ from ..data import sample_path, tilted_gravel
 from ..focus import DEFAULT_MEASURE, DEFAULT_SCALE
 from ..io import read_image
 from ._outputs import add_output_options, check_plan
-from .focus import focus_one, focus_outputs
+from .focus import band_line, focus_one, focus_outputs
 from .map import map_one, map_outputs
 
 
@@ -41,15 +41,11 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=None,
     )
     summary = focus_one(str(sample), focus_args, out)
-    band = summary["sharpest_band"]
     print(
         f"Focus map of {sample.name} (real FIB image, pixel {summary['pixel_size']} "
         f"from {summary['pixel_size_source']}):"
     )
-    print(
-        f"  sharpest rows at {band['peak']:.0%} from the top; "
-        f"{summary['in_focus_fraction']:.0%} of pixels in focus"
-    )
+    print(f"  {band_line(summary)}; {summary['in_focus_fraction']:.0%} of pixels in focus")
     for kind, path in summary["outputs"].items():
         print(f"  {kind:8s} {path}")
 

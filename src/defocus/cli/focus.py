@@ -122,7 +122,9 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     )
     grid = F.tile_grid(fmap, tile=args.tile, measure=None)
     profile = F.focus_profile(fmap, axis=args.axis)
-    band = F.sharpest_band(profile)
+    # a profile that does not vary (every row's median is 0 where detail is sparse) has no
+    # sharpest band: its argmax would be the first row
+    band = F.sharpest_band(profile) if np.ptp(profile.median) > 0 else None
     threshold = F.focus_threshold(fmap) if args.threshold is None else args.threshold
     mask = F.in_focus_mask(fmap, threshold=threshold)
 
@@ -159,8 +161,8 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
             high=profile.q75,
             ylabel=f"focus: {args.measure}",
             xlabel=f"position (fraction of the {what})",
-            band=(band.start, band.end),
-            peak=band.peak,
+            band=None if band is None else (band.start, band.end),
+            peak=None if band is None else band.peak,
             title=display_name(path),
         ),
         files["profile"],
@@ -176,13 +178,25 @@ def focus_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "focus_score": float(fmap.mean(dtype=np.float64)),
         "threshold": threshold,
         "in_focus_fraction": float(mask.mean()),
-        "sharpest_band": band.to_dict(),
+        "sharpest_band": None if band is None else band.to_dict(),
         "profile": profile.to_dict(),
         "tiles": {"tile_px": args.tile, **grid.to_dict()},
         "outputs": {k: str(v) for k, v in files.items()},
     }
     write_json(files["summary"], summary)
     return summary
+
+
+def band_line(summary: dict[str, Any]) -> str:
+    """The sharpest band of a :func:`focus_one` summary in words, or why there is none."""
+    band = summary["sharpest_band"]
+    if band is None:
+        return f"no sharpest {summary['profile']['axis']} (the focus profile is flat)"
+    side = "top" if band["axis"] == "rows" else "left"
+    return (
+        f"sharpest {band['axis']} at {band['peak']:.0%} from the {side} "
+        f"(band {band['start']:.0%}-{band['end']:.0%})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,11 +216,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(summary, default=str))
         else:
-            band = summary["sharpest_band"]
             print(
-                f"{path}: focus {summary['focus_score']:.4g}, sharpest {band['axis']} at "
-                f"{band['peak']:.0%} from the {'top' if band['axis'] == 'rows' else 'left'} "
-                f"(band {band['start']:.0%}-{band['end']:.0%}), "
+                f"{path}: focus {summary['focus_score']:.4g}, {band_line(summary)}, "
                 f"{summary['in_focus_fraction']:.0%} in focus -> {out}/{stem_of(path)}.focus.*",
                 file=sys.stderr if args.json else sys.stdout,
             )
