@@ -348,3 +348,21 @@ def test_animated_gif_needs_an_index(tmp_path):
     with pytest.raises(BadInputError, match="3 frames"):
         read_image(f)
     assert read_image(f, index=1).data.shape[:2] == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("compression", "lossless"), [("lzw", True), ("zlib", True), ("jpeg", False)]
+)
+def test_compressed_tiffs_read_back(tmp_path, compression, lossless):
+    # LZW, Deflate and JPEG: the usual microscope exports; decoding them needs imagecodecs
+    img = data.camera()[:96, :128]
+    f = tmp_path / f"{compression}.tif"
+    tifffile.imwrite(f, img, compression=compression, photometric="minisblack")
+    with tifffile.TiffFile(f) as tf:
+        assert tf.pages.first.compression != tifffile.COMPRESSION.NONE
+    back = read_image(f)
+    assert back.data.dtype == np.uint8 and back.data.shape == img.shape
+    if lossless:
+        np.testing.assert_array_equal(back.data, img)
+    else:  # JPEG: close, not equal
+        assert np.abs(back.data.astype(int) - img).mean() < 3

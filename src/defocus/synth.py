@@ -4,8 +4,9 @@ Images are 2-D, or multichannel with ``channel_axis``. Intensities are never res
 Results are float32 (float64 for float64 input) unless ``dtype`` asks for another type; an
 integer ``dtype`` rounds and clips to that type's range.
 
-Spatially varying blur takes a map of sigma in pixels (the DESIGN unit) and a one-parameter
-PSF family: ``"gauss"`` (sigma itself) or ``"disk"`` (radius = 2 sigma). Two physical models:
+Spatially varying blur takes a map of sigma in pixels (the unit of blur, see
+docs/architecture.md) and a one-parameter PSF family: ``"gauss"`` (sigma itself) or ``"disk"``
+(radius = 2 sigma). Two physical models:
 
 * ``gather``: each output pixel is the image seen through its own PSF,
   ``out(p) = Σ_q h_σ(p)(p − q) I(q)``. The usual model for a blur map.
@@ -32,6 +33,7 @@ import scipy.fft
 import scipy.ndimage as ndi
 
 from . import psf as _psf
+from ._array import channels_last as _channels_last
 from ._errors import BadInputError
 
 __all__ = [
@@ -71,35 +73,6 @@ def _check_mode(mode: str) -> str:
     if mode not in _PAD_MODES:
         raise BadInputError(f"mode must be one of {', '.join(_PAD_MODES)}, got {mode!r}")
     return mode
-
-
-def _channels_last(image: Any, channel_axis: int | None) -> tuple[np.ndarray, np.dtype]:
-    """Validate an image and return it as float (H, W, C) plus the input dtype."""
-    arr = np.asarray(image)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise BadInputError(f"image has unsupported dtype {arr.dtype}; expected integer or float")
-    if channel_axis is None:
-        if arr.ndim != 2:
-            raise BadInputError(
-                f"expected a 2-D image, got shape {arr.shape}; pass channel_axis for colour"
-            )
-        arr = arr[..., None]
-    else:
-        if arr.ndim != 3:
-            raise BadInputError(f"expected a 2-D image with channels, got shape {arr.shape}")
-        try:
-            arr = np.moveaxis(arr, channel_axis, -1)
-        except np.exceptions.AxisError:
-            raise BadInputError(f"channel_axis {channel_axis} is out of range") from None
-    if min(arr.shape[:2]) < 1:
-        raise BadInputError(f"image is empty: shape {arr.shape}")
-    work = np.float64 if arr.dtype == np.float64 else np.float32
-    out = arr.astype(work)
-    if not np.isfinite(out).all():
-        raise BadInputError("image contains NaN or infinite values")
-    return out, arr.dtype
 
 
 def _finish(

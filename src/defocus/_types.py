@@ -1,0 +1,12 @@
+"""Types shared by the public signatures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["Progress"]
+
+#: The progress protocol of every long-running function: ``progress(done, total, what)``, called
+#: after each step with the steps done so far, their total, and a few words on the last one.
+#: The command line turns it into a tqdm bar on stderr.
+Progress = Callable[[int, int, str], None]
