@@ -464,9 +464,9 @@ def run_batch(
     if task not in TASKS:
         raise BadInputError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     get_measure(measure)
-    paths = [str(p) for p in paths]
+    files = [str(p) for p in paths]
     stems: dict[str, str] = {}
-    for p in paths:
+    for p in files:
         s = stem_of(p)
         if s in stems and stems[s] != p:
             raise BadInputError(f"{stems[s]} and {p} would both write {s}.qc.*; rename one")
@@ -495,11 +495,11 @@ def run_batch(
         "max_pixels": DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
     }
     rows: dict[str, dict] = {}
-    for p in dict.fromkeys(paths):
+    for p in dict.fromkeys(files):
         done = _load_done(p, out, task)
         if done is not None:
             rows[p] = done
-    todo = [p for p in dict.fromkeys(paths) if p not in rows]
+    todo = [p for p in dict.fromkeys(files) if p not in rows]
     failed = 0
     own = client is None
     if todo:
@@ -524,13 +524,13 @@ def run_batch(
                 rows[p] = row
                 failed += row["status"] != "done"
                 if progress is not None:
-                    progress(len(rows) - (len(paths) - len(todo)), len(todo), f"{failed} failed")
+                    progress(len(rows) - (len(files) - len(todo)), len(todo), f"{failed} failed")
         finally:
             if own:
                 cluster = client.cluster
                 client.close()
                 if cluster is not None:
                     cluster.close()
-    ordered = [rows[p] for p in paths]
+    ordered = [rows[p] for p in files]
     write_qc_table(out, ordered)
     return ordered

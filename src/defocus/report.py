@@ -182,6 +182,7 @@ def focal_plane_figure(bm: BlurMap, fp: FocalPlane, *, title: str | None = None)
     'blur sigma (px)'
     """
     prof = fp.rows if fp.axis == "rows" else fp.columns
+    assert prof is not None  # the profile along the fitted axis is always kept
     n = bm.shape[0] if fp.axis == "rows" else bm.shape[1]
     model = np.median(fp.predict(), axis=1 if fp.axis == "rows" else 0)
     grid = (np.arange(n) + 0.5) / n

@@ -876,8 +876,9 @@ def _select(
             total += act
         if depth is not None:
             act[np.abs(depth - k) > _GATE_REACH] = -0.25  # out of reach: only as a fallback
-        if covered[k] is not None:
-            act[~covered[k]] = -0.5  # below any real energy, above "nothing yet"
+        cover = covered[k]
+        if cover is not None:
+            act[~cover] = -0.5  # below any real energy, above "nothing yet"
         better = act > best
         best[better] = act[better]
         index[better] = k

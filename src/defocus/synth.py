@@ -26,7 +26,7 @@ import functools
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft
@@ -52,6 +52,10 @@ __all__ = [
 #: PSF families for spatially varying blur (gauss: sigma; disk: radius = 2 sigma).
 FAMILIES = ("gauss", "disk")
 
+Family = Literal["gauss", "disk"]
+#: scipy.ndimage's boundary modes.
+Mode = Literal["reflect", "mirror", "nearest", "wrap", "constant"]
+
 #: Bound on ``max_f |H_blend(f) − H_exact(f)|`` between automatic levels (see sigma_levels).
 LEVEL_TOLERANCE = 0.005
 
@@ -69,10 +73,9 @@ _PAD_MODES = {
 # array plumbing
 
 
-def _check_mode(mode: str) -> str:
+def _check_mode(mode: str) -> None:
     if mode not in _PAD_MODES:
         raise BadInputError(f"mode must be one of {', '.join(_PAD_MODES)}, got {mode!r}")
-    return mode
 
 
 def _finish(
@@ -89,11 +92,13 @@ def _finish(
     return out.astype(target, copy=False)
 
 
-def _pad(image: np.ndarray, before: tuple[int, int], after: tuple[int, int], mode: str, cval):
+def _pad(
+    image: np.ndarray, before: tuple[int, int], after: tuple[int, int], mode: str, cval: float
+) -> np.ndarray:
     widths = ((before[0], after[0]), (before[1], after[1])) + ((0, 0),) * (image.ndim - 2)
     if mode == "constant":
         return np.pad(image, widths, mode="constant", constant_values=cval)
-    return np.pad(image, widths, mode=_PAD_MODES[mode])
+    return np.pad(image, widths, mode=_PAD_MODES[mode])  # type: ignore[call-overload]
 
 
 def _convolve_valid(region: np.ndarray, kernel: np.ndarray, method: str) -> np.ndarray:
@@ -109,9 +114,10 @@ def _convolve_valid(region: np.ndarray, kernel: np.ndarray, method: str) -> np.n
         else:
             method = "fft"
     if method == "separable":
-        col, row = _rank_one(kernel) or (None, None)
-        if col is None:
+        factors = _rank_one(kernel)
+        if factors is None:
             raise BadInputError("method='separable' needs a rank-one kernel")
+        col, row = factors
         tmp = ndi.convolve1d(region, col.astype(region.dtype), axis=0, mode="constant")
         tmp = ndi.convolve1d(tmp, row.astype(region.dtype), axis=1, mode="constant")
     elif method == "direct":
@@ -145,9 +151,9 @@ def blur(
     image: np.ndarray,
     psf: np.ndarray,
     *,
-    mode: str = "reflect",
+    mode: Mode = "reflect",
     cval: float = 0.0,
-    method: str = "auto",
+    method: Literal["auto", "direct", "separable", "fft"] = "auto",
     channel_axis: int | None = None,
     dtype: Any = None,
 ) -> np.ndarray:
@@ -190,7 +196,7 @@ def blur(
     >>> blur(img, gaussian(2.0), dtype=np.uint8)[0, 14:18]
     array([ 45,  80, 120, 155], dtype=uint8)
     """
-    mode = _check_mode(mode)
+    _check_mode(mode)
     kernel = _psf.as_kernel(psf, normalize=False)
     data, in_dtype = _channels_last(image, channel_axis)
     kh, kw = kernel.shape
@@ -305,7 +311,7 @@ def _fold(canvas: np.ndarray, pad: int, shape: tuple[int, int], mode: str) -> np
         out = np.moveaxis(out, axis, 0)
         inner = out[pad : pad + n].copy()
         if mode != "constant" and pad:
-            src = np.pad(np.arange(n), pad, mode=_PAD_MODES[mode])
+            src = np.pad(np.arange(n), pad, mode=_PAD_MODES[mode])  # type: ignore[call-overload]
             margin = np.r_[0:pad, pad + n : n + 2 * pad]
             np.add.at(inner, src[margin], out[margin])
         out = np.moveaxis(inner, 0, axis)
@@ -316,9 +322,9 @@ def blur_varying(
     image: np.ndarray,
     sigma_map: np.ndarray,
     *,
-    family: str = "gauss",
-    model: str = "gather",
-    mode: str = "reflect",
+    family: Family = "gauss",
+    model: Literal["gather", "scatter"] = "gather",
+    mode: Mode = "reflect",
     cval: float = 0.0,
     levels: Sequence[float] | None = None,
     channel_axis: int | None = None,
@@ -371,7 +377,7 @@ def blur_varying(
     >>> round(float(tot), 5)
     1.0
     """
-    mode = _check_mode(mode)
+    _check_mode(mode)
     if model not in ("gather", "scatter"):
         raise BadInputError(f"model must be 'gather' or 'scatter', got {model!r}")
     if family not in FAMILIES:

@@ -256,7 +256,7 @@ def _checked_sample(plane: da.Array) -> np.ndarray:
 
 
 def _gradient_ratio_block(
-    block: np.ndarray, noise_sd: np.ndarray, *, scale: float, contrast_floor: float
+    block: np.ndarray, noise_sd: Any, *, scale: float, contrast_floor: float
 ) -> np.ndarray:
     return _focus.gradient_ratio(
         block, scale=scale, noise_sigma=noise_sd, contrast_floor=contrast_floor
@@ -346,8 +346,8 @@ def focus_map(
     # gradient_ratio's contrast floor is image-wide, and its noise is measured in 32-px blocks
     # on the image's grid: both are computed once here and given to every tile, so that tiles
     # equal the in-memory map.
-    coarse = float(_focus.gradient_ratio.__kwdefaults__["coarse"])
-    fine = float(_focus.gradient_ratio.__kwdefaults__["fine"])
+    defaults = _focus.gradient_ratio.__kwdefaults__ or {}
+    coarse, fine = float(defaults["coarse"]), float(defaults["fine"])
     e_coarse = plane.map_overlap(_coarse_energy_block, scale=scale, coarse=coarse, **kw)
     floor = _focus._contrast_floor(float(e_coarse.mean(dtype=np.float32).compute()))
     sample = _mosaic(plane)

@@ -205,12 +205,13 @@ def heatmap_figure(
     if pixel_size is not None:
         _scalebar(ax, w, pixel_size)
     cb = fig.colorbar(im, ax=ax, shrink=0.85)
-    cb.solids.set_alpha(1)
+    if cb.solids is not None:
+        cb.solids.set_alpha(1)
     cb.set_label(label)
     if secondary is not None:
         name, factor = secondary
         cb.ax.secondary_yaxis(
-            "left", functions=(lambda v: v * factor, lambda v: v / factor)
+            "left", functions=(lambda v: np.multiply(v, factor), lambda v: np.divide(v, factor))
         ).set_ylabel(name)
     return fig
 

@@ -16,6 +16,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from .._errors import BadInputError
 
@@ -27,7 +28,7 @@ _COMMANDS = ("focus", "map", "blur", "psf", "batch", "deblur", "stack", "report"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit code 2, like bad input
+    def error(self, message: str) -> NoReturn:  # one line and exit code 2, like bad input
         command = self.prog.removeprefix("defocus").strip()
         self.exit(2, f"defocus: error: {command + ': ' if command else ''}{message}\n")
 

@@ -102,7 +102,7 @@ def remove_stale_partials(folder: str | os.PathLike) -> int:
 
     host, n = _host(), 0
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(os.fspath(folder)))
     except OSError:
         return 0
     for entry in entries:

@@ -75,7 +75,7 @@ def _open_zarr(p: Path, index: int | None) -> tuple[Any, str, PixelSize | None, 
     import zarr
 
     try:
-        node = zarr.open(str(p), mode="r")
+        node: Any = zarr.open(str(p), mode="r")
     except Exception as exc:
         raise BadInputError(f"{p}: not a readable Zarr store ({exc})") from None
     if not hasattr(node, "shape"):  # a group: OME-Zarr image
@@ -95,7 +95,7 @@ def _open_zarr(p: Path, index: int | None) -> tuple[Any, str, PixelSize | None, 
         if scale is not None and units.get("x") and units.get("y"):
             with contextlib.suppress(BadInputError, ValueError):
                 ps = PixelSize(
-                    float(scale[names.index("x")]), float(scale[names.index("y")]), units["x"]
+                    float(scale[names.index("x")]), float(scale[names.index("y")]), str(units["x"])
                 )
         letters = "".join({"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}[n] for n in names)
         return arr, letters, ps, "NGFF scale" if ps else "none"
@@ -260,10 +260,12 @@ def _read_tiff_chunk(path: str, block_info: dict | None = None) -> np.ndarray:
     import tifffile
     import zarr
 
+    assert block_info is not None  # dask passes it to every block
     region = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
     try:
         with tifffile.TiffFile(path) as tf:
-            return zarr.open(tf.series[0].aszarr(level=0), mode="r")[region]
+            store: Any = zarr.open(tf.series[0].aszarr(level=0), mode="r")
+            return np.asarray(store[region])
     except MemoryError:
         raise BadInputError(f"{path}: not enough memory to decode a tile; lower --chunks") from None
     except Exception as exc:  # damaged tile data: the file, not our code, is at fault

@@ -122,9 +122,10 @@ def _fei_pixel_size(tf: Any) -> PixelSize | None:
     if not meta:
         return None
     scan = meta.get("Scan") or meta.get("EScan") or meta.get("IScan") or {}
-    px, py = scan.get("PixelWidth"), scan.get("PixelHeight", scan.get("PixelWidth"))
+    px = scan.get("PixelWidth")
     if not px:
         return None
+    py = scan.get("PixelHeight", px)
     return PixelSize(float(px), float(py), "m").readable()
 
 

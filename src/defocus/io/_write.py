@@ -135,7 +135,7 @@ def write_image(
             f"{dest}: {fmt} cannot hold an image of shape {image.shape}; write a .tif instead"
         )
     with atomic_path(dest) as tmp:
-        kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+        kwargs: dict[str, Any] = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
         try:
             iio.imwrite(tmp, image, extension=suffix, **kwargs)
         except (ValueError, TypeError, KeyError) as exc:  # Pillow's refusals (e.g. 16-bit RGB)
