@@ -36,7 +36,7 @@ _BLOCKS = 8
 _BINS = 8
 # A line is claimed only when k exceeds this many bootstrap errors and the fitted blur
 # (sigma_eff, with the floor) varies across the image by at least this factor: a change under
-# 30 % is within the blur map's own accuracy (DESIGN.md: +-30 %).
+# 30 % is within the blur map's own accuracy target (+-30 %, docs/architecture.md).
 _MIN_Z = 3.0
 _MIN_RANGE = 1.3
 # The estimator's own floor: fitting log sqrt(sigma^2 + FLOOR^2) keeps sharp pixels finite.

@@ -29,7 +29,7 @@ from .blurmap import PSF_FAMILIES, BlurMap, blur_map
 from .focalplane import FocalPlane, focal_plane
 from .io import ImageData, PixelSize, atomic_path, parse_pixel_size, read_image
 from .kernel import estimate_kernel, fit_psf
-from .psf import render
+from .psf import convert_width, render
 from .viz import kernel_figure, profile_figure, sigma_heatmap, to_display
 
 __all__ = [
@@ -47,9 +47,6 @@ ImageLike = str | os.PathLike | ImageData | np.ndarray
 # enough for a page, and it keeps a report of a large SEM frame a few MB at most.
 _MAX_DISPLAY = 1024
 _DPI = 90
-# Gaussian conversions of DESIGN.md: FWHM and the 20-80 % edge width per px of sigma.
-_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
-_EDGE = 1.683
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1180px;margin:1.5em auto;padding:0 1em;
@@ -431,8 +428,10 @@ def report_section(
             ("blur sigma, 10-90 %", f"{px(q['p10'])} – {px(q['p90'])}"),
             (
                 "median as other sizes",
-                f"FWHM {q['median'] * _FWHM:.2f} px, 20-80 % edge {q['median'] * _EDGE:.2f} px "
-                f"(Gaussian); disk radius {2 * q['median']:.2f} px",
+                # the blur-width conversions of defocus.psf (docs/architecture.md)
+                f"FWHM {convert_width(q['median'], to='fwhm', model='gauss'):.2f} px, "
+                f"20-80 % edge {convert_width(q['median'], to='edge', model='gauss'):.2f} px "
+                f"(Gaussian); disk radius {convert_width(q['median'], to='radius'):.2f} px",
             ),
         ]
     rows += [

@@ -1,9 +1,9 @@
 """The ``defocus`` command line: one sub-command per domain, all calling the library functions.
 
-Exit codes follow DESIGN.md: 0 success, 2 bad input (:class:`~defocus.BadInputError`, a missing
-file, a bad option, not enough memory for the input), 1 internal failure, 130 interrupted
-(Ctrl-C), 128 + the signal number when stopped by SIGTERM (143) or SIGHUP (129). An interrupted
-command leaves no temporary file behind.
+Exit codes (docs/architecture.md): 0 success, 2 bad input (:class:`~defocus.BadInputError`, a
+missing file, a bad option, not enough memory for the input), 1 internal failure, 130
+interrupted (Ctrl-C), 128 + the signal number when stopped by SIGTERM (143) or SIGHUP (129). An
+interrupted command leaves no temporary file behind.
 """
 
 from __future__ import annotations
