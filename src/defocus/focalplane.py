@@ -485,7 +485,11 @@ def _significance(fp: FocalPlane) -> str:
 
 
 def focal_plane(
-    blurmap: BlurMap, *, n_bands: int = 10, min_confidence: float = 0.1, seed: int = 0
+    blurmap: BlurMap,
+    *,
+    n_bands: int = 10,
+    min_confidence: float = 0.1,
+    rng: int | np.random.Generator | None = 0,
 ) -> FocalPlane:
     """Locate the sharpest line and fit ``sigma² = sigma0² + (k·d)²`` to a blur map.
 
@@ -497,8 +501,9 @@ def focal_plane(
         Number of equal bands, across the fitted line, for the per-band statistics.
     min_confidence : float
         Pixels below this confidence are left out of the fit.
-    seed : int
-        Seed of the block bootstrap that gives the uncertainties (deterministic).
+    rng : int, Generator or None
+        Seed or generator of the block bootstrap that gives the uncertainties (the default
+        seed makes them deterministic).
 
     Returns
     -------
@@ -532,7 +537,7 @@ def focal_plane(
     p = _refine(y, x, lvb, wtb, shape, _search(y, x, lvb, wtb, shape))
     rms = _rms(r[:, None].astype(np.float64), c[None, :].astype(np.float64), lv, wt, p, shape)
     # Block bootstrap: resample the blocks of the image with replacement.
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng)
     n_blocks = _BLOCKS * _BLOCKS
     boots = []
     for _ in range(_BOOTSTRAP):

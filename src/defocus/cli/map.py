@@ -85,8 +85,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Estimate one image's blur map and write its maps, pictures and summary."""
     # matplotlib (viz, report) loads on use, so that the parser builds fast
     from ..focalplane import focal_plane
-    from ..report import focal_plane_figure
-    from ..viz import save_figure, sigma_heatmap
+    from ..viz import focal_plane_figure, save_figure, sigma_heatmap
 
     img = read_input(path, args)
     bm = blur_map(img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis)

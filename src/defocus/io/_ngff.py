@@ -86,7 +86,7 @@ def write_ome_zarr(
     *,
     pixel_size: str | PixelSize | None = None,
     channel_names: Sequence[str] | None = None,
-    chunk: int = 1024,
+    chunks: int = 1024,
     min_size: int = 256,
     attrs: dict[str, Any] | None = None,
 ) -> Path:
@@ -109,7 +109,7 @@ def write_ome_zarr(
         Physical pixel size of level 0.
     channel_names : sequence of str, optional
         One label per channel (NGFF ``omero`` metadata).
-    chunk : int
+    chunks : int
         Zarr chunk side, px.
     min_size : int
         Stop adding levels once the larger side is at most this.
@@ -146,7 +146,7 @@ def write_ome_zarr(
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         level, n_levels, windows = arr, 0, []
         while True:
-            zc = (1, min(chunk, level.shape[1]), min(chunk, level.shape[2]))
+            zc = (1, min(chunks, level.shape[1]), min(chunks, level.shape[2]))
             z = group.create_array(
                 str(n_levels),
                 shape=level.shape,
