@@ -240,3 +240,12 @@ def test_summary_says_not_measurable_on_pure_noise():
     noise = np.random.default_rng(0).normal(100, 5, (300, 400))
     summary = tiled.blur_map(noise, chunks=160).summary()
     assert summary["sigma"] is None and "not measurable" in summary["verdict"]
+
+
+def test_psf_family_literal_lists_the_blur_map_families():
+    from typing import get_args
+
+    from defocus._types import PSFFamily
+    from defocus.blurmap import PSF_FAMILIES
+
+    assert get_args(PSFFamily) == tuple(PSF_FAMILIES)

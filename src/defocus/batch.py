@@ -21,7 +21,7 @@ import numpy as np
 
 from ._errors import BadInputError, short_message
 from ._optional import distributed
-from ._types import Progress
+from ._types import Progress, PSFFamily
 from .blurmap import blur_map as _blur_map
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import (
@@ -405,7 +405,7 @@ def run_batch(
     client: Any = None,
     measure: str = DEFAULT_MEASURE,
     scale: float = DEFAULT_SCALE,
-    psf: str = "gauss",
+    psf: PSFFamily = "gauss",
     min_focus: float = MIN_FOCUS,
     max_sigma: float = MAX_SIGMA,
     pixel_size: str | None = None,

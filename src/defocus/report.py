@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from . import __version__
 from ._array import luminance
 from ._errors import BadInputError
+from ._types import PSFFamily
 from .blurmap import PSF_FAMILIES, blur_map
 from .focalplane import FocalPlane, focal_plane
 from .io import ImageData, PixelSize, atomic_path, parse_pixel_size, read_image
@@ -236,7 +237,7 @@ def report_section(
     image: ImageLike,
     *,
     sharp: ImageLike | None = None,
-    psf: str = "gauss",
+    psf: PSFFamily = "gauss",
     pixel_size: str | PixelSize | None = None,
     channel_axis: int | None = None,
     name: str | None = None,
@@ -477,7 +478,7 @@ def make_report(
     images: ImageLike | Sequence[ImageLike],
     *,
     sharp: ImageLike | None = None,
-    psf: str = "gauss",
+    psf: PSFFamily = "gauss",
     pixel_size: str | PixelSize | None = None,
     channel_axis: int | None = None,
     models: Sequence[str] | None = None,

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +55,7 @@ from . import focus as _focus
 from ._array import as_chunks, as_float_image, luminance
 from ._errors import BadInputError
 from ._optional import dask_array
+from ._types import PSFFamily
 from .blurmap import CONFIDENCE_THRESHOLD, PSF_FAMILIES, REACH
 from .blurmap import blur_map as _blur_map
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
@@ -510,9 +511,6 @@ def _blur_block(block: np.ndarray, *, psf: str, noise_sigma: float) -> np.ndarra
     bm = _blur_map(block, psf=psf, noise_sigma=noise_sigma)
     lower = np.zeros(block.shape, bool) if bm.lower_bound is None else bm.lower_bound
     return np.stack([bm.sigma, bm.confidence, lower.astype(np.float32)])
-
-
-PSFFamily = Literal["gauss", "disk", "auto"]
 
 
 def blur_map(
