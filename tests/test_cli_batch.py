@@ -57,6 +57,7 @@ def scheduler():
         yield cluster.scheduler_address
 
 
+@pytest.mark.slow  # a child process killed mid-write, then a rerun: 5-12 s
 def test_killed_batch_resumes_without_partial_files(tmp_path, scheduler):
     paths = _images(tmp_path / "in", 6, size=128)
     out = tmp_path / "out"

@@ -71,6 +71,7 @@ def _hidden(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
 
 
+@pytest.mark.slow  # a child process killed mid-write, then a rerun: 5-12 s
 def test_sigkill_mid_write_leaves_no_partial_output_and_the_rerun_completes(tmp_path):
     files = _inputs(tmp_path)
     before = [f.read_bytes() for f in files]
@@ -98,6 +99,7 @@ def test_sigkill_mid_write_leaves_no_partial_output_and_the_rerun_completes(tmp_
     assert [f.read_bytes() for f in files] == before
 
 
+@pytest.mark.slow  # a child process killed mid-write, then a rerun: 5-12 s
 def test_killed_batch_resumes_where_it_stopped(tmp_path):
     pytest.importorskip("distributed")
     from defocus.batch import run_batch, start_client
@@ -130,6 +132,7 @@ def test_killed_batch_resumes_where_it_stopped(tmp_path):
         assert read_image(out / f"{f.stem}.qc.focus.tif").data.shape == (96, 96)
 
 
+@pytest.mark.slow  # a child process interrupted mid-write: 7 s
 def test_ctrl_c_mid_write_exits_130_with_one_clean_line(tmp_path):
     files = _inputs(tmp_path, 1)
     out = tmp_path / "out"

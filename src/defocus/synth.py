@@ -86,7 +86,11 @@ def _finish(
     target = np.dtype(dtype) if dtype is not None else out.dtype
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
-        return np.clip(np.rint(out), info.min, info.max).astype(target)
+        # the largest float of the working type within range: float32(2**31 - 1) is 2**31
+        hi = out.dtype.type(info.max)
+        if int(hi) > info.max:
+            hi = np.nextafter(hi, out.dtype.type(0))
+        return np.clip(np.rint(out), out.dtype.type(info.min), hi).astype(target)
     if dtype is None and in_dtype == np.float64:
         return out.astype(np.float64, copy=False)
     return out.astype(target, copy=False)
