@@ -391,7 +391,8 @@ def start_client(
         n_workers=n,
         threads_per_worker=1,
         processes=processes,
-        dashboard_address=None,
+        # any free port: None still serves on 8787, which another cluster may hold
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
     return dist.Client(cluster)

@@ -433,19 +433,26 @@ class TiledBlurMap:
         """
         da = dask_array()
         ok = self.measurable()
-        n = ok.size
-        stats = [ok.sum(), self.confidence.mean(dtype=np.float64)]
+        # confidence as the weight of the measurable pixels, 0 elsewhere: no boolean indexing,
+        # so every statistic below is one pass over the map
+        w = da.where(ok, self.confidence, 0).astype(np.float64)
+        stats = {
+            "ok": ok.sum(),
+            "mean_confidence": self.confidence.mean(dtype=np.float64),
+            "lo": da.where(ok, self.sigma, np.inf).min(),
+            "hi": da.where(ok, self.sigma, -np.inf).max(),
+        }
         if self.lower_bound is not None:
-            stats.append((self.lower_bound & ok).sum())
-        counts = da.compute(*stats)
-        share_ok = float(counts[0]) / n
+            stats["lower"] = (self.lower_bound & ok).sum()
+        got = dict(zip(stats, da.compute(*stats.values()), strict=True))
+        share_ok = float(got["ok"]) / ok.size
         out: dict[str, Any] = {
             "unit": "px",
             "quantity": "sigma (per-axis PSF standard deviation)",
             "psf": self.psf,
             "shape": list(self.shape),
             "measurable_fraction": round(share_ok, 4),
-            "mean_confidence": round(float(counts[1]), 4),
+            "mean_confidence": round(float(got["mean_confidence"]), 4),
             "measured_fraction": None,
             "noise_sigma": float(f"{self.noise_sigma:.6g}"),
             "noise": None,
@@ -456,16 +463,16 @@ class TiledBlurMap:
             out["sigma"] = None
             out["verdict"] = "blur not measurable here: no structure stands above the noise"
             return out
-        s = self.sigma[ok]
-        w = self.confidence[ok].astype(np.float64)
-        q = _weighted_quantiles(s, w, (0.1, 0.5, 0.9))
+        q = _weighted_quantiles(
+            self.sigma, w, ok, (0.1, 0.5, 0.9), span=(float(got["lo"]), float(got["hi"]))
+        )
         out["sigma"] = {k: round(v, 4) for k, v in zip(("p10", "median", "p90"), q, strict=True)}
         med = out["sigma"]["median"]
         if self.lower_bound is None:
             out["lower_bound_fraction"] = None
             share = 0.0
         else:
-            share = float(counts[2]) / float(counts[0])
+            share = float(got["lower"]) / float(got["ok"])
             out["lower_bound_fraction"] = round(share, 4)
         if share > 0.5:
             out["verdict"] = f"sigma > {med:.3g} px: blur beyond what the image shows"
@@ -478,28 +485,38 @@ class TiledBlurMap:
 
 
 def _weighted_quantiles(
-    s: da.Array, w: da.Array, fractions: Sequence[float], *, bins: int = 4096
+    s: da.Array,
+    w: da.Array,
+    ok: da.Array,
+    fractions: Sequence[float],
+    *,
+    span: tuple[float, float],
+    bins: int = 4096,
 ) -> list[float]:
-    """The smallest value whose cumulative weight reaches ``f`` of the total, for each ``f``:
-    the in-memory rule (sort, cumulative sum, search), in two passes over a lazy array."""
+    """For each ``f``, the smallest value of ``s`` where ``ok`` whose cumulative weight ``w``
+    reaches ``f`` of the total: the in-memory rule (sort, cumulative sum, search) in two passes
+    over a lazy map. A weighted histogram finds the bin of each quantile; the values in those
+    bins are then gathered and sorted."""
     da = dask_array()
-    lo, hi, total = (float(v) for v in da.compute(s.min(), s.max(), w.sum()))
+    lo, hi = span
     if lo == hi:
         return [lo for _ in fractions]
     edges = np.linspace(lo, hi, bins + 1)
     hist, _ = da.histogram(s, bins=edges, weights=w)
     cum = np.cumsum(hist.compute())
-    found = []
+    total = float(cum[-1])
+    lazy = []
     for f in fractions:
-        target = f * total
-        b = min(int(np.searchsorted(cum, target)), bins - 1)
-        # the values of that bin, with the weight of everything below it
+        b = min(int(np.searchsorted(cum, f * total)), bins - 1)
         a, z = edges[b], (edges[b + 1] if b < bins - 1 else np.inf)
-        inside = (s >= a) & (s < z)
-        below, vals, ws = da.compute(w[s < a].sum(), s[inside], w[inside])
+        inside = ok & (s >= a) & (s < z)
+        # the weight of everything below the bin, and the values in it with their weights
+        lazy.append((da.where(s < a, w, 0).sum(), s[inside], w[inside]))
+    found = []
+    for f, (below, vals, ws) in zip(fractions, da.compute(*lazy), strict=True):
         order = np.argsort(vals, kind="stable")
         cw = float(below) + np.cumsum(ws[order])
-        i = min(int(np.searchsorted(cw, target)), len(vals) - 1)
+        i = min(int(np.searchsorted(cw, f * total)), len(vals) - 1)
         found.append(float(vals[order[i]]))
     return found
 
