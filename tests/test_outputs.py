@@ -80,6 +80,7 @@ def _commands(inputs: list[Path], target: Path | None) -> list[list[str]]:
     return cmds
 
 
+@pytest.mark.slow  # every command, twice, over one folder: 35 s
 def test_no_command_loses_an_input_or_an_earlier_output(tmp_path, capsys):
     folder = tmp_path / "data"
     inputs = _inputs(folder)
