@@ -499,3 +499,17 @@ def test_ome_zarr_reads_back_with_the_reference_reader(tiled, tmp_path, pixel_si
     scales = [t[0]["scale"] for t in meta["coordinateTransformations"]]
     assert scales == [[1.0, step * 2**k, step * 2**k] for k in range(3)]
     assert (meta["axes"][2].get("unit") == "micrometer") == (pixel_size is not None)
+
+
+def test_formats_without_tiles_open_whole_under_the_in_memory_limit(tiled, tmp_path):
+    rgb = data.astronaut()[:100, :120]
+    f = tmp_path / "a.png"
+    write_image(f, rgb)
+    lazy = open_image(f, chunks=64)
+    assert lazy.channel_axis == 2 and lazy.data.dtype == np.uint8
+    assert lazy.data.chunks[:2] == ((64, 36), (64, 56))
+    np.testing.assert_array_equal(lazy.data.compute(), rgb)
+    got = tiled.focus_map(lazy.data, channel_axis=2, measure="tenengrad").compute()
+    np.testing.assert_array_equal(got, defocus.focus_map(rgb, channel_axis=-1, measure="tenengrad"))
+    with pytest.raises(BadInputError, match="limit"):
+        open_image(f, max_pixels=100 * 119)

@@ -249,3 +249,17 @@ def test_psf_family_literal_lists_the_blur_map_families():
     from defocus.blurmap import PSF_FAMILIES
 
     assert get_args(PSFFamily) == tuple(PSF_FAMILIES)
+
+
+def test_colour_noise_level_is_the_in_memory_one():
+    # the noise floor of 8-bit colour is its quantisation, which the luminance no longer shows:
+    # the level is measured on the image as given, as blur_map measures it
+    if not PCB.is_file():
+        pytest.skip("shared real data not present")
+    from defocus.io import read_image
+
+    rgb = read_image(PCB).data[300:620, 400:848]
+    lazy = tiled.blur_map(rgb, channel_axis=-1, chunks=160)
+    memory = defocus.blur_map(rgb, channel_axis=-1)
+    assert memory.noise_sigma > 0.2  # 1/sqrt(12) grey levels at least
+    assert lazy.noise_sigma == pytest.approx(memory.noise_sigma, rel=1e-6)

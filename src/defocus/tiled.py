@@ -212,15 +212,31 @@ def _plane(image: Any, chunks: int | Sequence[int] | None, channel_axis: int | N
 
 
 def _mosaic(plane: da.Array, *, tile: int = 256, n: int = 4) -> np.ndarray:
-    """Up to n x n tiles spread evenly over the image, side by side: a small, faithful sample."""
-    h, w = plane.shape
+    """Up to n x n tiles spread evenly over the image (rows and columns first, any channels
+    last), side by side: a small, faithful sample."""
+    h, w = plane.shape[:2]
     if h <= n * tile and w <= n * tile:
         return np.asarray(plane.compute())
     th, tw = min(tile, h), min(tile, w)
     ys = np.linspace(0, h - th, min(n, h // th)).astype(int)
     xs = np.linspace(0, w - tw, min(n, w // tw)).astype(int)
-    rows = [[plane[y : y + th, x : x + tw] for x in xs] for y in ys]
-    return np.asarray(dask_array().block(rows).compute())
+    da = dask_array()
+    rows = [da.concatenate([plane[y : y + th, x : x + tw] for x in xs], axis=1) for y in ys]
+    return np.asarray(da.concatenate(rows, axis=0).compute())
+
+
+def _noise_sigma(image: Any, sample: np.ndarray, channel_axis: int | None, psf: str) -> float:
+    """The noise level :func:`defocus.blur_map` finds on a mosaic of the image as given: its
+    own dtype and channels, whose quantisation the noise model counts (the luminance of a
+    colour image has lost it)."""
+    if sample.min() == sample.max():
+        return 0.0  # a constant mosaic of a varied image: no noise seen
+    if channel_axis is None:
+        return float(_blur_map(sample, psf=psf).noise_sigma)
+    da = dask_array()
+    raw = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
+    raw = da.moveaxis(raw, channel_axis % raw.ndim, -1)
+    return float(_blur_map(_mosaic(raw), psf=psf, channel_axis=-1).noise_sigma)
 
 
 def blur_support() -> int:
@@ -552,7 +568,8 @@ def blur_map(
     noise_sigma : float, optional
         Noise standard deviation (intensity units) given to every tile. By default it is
         estimated once, by :func:`defocus.blur_map`, on a mosaic of 16 tiles of 256 px
-        sampled evenly across the image (the whole image if it is at most 1024 px a side).
+        sampled evenly across the image (the whole image if it is at most 1024 px a side), in
+        the image's own dtype and channels.
     chunks : int or (int, int), optional
         Tile size in px (default 2048), rounded up to a multiple of 32 so that tiles sit on
         the method's grid; a last tile smaller than ``depth`` is merged into its neighbour.
@@ -595,9 +612,8 @@ def blur_map(
     sample = _checked_sample(plane)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
-    if noise_sigma is None:  # a constant mosaic of a varied image: no noise seen
-        flat = sample.min() == sample.max()
-        noise_sigma = 0.0 if flat else float(_blur_map(sample, psf=psf).noise_sigma)
+    if noise_sigma is None:
+        noise_sigma = _noise_sigma(image, sample, channel_axis, psf)
     # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
     dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
     padded = da.overlap.overlap(plane, depth={0: dy, 1: dx}, boundary="none")

@@ -21,7 +21,7 @@ from .._array import as_chunks
 from .._errors import BadInputError, short_message
 from .._optional import dask_array
 from ._files import _check_path, _is_tiff, _mp
-from ._read import _layout, _tiff_pixel_size
+from ._read import DEFAULT_MAX_PIXELS, _layout, _tiff_pixel_size, read_image
 from ._units import PixelSize, parse_pixel_size
 
 if TYPE_CHECKING:
@@ -167,6 +167,8 @@ def open_image(
     """Open a Zarr / OME-Zarr store or a TIFF lazily; nothing is read but metadata.
 
     TIFF goes through tifffile's Zarr store (``aszarr``), so a tiled TIFF is read tile by tile.
+    Other formats (PNG, JPEG, ...) have no tiles: they are decoded whole by
+    :func:`defocus.read_image`, under its limit of :data:`DEFAULT_MAX_PIXELS`, then tiled.
     The pixel size comes from the NGFF ``scale`` and axis units, or from the TIFF metadata in
     the order :func:`defocus.read_image` uses; ``pixel_size`` overrides it.
 
@@ -181,7 +183,8 @@ def open_image(
     index : int, optional
         Plane to take from a store with a time or z axis.
     max_pixels : int or None
-        Refuse planes whose metadata claims more pixels (default 2**40); ``None`` lifts it. A
+        Refuse planes whose metadata claims more pixels (default 2**40, and at most
+        :data:`DEFAULT_MAX_PIXELS` for formats decoded whole); ``None`` lifts it. A
         TIFF must also hold the data its tags point to, in strips or tiles of at most 2**28
         px, and a Zarr store at least one written chunk, all checked before any allocation.
 
@@ -211,7 +214,7 @@ def open_image(
     else:
         p = _check_path(p)
         if not _is_tiff(p):
-            raise BadInputError(f"{p}: lazy reading needs a Zarr store or a TIFF file")
+            return _open_whole(p, chunks, override, index, max_pixels)
         import tifffile
 
         try:
@@ -253,6 +256,27 @@ def open_image(
     if override is not None:
         ps, source = override, "override"
     return LazyImage(data, channel_axis, ps, source, p)
+
+
+def _open_whole(
+    p: Path,
+    chunks: int | Sequence[int] | None,
+    override: PixelSize | None,
+    index: int | None,
+    max_pixels: int | None,
+) -> LazyImage:
+    """PNG, JPEG and the other formats imageio reads have no tiles to read one by one: they are
+    decoded whole by :func:`read_image`, under its in-memory pixel limit, and then tiled."""
+    da = dask_array()
+    limit = None if max_pixels is None else min(max_pixels, DEFAULT_MAX_PIXELS)
+    img = read_image(p, pixel_size=override, index=index, max_pixels=limit)
+    data = img.data
+    if img.channel_axis is not None:
+        data = np.moveaxis(data, img.channel_axis, -1)
+    cy, cx = as_chunks(chunks)
+    data = da.from_array(data, chunks=(cy, cx, -1)[: data.ndim])
+    axis = None if img.channel_axis is None else 2
+    return LazyImage(data, axis, img.pixel_size, img.pixel_size_source, p)
 
 
 def _read_tiff_chunk(path: str, block_info: dict | None = None) -> np.ndarray:
