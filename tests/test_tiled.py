@@ -263,3 +263,22 @@ def test_colour_noise_level_is_the_in_memory_one():
     memory = defocus.blur_map(rgb, channel_axis=-1)
     assert memory.noise_sigma > 0.2  # 1/sqrt(12) grey levels at least
     assert lazy.noise_sigma == pytest.approx(memory.noise_sigma, rel=1e-6)
+
+
+def test_colour_tiles_see_the_colour_image_as_blur_map_does():
+    # tiles get the colour data (its dtype and quantisation), not a float luminance: one tile
+    # is the in-memory map, and tiles agree with it where it is confident
+    if not PCB.is_file():
+        pytest.skip("shared real data not present")
+    from defocus.io import read_image
+
+    rgb = read_image(PCB).data[200:840, 300:1196]
+    one = tiled.blur_map(rgb[:320, :448], channel_axis=-1, noise_sigma=0.3)
+    ref = defocus.blur_map(rgb[:320, :448], channel_axis=-1, noise_sigma=0.3)
+    np.testing.assert_array_equal(one.sigma.compute(), ref.sigma)
+    lazy = tiled.blur_map(rgb, channel_axis=-1, chunks=320, noise_sigma=0.3)
+    assert len(lazy.data.chunks[1]) > 1 and len(lazy.data.chunks[2]) > 1
+    sigma, conf = lazy.data.compute()
+    ref = defocus.blur_map(rgb, channel_axis=-1, noise_sigma=0.3)
+    rel = np.abs(sigma - ref.sigma) / np.maximum(ref.sigma, 0.1)
+    assert np.percentile(rel[ref.confidence > 0.5], 95) < 0.02

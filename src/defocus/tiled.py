@@ -21,15 +21,17 @@ How close a tiled map is to the in-memory one
   refused.
 - **Blur map**: the in-memory method ends with a pyramid fill that reaches across the whole
   image, so tiles cannot be exact. Tiles are aligned to the method's 32-px grid, overlap by
-  ``depth`` px (default :func:`blur_support`, 160 px for the current method), and every tile
-  gets the same ``noise_sigma``. Against :func:`defocus.blur_map` with that ``noise_sigma``,
+  ``depth`` px (default :func:`blur_support`, from the method's reach), and every tile gets
+  the same ``noise_sigma``; colour tiles get the colour data, as the in-memory map does. Against :func:`defocus.blur_map` with that ``noise_sigma``,
   on chunks of (97, 131) px (tiles of 160-192 px after alignment) the test suite holds: the
   relative difference of sigma below 1 % at the median, below 2 % at the 95th percentile
   where confidence > 0.5, and the confidence within 0.02 at the 95th percentile. Values
   propagated into wide flat regions (such as the sky of the camera image) can differ by tens
   of per cent, because the fill reaches farther than a small tile; the pixels that differ by
   more than 10 % have a mean confidence below 0.1. With 256-px tiles the camera image's 95th
-  percentile over all pixels is at most 3 %, and larger tiles agree more closely still.
+  percentile over all pixels is at most 3 %, and larger tiles agree more closely still. On a
+  real colour photograph (the pcb focus stack, 1536 x 2048, 384-px tiles) the 95th percentile
+  where confidence > 0.5 is 0.1 %.
 
 Input comes lazily from :func:`defocus.io.open_image` (Zarr, OME-Zarr, tiled TIFF) in its own
 dtype: 8- and 16-bit data go into the overlap exchange as they are, and are converted to
@@ -537,12 +539,14 @@ def _weighted_quantiles(
     return found
 
 
-def _blur_block(block: np.ndarray, *, psf: str, noise_sigma: float) -> np.ndarray:
-    if block.min() == block.max():
+def _blur_block(block: np.ndarray, *, psf: str, noise_sigma: float, colour: bool) -> np.ndarray:
+    """sigma, confidence and lower bound of one tile; a colour tile comes channels first."""
+    lum = luminance(block, channel_axis=0) if colour else block
+    if lum.min() == lum.max():
         # A tile that is constant even with its overlap holds no blur information.
-        return np.zeros((3, *block.shape), np.float32)
-    bm = _blur_map(block, psf=psf, noise_sigma=noise_sigma)
-    lower = np.zeros(block.shape, bool) if bm.lower_bound is None else bm.lower_bound
+        return np.zeros((3, *lum.shape), np.float32)
+    bm = _blur_map(block, psf=psf, noise_sigma=noise_sigma, channel_axis=0 if colour else None)
+    lower = np.zeros(lum.shape, bool) if bm.lower_bound is None else bm.lower_bound
     return np.stack([bm.sigma, bm.confidence, lower.astype(np.float32)])
 
 
@@ -616,13 +620,24 @@ def blur_map(
         noise_sigma = _noise_sigma(image, sample, channel_axis, psf)
     # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
     dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
-    padded = da.overlap.overlap(plane, depth={0: dy, 1: dx}, boundary="none")
+    colour = channel_axis is not None
+    if colour:
+        # Tiles see the colour image as blur_map does (its dtype, its quantisation), channels
+        # first and whole.
+        raw = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
+        raw = da.moveaxis(raw, channel_axis % raw.ndim, 0).rechunk((-1, *plane.chunks))
+        padded = da.overlap.overlap(raw, depth={0: 0, 1: dy, 2: dx}, boundary="none")
+        out_chunks = ((3,), *padded.chunks[1:])
+    else:
+        padded = da.overlap.overlap(plane, depth={0: dy, 1: dx}, boundary="none")
+        out_chunks = ((3,), *padded.chunks)
     maps = padded.map_blocks(
         _blur_block,
         psf=psf,
         noise_sigma=float(noise_sigma),
-        new_axis=0,
-        chunks=((3,), *padded.chunks),
+        colour=colour,
+        new_axis=None if colour else 0,
+        chunks=out_chunks,
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
     )
