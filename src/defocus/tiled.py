@@ -22,16 +22,17 @@ How close a tiled map is to the in-memory one
 - **Blur map**: the in-memory method ends with a pyramid fill that reaches across the whole
   image, so tiles cannot be exact. Tiles are aligned to the method's 32-px grid, overlap by
   ``depth`` px (default :func:`blur_support`, from the method's reach), and every tile gets
-  the same ``noise_sigma``; colour tiles get the colour data, as the in-memory map does. Against :func:`defocus.blur_map` with that ``noise_sigma``,
-  on chunks of (97, 131) px (tiles of 160-192 px after alignment) the test suite holds: the
-  relative difference of sigma below 1 % at the median, below 2 % at the 95th percentile
-  where confidence > 0.5, and the confidence within 0.02 at the 95th percentile. Values
-  propagated into wide flat regions (such as the sky of the camera image) can differ by tens
-  of per cent, because the fill reaches farther than a small tile; the pixels that differ by
-  more than 10 % have a mean confidence below 0.1. With 256-px tiles the camera image's 95th
-  percentile over all pixels is at most 3 %, and larger tiles agree more closely still. On a
-  real colour photograph (the pcb focus stack, 1536 x 2048, 384-px tiles) the 95th percentile
-  where confidence > 0.5 is 0.1 %.
+  the same ``noise_sigma``; colour tiles get the colour data, as the in-memory map does.
+  Against :func:`defocus.blur_map` with that ``noise_sigma``, on chunks of (97, 131) px
+  (tiles of 160-192 px after alignment) the test suite holds: the relative difference of
+  sigma below 1 % at the median, below 2 % at the 95th percentile where confidence > 0.5,
+  and the confidence within 0.02 at the 95th percentile. Values propagated into wide flat
+  regions (such as the sky of the camera image) can differ by tens of per cent, because the
+  fill reaches farther than a small tile; the pixels that differ by more than 10 % have a
+  mean confidence below 0.1. With 256-px tiles the camera image's 95th percentile over all
+  pixels is at most 3 %, and larger tiles agree more closely still. On a real colour
+  photograph (the pcb focus stack, 1536 x 2048, 384-px tiles) the 95th percentile where
+  confidence > 0.5 is 0.1 %.
 
 Input comes lazily from :func:`defocus.io.open_image` (Zarr, OME-Zarr, tiled TIFF) in its own
 dtype: 8- and 16-bit data go into the overlap exchange as they are, and are converted to
