@@ -513,3 +513,16 @@ def test_formats_without_tiles_open_whole_under_the_in_memory_limit(tiled, tmp_p
     np.testing.assert_array_equal(got, defocus.focus_map(rgb, channel_axis=-1, measure="tenengrad"))
     with pytest.raises(BadInputError, match="limit"):
         open_image(f, max_pixels=100 * 119)
+
+
+def test_ome_zarr_writer_reports_its_tasks(tiled, tmp_path):
+    seen = []
+    maps = np.random.default_rng(5).random((2, 600, 700)).astype(np.float32)
+    data = tiled.require_dask().from_array(maps, chunks=(2, 256, 256))
+    write_ome_zarr(tmp_path / "m.zarr", data, progress=lambda *a: seen.append(a))
+    levels = sorted({what for _, _, what in seen})
+    assert levels == ["level 0", "level 1", "level 2"]
+    for level in levels:  # done counts up to the total of that level's tasks
+        steps = [(d, t) for d, t, w in seen if w == level]
+        assert [d for d, _ in steps] == sorted(d for d, _ in steps)
+        assert steps[-1][0] == steps[-1][1] > 1

@@ -243,7 +243,7 @@ def progress_bar(desc: str, *, enabled: bool = True) -> Iterator[Progress]:
         nonlocal bar
         if not show:
             return
-        if bar is None or bar.total != total:
+        if bar is None or bar.total != total or done < bar.n:  # a new run of steps
             if bar is not None:
                 bar.close()
             from tqdm import tqdm  # loaded on use, so that the parser builds fast

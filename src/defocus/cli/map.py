@@ -18,6 +18,7 @@ from ._common import (
     display_name,
     for_each_image,
     number,
+    progress_bar,
     read_input,
     stem_of,
 )
@@ -191,9 +192,15 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
     else:  # computed once into a hidden store, then streamed into the TIFFs
         zarr_path = scratch_path(target, "tiles.zarr")
     try:
-        io.write_ome_zarr(
-            zarr_path, lazy.data, pixel_size=img.pixel_size, channel_names=names, attrs=attrs
-        )
+        with progress_bar("blur map tiles") as progress:
+            io.write_ome_zarr(
+                zarr_path,
+                lazy.data,
+                pixel_size=img.pixel_size,
+                channel_names=names,
+                attrs=attrs,
+                progress=progress,
+            )
         stored, _ = io.read_ome_zarr(zarr_path)
         sigma, conf = stored[0], stored[1]
         # summarised from the store, so the tiles are not computed a second time

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._errors import BadInputError
 from .._optional import dask_array
+from .._types import Progress
 from ._files import atomic_dir
 from ._lazy import _ngff
 from ._units import NGFF_UNITS, PixelSize, parse_pixel_size
@@ -25,6 +26,32 @@ if TYPE_CHECKING:
     import dask.array as da
 
 __all__ = ["read_ome_zarr", "write_ome_zarr"]
+
+
+class _TaskProgress:
+    """Report finished Dask tasks to a ``progress(done, total, what)`` callable while active."""
+
+    def __init__(self, progress: Progress | None, what: str) -> None:
+        self.progress, self.what = progress, what
+        self.callback: Any = None
+
+    def __enter__(self) -> None:
+        if self.progress is None:
+            return
+        from dask.callbacks import Callback
+
+        report, what = self.progress, self.what
+
+        def posttask(key: Any, result: Any, dsk: Any, state: dict, worker_id: Any) -> None:
+            done = len(state["finished"])
+            report(done, done + sum(len(state[k]) for k in ("ready", "waiting", "running")), what)
+
+        self.callback = Callback(posttask=posttask)
+        self.callback.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.callback is not None:
+            self.callback.__exit__(*exc)
 
 
 def _ngff_metadata(
@@ -89,6 +116,7 @@ def write_ome_zarr(
     chunks: int = 1024,
     min_size: int = 256,
     attrs: dict[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write a (C, H, W) or (H, W) map as a multiscale OME-Zarr image (NGFF 0.4), atomically.
 
@@ -115,6 +143,9 @@ def write_ome_zarr(
         Stop adding levels once the larger side is at most this.
     attrs : dict, optional
         Extra JSON attributes stored on the image group.
+    progress : callable, optional
+        Called as ``progress(done, total, what)`` as the tasks that compute and store each
+        level finish (Dask's local schedulers; a distributed client reports nothing here).
 
     Returns
     -------
@@ -156,7 +187,8 @@ def write_ome_zarr(
                 fill_value=0,
             )
             # Every dask chunk must cover whole zarr chunks, or two tasks would write one.
-            da.store(level.rechunk(zc), z, lock=False)
+            with _TaskProgress(progress, f"level {n_levels}"):
+                da.store(level.rechunk(zc), z, lock=False)
             stored = da.from_zarr(z)
             if n_levels == 0:
                 lo = stored.min(axis=(1, 2))
