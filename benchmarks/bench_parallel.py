@@ -78,7 +78,7 @@ def child(args: argparse.Namespace) -> None:
     import zarr
 
     import defocus
-    from defocus import parallel
+    from defocus import io, tiled
 
     t0 = time.perf_counter()
     if args.mode == "memory":
@@ -91,9 +91,9 @@ def child(args: argparse.Namespace) -> None:
         import dask
 
         dask.config.set(scheduler="threads", num_workers=args.threads)
-        img = parallel.open_image(args.input)
-        lazy = parallel.blur_map(img.data, chunks=args.chunks, noise_sigma=args.noise)
-        parallel.write_ome_zarr(args.out, lazy.data, channel_names=("sigma (px)", "confidence"))
+        img = io.open_image(args.input)
+        lazy = tiled.blur_map(img.data, chunks=args.chunks, noise_sigma=args.noise)
+        io.write_ome_zarr(args.out, lazy.data, channel_names=("sigma (px)", "confidence"))
         shape = img.data.shape
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
@@ -133,14 +133,14 @@ def make_batch(folder: Path, n: int, side: int = 500) -> list[str]:
 
 def batch_rate(paths: list[str], workers: int, root: Path, task: str) -> float:
     """Files per second of run_batch on warm workers (cluster start-up not counted)."""
-    from defocus import parallel
+    from defocus import batch
 
-    client = parallel.start_client(workers=workers)
+    client = batch.start_client(workers=workers)
     try:
         client.wait_for_workers(workers)
         out = Path(tempfile.mkdtemp(dir=root))
         t0 = time.perf_counter()
-        rows = parallel.run_batch(paths, out, task=task, client=client, progress=False)
+        rows = batch.run_batch(paths, out, task=task, client=client)
         seconds = time.perf_counter() - t0
         shutil.rmtree(out)
     finally:
@@ -210,7 +210,7 @@ def main() -> None:
         )
         mid[:] = big[: mid_shape[0], : mid_shape[1]]
         import defocus
-        from defocus import parallel
+        from defocus import tiled
 
         # one noise level for every run, so that in-memory and tiled do the same work
         noise = float(defocus.blur_map(np.asarray(big[:1024, :1024])).noise_sigma)
@@ -244,7 +244,7 @@ def main() -> None:
             "## Blur map: tiled (Zarr to OME-Zarr) vs in memory",
             "",
             f"Input: uint16 Zarr of real textures (scikit-image brick, gravel, grass, camera at "
-            f"4 blur levels), tiles of {chunks} px, overlap {parallel.blur_support()} px. "
+            f"4 blur levels), tiles of {chunks} px, overlap {tiled.blur_support()} px. "
             "Every run is its own process; peak = its maximum resident memory. "
             f"`blur_map` runs its filters on a pool of {inner} threads, in memory and inside "
             "each tile alike; the Dask thread count is on top of that.",

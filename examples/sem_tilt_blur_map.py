@@ -18,8 +18,7 @@ import numpy as np
 
 import defocus
 from defocus.data import tilted_gravel
-from defocus.report import focal_plane_figure
-from defocus.viz import save_figure, sigma_heatmap
+from defocus.viz import focal_plane_figure, save_figure, sigma_heatmap
 
 
 def main() -> None:

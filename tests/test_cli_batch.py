@@ -57,6 +57,7 @@ def scheduler():
         yield cluster.scheduler_address
 
 
+@pytest.mark.slow  # a child process killed mid-write, then a rerun: 5-12 s
 def test_killed_batch_resumes_without_partial_files(tmp_path, scheduler):
     paths = _images(tmp_path / "in", 6, size=128)
     out = tmp_path / "out"
@@ -120,7 +121,7 @@ def test_batch_refuses_two_inputs_with_one_name(tmp_path, capsys):
 
 
 def test_batch_identify_fills_the_psf_columns(tmp_path, scheduler, capsys):
-    from defocus import parallel
+    from defocus import batch
     from defocus.kernel import identify
     from defocus.psf import render
     from defocus.synth import blur
@@ -146,7 +147,7 @@ def test_batch_identify_fills_the_psf_columns(tmp_path, scheduler, capsys):
     assert main([*args, "--scheduler", scheduler]) == 2
     assert "tiny.tif" in capsys.readouterr().err
     rows = _table(out)
-    assert tuple(rows[0]) == parallel.QC_COLUMNS and [r["input"] for r in rows] == inputs
+    assert tuple(rows[0]) == batch.QC_COLUMNS and [r["input"] for r in rows] == inputs
     for row, (name, (model, sigma, params)) in zip(rows[:-1], truth.items(), strict=True):
         assert row["status"] == "done" and row["error"] == "" and row["task"] == "identify"
         # the row is kernel.identify's answer on the same image
@@ -161,7 +162,7 @@ def test_batch_identify_fills_the_psf_columns(tmp_path, scheduler, capsys):
         else:
             assert row["psf_diameter"] == ""
         assert row["sigma_p10"] == row["sigma_p90"] == ""  # one uniform blur: no spread
-        assert row["out_of_focus"] == str(sigma > parallel.MAX_SIGMA)
+        assert row["out_of_focus"] == str(sigma > batch.MAX_SIGMA)
         assert float(row["focus_score"]) > 0
     assert rows[-1]["status"] == "bad input" and "64x64" in rows[-1]["error"]
     assert rows[-1]["psf_model"] == ""

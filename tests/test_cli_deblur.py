@@ -21,7 +21,8 @@ def blurred_tif(tmp_path):
     return path
 
 
-def test_psf_model_matches_the_library_and_keeps_dtype(blurred_tif, tmp_path, capsys):
+def test_psf_model_matches_the_library_and_keeps_dtype(blurred_tif, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DEFOCUS_PROGRESS", "1")  # a bar although stderr is not a terminal
     out = tmp_path / "sharp.tif"
     args = ["deblur", str(blurred_tif), "-o", str(out), "--psf", "disk", "--radius", "3"]
     assert main(args) == 0

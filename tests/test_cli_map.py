@@ -85,7 +85,7 @@ def test_map_tiled_zarr_to_ome_zarr_matches_the_library(tmp_path, capsys):
     pytest.importorskip("dask")
     import zarr
 
-    from defocus import parallel
+    from defocus import io, tiled
 
     image = data.brick()[:320, :352].astype(np.uint16) * 100
     src = tmp_path / "big.zarr"
@@ -95,13 +95,13 @@ def test_map_tiled_zarr_to_ome_zarr_matches_the_library(tmp_path, capsys):
     args = ["map", str(src), "-o", str(out), "--chunks", "160", "--pixel-size", "20nm"]
     assert main(args) == 0
     assert "OUT.zarr" in capsys.readouterr().out
-    maps, meta = parallel.read_ome_zarr(out)
+    maps, meta = io.read_ome_zarr(out)
     assert maps.shape == (2, 320, 352) and maps.dtype == np.float32
     assert meta["axes"][1]["unit"] == "nanometer"
     assert meta["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 20.0, 20.0]
     summary = json.loads((tmp_path / "OUT.json").read_text())
     assert summary["blur"]["unit"] == "px" and summary["dtype"] == "uint16"
-    lazy = parallel.blur_map(image, chunks=160, noise_sigma=summary["blur"]["noise_sigma"])
+    lazy = tiled.blur_map(image, chunks=160, noise_sigma=summary["blur"]["noise_sigma"])
     # The summary rounds the noise level to 6 digits.
     np.testing.assert_allclose(maps.compute(), lazy.data.compute(), rtol=1e-4)
     q = summary["blur"]["sigma"]

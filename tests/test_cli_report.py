@@ -19,6 +19,7 @@ def pair(tmp_path):
     return tmp_path / "sharp.tif", tmp_path / "blurry.tif"
 
 
+@pytest.mark.slow  # a report with kernel estimation and model fits: 13 s
 def test_report_with_pair_and_a_missing_file(pair, tmp_path, capsys):
     sharp, blurry = pair
     out = tmp_path / "out" / "report.html"

@@ -35,6 +35,22 @@ def rgb_stack(tmp_path_factory) -> tuple[np.ndarray, list[str]]:
     return sharp, paths
 
 
+@pytest.fixture(autouse=True)
+def _bars_on(monkeypatch):
+    """Progress bars although stderr is captured (they show only on a terminal otherwise)."""
+    monkeypatch.setenv("DEFOCUS_PROGRESS", "1")
+
+
+def test_no_bar_when_stderr_is_not_a_terminal(tmp_path, rgb_stack, capsys, monkeypatch):
+    monkeypatch.delenv("DEFOCUS_PROGRESS")
+    _, paths = rgb_stack
+    assert main(["stack", *paths, "-o", str(tmp_path / "f.png"), "--no-align"]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("DEFOCUS_PROGRESS", "1")
+    assert main(["stack", *paths, "-o", str(tmp_path / "g.png"), "--no-align"]) == 0
+    assert "fusing" in capsys.readouterr().err
+
+
 def test_cli_fuses_with_depth_and_maps(tmp_path, rgb_stack, capsys):
     sharp, paths = rgb_stack
     out, depth, maps = tmp_path / "fused.png", tmp_path / "depth.tif", tmp_path / "maps"

@@ -22,11 +22,11 @@ from skimage import data
 from defocus.cli import main
 from defocus.io import read_image, write_image
 
-# The child: wrap defocus.io._write_tiff so that write number KILL_AT leaves half a file and
-# then gets SIGNAL; then run CALL.
+# The child: wrap the TIFF writer behind defocus.io so that write number KILL_AT leaves half a
+# file and then gets SIGNAL; then run CALL.
 CHILD = """
 import os, signal, sys, time
-import defocus.io as dio
+import defocus.io._write as dio
 
 # Ctrl-C as in a terminal, whatever disposition the test process handed down (an ignored
 # SIGINT is inherited across exec, and a Dask cluster in an earlier test may have set one).
@@ -71,6 +71,7 @@ def _hidden(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
 
 
+@pytest.mark.slow  # a child process killed mid-write, then a rerun: 5-12 s
 def test_sigkill_mid_write_leaves_no_partial_output_and_the_rerun_completes(tmp_path):
     files = _inputs(tmp_path)
     before = [f.read_bytes() for f in files]
@@ -98,18 +99,19 @@ def test_sigkill_mid_write_leaves_no_partial_output_and_the_rerun_completes(tmp_
     assert [f.read_bytes() for f in files] == before
 
 
+@pytest.mark.slow  # a child process killed mid-write, then a rerun: 5-12 s
 def test_killed_batch_resumes_where_it_stopped(tmp_path):
     pytest.importorskip("distributed")
-    from defocus.parallel import run_batch, start_client
+    from defocus.batch import run_batch, start_client
 
     files = _inputs(tmp_path, 3)
     out = tmp_path / "out"
     # one worker thread in the child, so the wrapped writer runs there; the second image's
     # map is the second TIFF write
     call = f"""
-    from defocus.parallel import run_batch, start_client
+    from defocus.batch import run_batch, start_client
     client = start_client(workers=1, processes=False)
-    run_batch({[str(f) for f in files]!r}, {str(out)!r}, client=client, progress=False)
+    run_batch({[str(f) for f in files]!r}, {str(out)!r}, client=client)
     """
     done = _child(tmp_path, call, kill_at=2, sig="SIGKILL")
     assert done.returncode == -signal.SIGKILL, done.stderr
@@ -117,7 +119,7 @@ def test_killed_batch_resumes_where_it_stopped(tmp_path):
     assert _hidden(out), "the kill should have landed mid-write"
     client = start_client(workers=1, processes=False)
     try:
-        rows = run_batch(files, out, client=client, progress=False)
+        rows = run_batch(files, out, client=client)
     finally:
         cluster = client.cluster
         client.close()
@@ -130,6 +132,7 @@ def test_killed_batch_resumes_where_it_stopped(tmp_path):
         assert read_image(out / f"{f.stem}.qc.focus.tif").data.shape == (96, 96)
 
 
+@pytest.mark.slow  # a child process interrupted mid-write: 7 s
 def test_ctrl_c_mid_write_exits_130_with_one_clean_line(tmp_path):
     files = _inputs(tmp_path, 1)
     out = tmp_path / "out"

@@ -44,6 +44,21 @@ def test_tilt_recovered_from_an_estimated_blur_map():
     assert "sharpest line at" in s["text"] and len(s["bands"]) == 10
 
 
+def test_estimated_tilt_follows_the_true_tilt():
+    # the error bar alone could be wide enough to hold 0°: the angle must also move with the
+    # truth, by more than its errors
+    sharp = data.camera()[:256, 128:384].astype(np.float32) / 255
+    angles, errors = [], []
+    for angle in (0.0, 10.0, 20.0):
+        truth = tilt_map(sharp.shape, position=0.4, angle=angle, slope=0.035, floor=0.5)
+        fp = focal_plane(blur_map(add_gaussian_noise(blur_varying(sharp, truth), 0.01, rng=0)))
+        angles.append(fp.angle)
+        errors.append(fp.errors["angle"])
+    assert abs(angles[0]) <= 3 * errors[0]
+    assert all(e < 4.0 for e in errors)
+    assert angles[1] - angles[0] > 3.0 and angles[2] - angles[1] > 3.0
+
+
 def _noisy(truth: np.ndarray, seed: int) -> BlurMap:
     """Blur map of a known sigma map with correlated 15 % log-normal errors per 4 px cell."""
     rng = np.random.default_rng(seed)

@@ -659,15 +659,15 @@ def sigma_map_api(files):
 
 
 def lazy_api(files, **kw):
-    from defocus import parallel
+    from defocus import io
 
-    return parallel.open_image(files[0], chunks=2048, **kw)
+    return io.open_image(files[0], chunks=2048, **kw)
 
 
 def batch_api(files):
-    from defocus.parallel import run_batch
+    from defocus.batch import run_batch
 
-    return run_batch(files, files[0].parents[1] / "out", progress=False)
+    return run_batch(files, files[0].parents[1] / "out")
 
 
 ROWS += [
@@ -886,7 +886,7 @@ ROWS += [
         "scheduler_not_a_url",
         "`defocus batch --scheduler notaurl`",
         _named("in.png"),
-        lambda f: __import__("defocus.parallel").parallel.start_client(scheduler="notaurl"),
+        lambda f: __import__("defocus.batch").batch.start_client(scheduler="notaurl"),
         lambda f, out: ["batch", str(f[0]), "-o", str(out), "--scheduler", "notaurl"],
         match="scheduler",
         needs="distributed",
@@ -1218,7 +1218,7 @@ FAULTS = {
 
 def run_fault(key: str, tmp: Path, capsys, monkeypatch) -> tuple[int, str]:
     """Write ``defocus focus`` output while the file system refuses it half-way."""
-    import defocus.io as dio
+    import defocus.io._write as dio
 
     err_no = FAULTS[key][0]
     src = _written("in.png", CAM)(tmp)

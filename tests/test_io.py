@@ -1,7 +1,8 @@
-"""Round trips, pixel-size sources, and bad input for defocus.io."""
+"""Round trips, pixel-size sources, and bad input for defocus.io, in memory and lazily."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -12,15 +13,20 @@ import pytest
 import tifffile
 from skimage import data
 
+import defocus
 from defocus import BadInputError
 from defocus.io import (
     PixelSize,
     atomic_path,
+    open_image,
     parse_pixel_size,
     read_image,
+    read_ome_zarr,
     write_image,
     write_json,
     write_map,
+    write_ome_zarr,
+    write_tiled_tiff,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -348,3 +354,175 @@ def test_animated_gif_needs_an_index(tmp_path):
     with pytest.raises(BadInputError, match="3 frames"):
         read_image(f)
     assert read_image(f, index=1).data.shape[:2] == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("compression", "lossless"), [("lzw", True), ("zlib", True), ("jpeg", False)]
+)
+def test_compressed_tiffs_read_back(tmp_path, compression, lossless):
+    # LZW, Deflate and JPEG: the usual microscope exports; decoding them needs imagecodecs
+    img = data.camera()[:96, :128]
+    f = tmp_path / f"{compression}.tif"
+    tifffile.imwrite(f, img, compression=compression, photometric="minisblack")
+    with tifffile.TiffFile(f) as tf:
+        assert tf.pages.first.compression != tifffile.COMPRESSION.NONE
+    back = read_image(f)
+    assert back.data.dtype == np.uint8 and back.data.shape == img.shape
+    if lossless:
+        np.testing.assert_array_equal(back.data, img)
+    else:  # JPEG: close, not equal
+        assert np.abs(back.data.astype(int) - img).mean() < 3
+
+
+# --- lazy: Zarr, OME-Zarr and tiled TIFF in and out (needs Dask) -------------------------------
+
+ODD = (97, 131)
+
+
+@pytest.fixture(scope="module")
+def tiled():
+    pytest.importorskip("dask.array")
+    return pytest.importorskip("defocus.tiled")
+
+
+def test_open_tiled_tiff_keeps_dtype_and_pixel_size(tiled, tmp_path):
+    import tifffile
+
+    img16 = data.camera().astype(np.uint16) * 200
+    path = tmp_path / "tiled.ome.tif"
+    tifffile.imwrite(
+        path,
+        img16,
+        tile=(128, 128),
+        ome=True,
+        metadata={"axes": "YX", "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm"},
+    )
+    lazy = open_image(path)
+    assert lazy.data.dtype == np.uint16
+    assert all(c % 128 == 0 for c in lazy.data.chunks[0] + lazy.data.chunks[1])  # whole tiles
+    assert open_image(path, chunks=ODD).data.chunks[0][:2] == (97, 97)
+    assert lazy.pixel_size.to("nm").x == pytest.approx(250)
+    assert lazy.pixel_size_source == "OME PhysicalSizeX"
+    # nothing was converted to float64 before chunking: the only float step is per tile
+    assert all(np.dtype(layer.dtype) != np.float64 for layer in [lazy.data])
+    np.testing.assert_array_equal(
+        tiled.focus_map(lazy.data, measure="brenner").compute(),
+        defocus.focus_map(img16, measure="brenner"),
+    )
+
+
+def test_open_plain_zarr_and_rgb(tiled, tmp_path):
+    import zarr
+
+    rgb = data.astronaut()[:100, :120]
+    z = zarr.open_array(
+        tmp_path / "rgb.zarr", mode="w", shape=rgb.shape, chunks=(64, 64, 3), dtype=rgb.dtype
+    )
+    z[:] = rgb
+    lazy = open_image(tmp_path / "rgb.zarr")
+    assert lazy.channel_axis == 2 and lazy.data.dtype == np.uint8
+    got = tiled.focus_map(lazy.data, channel_axis=2, measure="tenengrad").compute()
+    np.testing.assert_array_equal(got, defocus.focus_map(rgb, channel_axis=2, measure="tenengrad"))
+
+
+def test_ome_zarr_round_trip_with_scale_and_units(tiled, tmp_path):
+    maps = np.stack([np.random.default_rng(1).random((600, 700)), np.ones((600, 700))])
+    maps = maps.astype(np.float32)
+    out = write_ome_zarr(
+        tmp_path / "m.zarr", maps, pixel_size="0.2um", channel_names=["sigma (px)", "conf"]
+    )
+    meta = json.loads((out / ".zattrs").read_text())
+    ms = meta["multiscales"][0]
+    assert ms["version"] == "0.4" and [a["name"] for a in ms["axes"]] == ["c", "y", "x"]
+    assert ms["axes"][2]["unit"] == "micrometer"
+    scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
+    assert scales[0] == [1.0, 0.2, 0.2] and scales[1] == [1.0, 0.4, 0.4]
+    assert [c["label"] for c in meta["omero"]["channels"]] == ["sigma (px)", "conf"]
+    level0, _ = read_ome_zarr(out)
+    np.testing.assert_array_equal(level0.compute(), maps)
+    level1, _ = read_ome_zarr(out, level=1)
+    np.testing.assert_allclose(
+        level1[0].compute(), maps[0, :600, :700].reshape(300, 2, 350, 2).mean((1, 3)), rtol=1e-6
+    )
+    # no hidden temporary folder is left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.zarr"]
+
+
+def test_ome_zarr_input_uses_ngff_scale(tiled, tmp_path):
+    img = data.camera()[:200, :300]
+    write_ome_zarr(tmp_path / "in.zarr", img, pixel_size="5nm")
+    lazy = open_image(tmp_path / "in.zarr")
+    assert lazy.data.shape == img.shape and lazy.data.dtype == np.uint8
+    assert lazy.pixel_size.to("nm").x == pytest.approx(5) and lazy.pixel_size_source == "NGFF scale"
+
+
+def test_tiled_tiff_output(tiled, tmp_path):
+    import tifffile
+
+    values = np.random.default_rng(2).random((300, 520)).astype(np.float32)
+    path = write_tiled_tiff(
+        tmp_path / "m.tif", tiled.require_dask().from_array(values, chunks=97), pixel_size="3nm"
+    )
+    with tifffile.TiffFile(path) as tf:
+        assert tf.pages.first.is_tiled
+    back = read_image(path)
+    np.testing.assert_array_equal(back.data, values)
+    assert back.pixel_size.to("nm").x == pytest.approx(3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pixel_size", ["0.2um", None])
+def test_ome_zarr_reads_back_with_the_reference_reader(tiled, tmp_path, pixel_size):
+    # ome-zarr-py is the reader napari uses: it must find every level, axis, scale and label
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    maps = np.random.default_rng(4).random((2, 600, 700)).astype(np.float32)
+    out = write_ome_zarr(
+        tmp_path / "m.zarr", maps, pixel_size=pixel_size, channel_names=["sigma (px)", "conf"]
+    )
+    (node,) = list(Reader(parse_url(str(out)))())
+    assert [tuple(d.shape) for d in node.data] == [(2, 600, 700), (2, 300, 350), (2, 150, 175)]
+    np.testing.assert_array_equal(np.asarray(node.data[0]), maps)
+    np.testing.assert_allclose(
+        np.asarray(node.data[1])[1], maps[1].reshape(300, 2, 350, 2).mean((1, 3)), rtol=1e-6
+    )
+    meta = node.metadata
+    assert [a["name"] for a in meta["axes"]] == ["c", "y", "x"]
+    assert meta["channel_names"] == ["sigma (px)", "conf"]
+    step = 0.2 if pixel_size else 1.0
+    scales = [t[0]["scale"] for t in meta["coordinateTransformations"]]
+    assert scales == [[1.0, step * 2**k, step * 2**k] for k in range(3)]
+    assert (meta["axes"][2].get("unit") == "micrometer") == (pixel_size is not None)
+
+
+def test_formats_without_tiles_open_whole_under_the_in_memory_limit(tiled, tmp_path):
+    rgb = data.astronaut()[:100, :120]
+    f = tmp_path / "a.png"
+    write_image(f, rgb)
+    lazy = open_image(f, chunks=64)
+    assert lazy.channel_axis == 2 and lazy.data.dtype == np.uint8
+    assert lazy.data.chunks[:2] == ((64, 36), (64, 56))
+    np.testing.assert_array_equal(lazy.data.compute(), rgb)
+    got = tiled.focus_map(lazy.data, channel_axis=2, measure="tenengrad").compute()
+    np.testing.assert_array_equal(got, defocus.focus_map(rgb, channel_axis=-1, measure="tenengrad"))
+    with pytest.raises(BadInputError, match="limit"):
+        open_image(f, max_pixels=100 * 119)
+
+
+def test_ome_zarr_writer_reports_its_tasks(tiled, tmp_path):
+    seen = []
+    maps = np.random.default_rng(5).random((2, 600, 700)).astype(np.float32)
+    data = tiled.require_dask().from_array(maps, chunks=(2, 256, 256))
+    write_ome_zarr(tmp_path / "m.zarr", data, progress=lambda *a: seen.append(a))
+    levels = sorted({what for _, _, what in seen})
+    assert levels == ["level 0", "level 1", "level 2"]
+    for level in levels:  # done counts up to the total of that level's tasks
+        steps = [(d, t) for d, t, w in seen if w == level]
+        assert [d for d, _ in steps] == sorted(d for d, _ in steps)
+        assert steps[-1][0] == steps[-1][1] > 1

@@ -80,6 +80,7 @@ def _commands(inputs: list[Path], target: Path | None) -> list[list[str]]:
     return cmds
 
 
+@pytest.mark.slow  # every command, twice, over one folder: 35 s
 def test_no_command_loses_an_input_or_an_earlier_output(tmp_path, capsys):
     folder = tmp_path / "data"
     inputs = _inputs(folder)
@@ -221,7 +222,7 @@ def test_library_warnings_do_not_reach_the_user(tmp_path, capsys, monkeypatch):
 
 CHILD = """
 import os, signal, sys, time
-import defocus.io as dio
+import defocus.io._write as dio
 real = dio._write_tiff
 def slow(path, *args, **kwargs):
     real(path, *args, **kwargs)
@@ -254,7 +255,7 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, sig):
 
 
 def _merge(args: tuple[str, int]) -> None:
-    from defocus.parallel import QC_COLUMNS, write_qc_table
+    from defocus.batch import QC_COLUMNS, write_qc_table
 
     outdir, worker = args
     for i in range(8):
@@ -264,7 +265,7 @@ def _merge(args: tuple[str, int]) -> None:
 
 
 def test_concurrent_table_updates_lose_no_row(tmp_path):
-    from defocus.parallel import read_qc_table
+    from defocus.batch import read_qc_table
 
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
@@ -277,7 +278,7 @@ def test_concurrent_table_updates_lose_no_row(tmp_path):
 
 
 def test_table_keeps_earlier_runs_and_replaces_the_same_file(tmp_path):
-    from defocus.parallel import QC_COLUMNS, read_qc_table, write_qc_table
+    from defocus.batch import QC_COLUMNS, read_qc_table, write_qc_table
 
     def row(name, digest, score):
         return dict.fromkeys(QC_COLUMNS) | {

@@ -188,7 +188,7 @@ def test_focal_line_outside_the_image_is_stated(monkeypatch):
 
 def test_profile_figure_draws_no_line_without_a_significant_gradient():
     from defocus.blurmap import BlurMap
-    from defocus.report import focal_plane_figure
+    from defocus.viz import focal_plane_figure
 
     def figure(sig):
         one = np.ones_like(sig)

@@ -160,6 +160,18 @@ def test_colour_comes_from_real_frames():
         assert np.abs(diff[unclipped]).max() <= 1  # rounding only
 
 
+def test_grey_plus_alpha_is_fused_on_its_grey_channel(gray, gray_stack):
+    # the alpha channel holds no detail: the fusion of grey + alpha frames is the fusion of the
+    # grey frames, and an opaque alpha stays opaque
+    alpha = np.full(gray.shape, 255, np.uint8)
+    frames = [np.stack([f, alpha], axis=-1) for f in gray_stack]
+    res = fuse(frames, align=False, channel_axis=-1)
+    grey = fuse(gray_stack, align=False)
+    np.testing.assert_array_equal(res.depth, grey.depth)
+    assert np.abs(res.image[..., 0].astype(int) - grey.image).max() <= 1  # rounding only
+    assert (res.image[..., 1] == 255).all()
+
+
 def test_channel_axis_first(gray):
     rgb = data.astronaut()[::4, ::4]
     frames = [np.moveaxis(f, -1, 0) for f in _to(_bands_stack(rgb, channel_axis=-1), np.uint8)]

@@ -1,12 +1,19 @@
-"""Array validation and conversion helpers used by every analysis function."""
+"""Array validation and conversion helpers used by every analysis function.
+
+The one home for channel handling (which axis, grey + alpha, RGB(A) luma), luminance, dtype and
+finiteness checks, and the tile sizes of the lazy path.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ._errors import BadInputError
 
-__all__ = ["as_float_image", "luminance"]
+__all__ = ["DEFAULT_CHUNK", "as_chunks", "as_float_image", "channels_last", "luminance"]
 
 # ITU-R BT.709 luma weights: the usual choice for linear-ish camera and microscope RGB.
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
@@ -68,16 +75,58 @@ def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarr
                 "pass channel_axis for colour images"
             )
         return image.astype(np.float32, copy=False)
-    image = np.moveaxis(image, channel_axis, -1)
     if image.ndim != 3:
         raise BadInputError(f"expected a 2-D image with channels, got shape {image.shape}")
+    image = np.moveaxis(image, channel_axis, -1)
     nch = image.shape[-1]
-    data = image.astype(np.float32, copy=False)
-    if nch in (3, 4):
-        return data[..., :3] @ _LUMA
-    if nch == 2:
-        return np.ascontiguousarray(data[..., 0])
-    return data.mean(axis=-1, dtype=np.float32)
+    if nch == 2:  # grey + alpha
+        return image[..., 0].astype(np.float32)
+    weights = _LUMA if nch in (3, 4) else np.full(nch, 1 / nch, np.float32)
+    # One channel at a time: no float copy of the whole image (the same sums as a matrix
+    # product with the weights).
+    y = np.zeros(image.shape[:2], np.float32)
+    for c, wc in enumerate(weights):
+        y += image[..., c] * np.float32(wc)
+    return y
+
+
+def channels_last(image: Any, channel_axis: int | None) -> tuple[np.ndarray, np.dtype]:
+    """Validate an image and return it as float (H, W, C) plus the input dtype.
+
+    float64 input stays float64, anything else becomes float32; a greyscale image gets one
+    channel.
+
+    Examples
+    --------
+    >>> data, dtype = channels_last(np.zeros((3, 4, 5), np.uint8), channel_axis=0)
+    >>> data.shape, data.dtype, dtype
+    ((4, 5, 3), dtype('float32'), dtype('uint8'))
+    """
+    arr = np.asarray(image)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise BadInputError(f"image has unsupported dtype {arr.dtype}; expected integer or float")
+    if channel_axis is None:
+        if arr.ndim != 2:
+            raise BadInputError(
+                f"expected a 2-D image, got shape {arr.shape}; pass channel_axis for colour"
+            )
+        arr = arr[..., None]
+    else:
+        if arr.ndim != 3:
+            raise BadInputError(f"expected a 2-D image with channels, got shape {arr.shape}")
+        try:
+            arr = np.moveaxis(arr, channel_axis, -1)
+        except np.exceptions.AxisError:
+            raise BadInputError(f"channel_axis {channel_axis} is out of range") from None
+    if min(arr.shape[:2]) < 1:
+        raise BadInputError(f"image is empty: shape {arr.shape}")
+    work = np.float64 if arr.dtype == np.float64 else np.float32
+    out = arr.astype(work)
+    if not np.isfinite(out).all():
+        raise BadInputError("image contains NaN or infinite values")
+    return out, arr.dtype
 
 
 def as_float_image(
@@ -123,3 +172,25 @@ def as_float_image(
             )
         raise BadInputError(f"{name} is constant ({float(lum.flat[0]):g}); it holds no detail")
     return lum
+
+
+#: Tile side of the lazy path when the caller gives no chunks, in px.
+DEFAULT_CHUNK = 2048
+
+
+def as_chunks(chunks: int | Sequence[int] | None) -> tuple[int, int]:
+    """A ``chunks`` argument as (rows, columns) of at least 16 px; None gives the default.
+
+    Examples
+    --------
+    >>> as_chunks(97), as_chunks(None)
+    ((97, 97), (2048, 2048))
+    """
+    if chunks is None:
+        return DEFAULT_CHUNK, DEFAULT_CHUNK
+    if isinstance(chunks, int | np.integer):
+        chunks = (int(chunks), int(chunks))
+    cy, cx = (int(c) for c in chunks)
+    if cy < 16 or cx < 16:
+        raise BadInputError(f"chunks must be at least 16 px, got {(cy, cx)}")
+    return cy, cx

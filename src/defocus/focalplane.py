@@ -36,7 +36,7 @@ _BLOCKS = 8
 _BINS = 8
 # A line is claimed only when k exceeds this many bootstrap errors and the fitted blur
 # (sigma_eff, with the floor) varies across the image by at least this factor: a change under
-# 30 % is within the blur map's own accuracy (DESIGN.md: +-30 %).
+# 30 % is within the blur map's own accuracy target (+-30 %, docs/architecture.md).
 _MIN_Z = 3.0
 _MIN_RANGE = 1.3
 # The estimator's own floor: fitting log sqrt(sigma^2 + FLOOR^2) keeps sharp pixels finite.
@@ -485,7 +485,11 @@ def _significance(fp: FocalPlane) -> str:
 
 
 def focal_plane(
-    blurmap: BlurMap, *, n_bands: int = 10, min_confidence: float = 0.1, seed: int = 0
+    blurmap: BlurMap,
+    *,
+    n_bands: int = 10,
+    min_confidence: float = 0.1,
+    rng: int | np.random.Generator | None = 0,
 ) -> FocalPlane:
     """Locate the sharpest line and fit ``sigma² = sigma0² + (k·d)²`` to a blur map.
 
@@ -497,8 +501,9 @@ def focal_plane(
         Number of equal bands, across the fitted line, for the per-band statistics.
     min_confidence : float
         Pixels below this confidence are left out of the fit.
-    seed : int
-        Seed of the block bootstrap that gives the uncertainties (deterministic).
+    rng : int, Generator or None
+        Seed or generator of the block bootstrap that gives the uncertainties (the default
+        seed makes them deterministic).
 
     Returns
     -------
@@ -532,7 +537,7 @@ def focal_plane(
     p = _refine(y, x, lvb, wtb, shape, _search(y, x, lvb, wtb, shape))
     rms = _rms(r[:, None].astype(np.float64), c[None, :].astype(np.float64), lv, wt, p, shape)
     # Block bootstrap: resample the blocks of the image with replacement.
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng)
     n_blocks = _BLOCKS * _BLOCKS
     boots = []
     for _ in range(_BOOTSTRAP):

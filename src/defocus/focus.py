@@ -766,7 +766,7 @@ def gradient_ratio(
         Energy added to the denominator besides ``N``, in the units of ``E[C**2]`` (squared
         intensity per px²); must be positive. By default 1 % of the image's mean ``E[C**2]``.
         Pass the value of a whole image to give its tiles the same floor, so that a tiled map
-        equals the whole one (as :func:`defocus.parallel.focus_map` does). A fixed value does
+        equals the whole one (as :func:`defocus.tiled.focus_map` does). A fixed value does
         not scale with the image's gain, unlike the default.
 
     Returns

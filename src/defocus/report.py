@@ -25,22 +25,28 @@ from matplotlib.figure import Figure
 from . import __version__
 from ._array import luminance
 from ._errors import BadInputError
-from .blurmap import PSF_FAMILIES, BlurMap, blur_map
+from ._types import PSFFamily
+from .blurmap import PSF_FAMILIES, blur_map
 from .focalplane import FocalPlane, focal_plane
 from .io import ImageData, PixelSize, atomic_path, parse_pixel_size, read_image
 from .kernel import estimate_kernel, fit_psf
-from .psf import render
-from .viz import kernel_figure, profile_figure, sigma_heatmap, to_display
+from .psf import convert_width, render
+from .viz import (
+    focal_plane_figure,
+    histogram_figure,
+    kernel_figure,
+    kernel_model_figure,
+    series_figure,
+    sigma_heatmap,
+    surface_figure,
+    to_display,
+)
 
 __all__ = [
     "Section",
-    "focal_plane_figure",
-    "histogram_figure",
     "make_report",
     "report_page",
     "report_section",
-    "series_figure",
-    "surface_figure",
     "through_focus_section",
 ]
 
@@ -50,9 +56,6 @@ ImageLike = str | os.PathLike | ImageData | np.ndarray
 # enough for a page, and it keeps a report of a large SEM frame a few MB at most.
 _MAX_DISPLAY = 1024
 _DPI = 90
-# Gaussian conversions of DESIGN.md: FWHM and the 20-80 % edge width per px of sigma.
-_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
-_EDGE = 1.683
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1180px;margin:1.5em auto;padding:0 1em;
@@ -166,123 +169,6 @@ def _physical(ps: PixelSize | None) -> tuple[str, float] | None:
     return r.unit, float(np.sqrt(r.x * r.y))
 
 
-def focal_plane_figure(bm: BlurMap, fp: FocalPlane, *, title: str | None = None) -> Figure:
-    """Blur profile across the sharpest line with the fitted ``sigma² = sigma0² + (k·d)²``.
-
-    The profile runs along the axis the line crosses (down the height for a near-horizontal
-    line): the confidence-weighted median of sigma per row (or column) with its 16-84 % range,
-    the fitted model's median on the same rows, and the sharpest position. Without a significant
-    blur gradient (``fp.significant`` False) it shows the profile alone.
-
-    Examples
-    --------
-    >>> from defocus.synth import tilt_map
-    >>> sig = tilt_map((96, 80), position=0.5, slope=0.05, floor=0.5)
-    >>> one = np.ones_like(sig)
-    >>> bm = BlurMap(sig, one, sig[2::4, 2::4], one[2::4, 2::4], 4, 0.0, "gauss")
-    >>> fig = focal_plane_figure(bm, focal_plane(bm))
-    >>> fig.axes[0].get_ylabel()
-    'blur sigma (px)'
-    """
-    prof = fp.rows if fp.axis == "rows" else fp.columns
-    n = bm.shape[0] if fp.axis == "rows" else bm.shape[1]
-    model = np.median(fp.predict(), axis=1 if fp.axis == "rows" else 0)
-    grid = (np.arange(n) + 0.5) / n
-    what = "height, 0 = top" if fp.axis == "rows" else "width, 0 = left"
-    return profile_figure(
-        (prof.coord + 0.5) / n,
-        prof.median,
-        low=prof.p16,
-        high=prof.p84,
-        ylabel="blur sigma (px)",
-        xlabel=f"position (fraction of the {what})",
-        peak=fp.position if fp.significant else None,
-        fit=(grid, model, "fit: sigma² = sigma0² + (k·d)²") if fp.significant else None,
-        spread_label="16-84 % range",
-        title=title,
-    )
-
-
-def histogram_figure(image: ImageData, bm: BlurMap) -> Figure:
-    """Histograms of the intensities, of sigma (all pixels and confidence-weighted) and of the
-    confidence, side by side.
-
-    The intensity histogram spans the dtype's full range for integer images, so clipping at
-    either end shows as a spike at the edge.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> img = ImageData(rng.random((64, 64)), rng.random((64, 64)).astype(np.float32))
-    >>> fig = histogram_figure(img, blur_map(img.data))
-    >>> [ax.get_xlabel() for ax in fig.axes]
-    ['intensity (float64)', 'blur sigma (px)', 'confidence']
-    """
-    fig = Figure(figsize=(11.0, 3.2), layout="constrained")
-    ax_i, ax_s, ax_c = fig.subplots(1, 3)
-    data = image.data
-    if data.dtype.kind in "ub":
-        info = np.iinfo(np.uint8 if data.dtype == bool else data.dtype)
-        rng = (float(info.min), float(info.max))
-    else:
-        rng = (float(data.min()), float(data.max()))
-        rng = rng if rng[1] > rng[0] else (rng[0], rng[0] + 1.0)
-    values = np.moveaxis(data, image.channel_axis, -1) if image.channel_axis is not None else data
-    if values.ndim == 3:
-        for c, colour in zip(range(min(values.shape[-1], 3)), ("C3", "C2", "C0"), strict=False):
-            ax_i.hist(values[..., c].ravel(), bins=128, range=rng, color=colour, alpha=0.5)
-    else:
-        ax_i.hist(values.ravel(), bins=128, range=rng, color="0.3")
-    ax_i.set_xlabel(f"intensity ({data.dtype})")
-    ax_i.set_ylabel("pixels")
-    ax_i.set_yscale("log")
-    top = max(float(np.percentile(bm.sigma, 99.5)), 0.5) * 1.05
-    kw = {"bins": 80, "range": (0.0, top), "density": True, "histtype": "step", "lw": 1.5}
-    ax_s.hist(bm.sigma.ravel(), color="0.5", label="all pixels", **kw)
-    ax_s.hist(
-        bm.sigma.ravel(),
-        weights=bm.confidence.ravel(),
-        color="C0",
-        label="confidence-weighted",
-        **kw,
-    )
-    ax_s.set_xlabel("blur sigma (px)")
-    ax_s.set_ylabel("density")
-    ax_s.legend(fontsize=8)
-    ax_c.hist(bm.confidence.ravel(), bins=50, range=(0.0, 1.0), color="C2")
-    ax_c.set_xlabel("confidence")
-    ax_c.set_ylabel("pixels")
-    for ax in (ax_i, ax_s, ax_c):
-        ax.grid(alpha=0.3)
-    return fig
-
-
-def _model_figure(k: np.ndarray, model: np.ndarray, title: str) -> Figure:
-    """Kernel and fitted model side by side, and their radial profiles about the kernel centroid."""
-    fig = Figure(figsize=(11.0, 3.6), layout="constrained")
-    ax_k, ax_m, ax_p = fig.subplots(1, 3, width_ratios=(1, 1, 1.4))
-    vmax = float(max(k.max(), model.max()))
-    for ax, a, name in ((ax_k, k, "estimated kernel"), (ax_m, model, "fitted model")):
-        im = ax.imshow(a, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("x (px)")
-    fig.colorbar(im, ax=ax_m, shrink=0.85, label="weight")
-    total = k.sum()
-    y, x = np.indices(k.shape)
-    cy, cx = float((k * y).sum() / total), float((k * x).sum() / total)
-    bins = np.rint(np.hypot(y - cy, x - cx)).astype(int).ravel()
-    counts = np.maximum(np.bincount(bins), 1)
-    radii = np.arange(counts.size)
-    for a, style, name in ((k, "o-", "kernel"), (model, "-", "model")):
-        ax_p.plot(radii, np.bincount(bins, weights=a.ravel()) / counts, style, ms=3, label=name)
-    ax_p.set_xlabel("radius (px)")
-    ax_p.set_ylabel("mean weight")
-    ax_p.legend(fontsize=8)
-    ax_p.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
 def _fmt(v: float, err: float | None, unit: str) -> str:
     """``v ± err unit``, leaving out an unknown or infinite error."""
     text = f"{v:.4g}" if err is None or not np.isfinite(err) else f"{v:.4g} ± {err:.2g}"
@@ -334,7 +220,7 @@ def _kernel_part(
             "linear and log axes.",
         )
         + _img(
-            _png(_model_figure(k, model, title)),
+            _png(kernel_model_figure(k, model, title=title)),
             f"{name}: kernel and model",
             "The kernel beside the model that explains it best, and their radial profiles.",
         )
@@ -354,7 +240,7 @@ def report_section(
     image: ImageLike,
     *,
     sharp: ImageLike | None = None,
-    psf: str = "gauss",
+    psf: PSFFamily = "gauss",
     pixel_size: str | PixelSize | None = None,
     channel_axis: int | None = None,
     name: str | None = None,
@@ -433,8 +319,10 @@ def report_section(
             ("blur sigma, 10-90 %", f"{px(q['p10'])} – {px(q['p90'])}"),
             (
                 "median as other sizes",
-                f"FWHM {q['median'] * _FWHM:.2f} px, 20-80 % edge {q['median'] * _EDGE:.2f} px "
-                f"(Gaussian); disk radius {2 * q['median']:.2f} px",
+                # the blur-width conversions of defocus.psf (docs/architecture.md)
+                f"FWHM {convert_width(q['median'], to='fwhm', model='gauss'):.2f} px, "
+                f"20-80 % edge {convert_width(q['median'], to='edge', model='gauss'):.2f} px "
+                f"(Gaussian); disk radius {convert_width(q['median'], to='radius'):.2f} px",
             ),
         ]
     rows += [
@@ -593,7 +481,7 @@ def make_report(
     images: ImageLike | Sequence[ImageLike],
     *,
     sharp: ImageLike | None = None,
-    psf: str = "gauss",
+    psf: PSFFamily = "gauss",
     pixel_size: str | PixelSize | None = None,
     channel_axis: int | None = None,
     models: Sequence[str] | None = None,
@@ -659,64 +547,6 @@ def make_report(
 
 # --------------------------------------------------------------------------------------------
 # Through-focus series
-
-
-def surface_figure(tf: Any, *, title: str | None = None) -> Figure:
-    """3-D view of a :class:`~defocus.zseries.ThroughFocus` height map where it is confident;
-    x and y in the unit of z when the pixel size is known.
-
-    Examples
-    --------
-    >>> from defocus.zseries import through_focus
-    >>> rng = np.random.default_rng(0)
-    >>> frames = [rng.random((64, 64)) * (1 + i) for i in range(3)]
-    >>> surface_figure(through_focus(frames, [0, 1, 2], align=False)).axes[0].name
-    '3d'
-    """
-    h, w = tf.height.shape
-    step = max(1, max(h, w) // 96)
-    ok = tf.confidence[::step, ::step] >= 0.3
-    zz = np.where(ok, tf.height[::step, ::step].astype(np.float64), np.nan)
-    rr, cc = np.mgrid[0:h:step, 0:w:step].astype(np.float64)
-    unit = "px"
-    if tf.pixel_size is not None:
-        p = tf.pixel_size.to(tf.z_unit)
-        rr, cc, unit = rr * p.y, cc * p.x, tf.z_unit
-    fig = Figure(figsize=(7.0, 5.5), layout="constrained")
-    ax = fig.add_subplot(projection="3d")
-    surf = ax.plot_surface(cc, rr, zz, cmap="viridis", linewidth=0, antialiased=False)
-    ax.set_xlabel(f"x ({unit})")
-    ax.set_ylabel(f"y ({unit}, down)")
-    ax.set_zlabel(f"height ({tf.z_unit})")
-    ax.invert_yaxis()
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.colorbar(surf, ax=ax, shrink=0.6, label=f"best-focus z ({tf.z_unit})")
-    return fig
-
-
-def series_figure(tf: Any) -> Figure:
-    """The field's focus curve and mean sigma² against z, with the fitted
-    sigma² = sigma0² + k² (z - z0)² extended to the fitted focus."""
-    z, fit, unit = tf.z, tf.fit, tf.z_unit
-    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
-    a1, a2 = fig.subplots(1, 2)
-    a1.plot(z, tf.focus_curve, "o-", color="#3b528b")
-    a1.axvline(tf.focus_peak, color="#5ec962", ls="--", label=f"peak {tf.focus_peak:.3g} {unit}")
-    a1.set_xlabel(f"z ({unit})")
-    a1.set_ylabel("mean focus measure (a.u.)")
-    a1.legend(fontsize=8)
-    a2.plot(z, fit.sigma2, "o", color="#3b528b", label="field mean")
-    if fit.z0 is not None and fit.k is not None and fit.sigma0 is not None:
-        lo, hi = min(z.min(), fit.z0), max(z.max(), fit.z0)
-        zz = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 200)
-        a2.plot(zz, fit.sigma0**2 + fit.k**2 * (zz - fit.z0) ** 2, color="#fde725")
-        err = f" ± {fit.z0_error:.2g}" if fit.z0_error is not None else ""
-        a2.axvline(fit.z0, color="#5ec962", ls="--", label=f"z0 {fit.z0:.3g}{err} {unit}")
-    a2.set_xlabel(f"z ({unit})")
-    a2.set_ylabel("sigma² (px²)")
-    a2.legend(fontsize=8)
-    return fig
 
 
 def through_focus_section(

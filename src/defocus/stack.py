@@ -56,14 +56,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pywt
 from scipy import ndimage
 
-from ._array import _LUMA
+from ._array import luminance
 from ._errors import BadInputError
+from ._types import Progress
 
 __all__ = [
     "METHODS",
@@ -78,7 +80,6 @@ __all__ = [
 METHODS = ("pyramid", "wavelet", "depthmap")
 
 Frame = np.ndarray | str | os.PathLike
-Progress = Callable[[int, int, str], None]
 
 _ALIGN_SIZE = 512  # long side (px) of the finest level used for registration
 _MIN_NCC = 0.5  # below this correlation after registration, a frame counts as not aligned
@@ -470,22 +471,15 @@ class _Frame:
 def _load(frame: Frame, index: int, channel_axis: int | None) -> _Frame:
     """Read or wrap one frame, channels last, in its stored dtype."""
     if isinstance(frame, (str, os.PathLike)):
-        from . import io as _io
+        from .io import read_image
 
-        # The readers behind read_image, without the luminance it would compute: ours is
-        # computed channel by channel below, several times faster than its matrix product.
-        p = _io._check_path(frame)
-        reader = _io._read_tiff if _io._is_tiff(p) else _io._read_other
-        data, axis, *_ = reader(p, _io.DEFAULT_MAX_PIXELS, None)
-        data = np.asarray(data)
-        data = data.astype(data.dtype.newbyteorder("="), copy=False)
-        if axis is not None:
-            data = np.moveaxis(data, axis, -1)
+        img = read_image(frame)
+        data = img.data
+        if img.channel_axis is not None:
+            data = np.moveaxis(data, img.channel_axis, -1)
         if data.dtype == bool:
             data = data.astype(np.uint8)
-        if data.dtype.kind not in "uif" or data.size == 0:
-            raise BadInputError(f"{p}: unsupported pixels {data.dtype} {data.shape}")
-        return _Frame(data, p.name)
+        return _Frame(data, Path(os.fsdecode(frame)).name)
     arr = np.asarray(frame)
     if channel_axis is not None:
         if arr.ndim != 3:
@@ -503,17 +497,8 @@ def _load(frame: Frame, index: int, channel_axis: int | None) -> _Frame:
 
 
 def _lum(fr: _Frame) -> np.ndarray:
-    """Float32 luminance with :func:`defocus._array.luminance`'s weights (BT.709 for RGB(A),
-    the channel mean otherwise), accumulated one channel at a time."""
-    data = fr.data
-    if data.ndim == 2:
-        y = data.astype(np.float32)
-    else:
-        nch = data.shape[-1]
-        weights = _LUMA if nch in (3, 4) else np.full(nch, 1 / nch, np.float32)
-        y = np.zeros(data.shape[:2], np.float32)
-        for c, wc in enumerate(weights):
-            y += data[..., c] * np.float32(wc)
+    """Float32 luminance by :func:`defocus._array.luminance` (channels last)."""
+    y = luminance(fr.data, channel_axis=None if fr.data.ndim == 2 else -1)
     if not np.isfinite(y).all():
         raise BadInputError(f"{fr.name}: contains NaN or infinite values")
     return y
@@ -908,8 +893,9 @@ def _select(
             total += act
         if depth is not None:
             act[np.abs(depth - k) > _GATE_REACH] = -0.25  # out of reach: only as a fallback
-        if covered[k] is not None:
-            act[~covered[k]] = -0.5  # below any real energy, above "nothing yet"
+        cover = covered[k]
+        if cover is not None:
+            act[~cover] = -0.5  # below any real energy, above "nothing yet"
         better = act > best
         best[better] = act[better]
         index[better] = k
@@ -1088,6 +1074,8 @@ def _colour(
     delta = y - _lum(_Frame(out, "fused"))
     if nch in (3, 4):
         out[..., :3] += delta[..., None]
+    elif nch == 2:  # grey + alpha: the luminance is the grey channel alone
+        out[..., 0] += delta
     else:
         out += delta[..., None]
     return out

@@ -4,8 +4,9 @@ Images are 2-D, or multichannel with ``channel_axis``. Intensities are never res
 Results are float32 (float64 for float64 input) unless ``dtype`` asks for another type; an
 integer ``dtype`` rounds and clips to that type's range.
 
-Spatially varying blur takes a map of sigma in pixels (the DESIGN unit) and a one-parameter
-PSF family: ``"gauss"`` (sigma itself) or ``"disk"`` (radius = 2 sigma). Two physical models:
+Spatially varying blur takes a map of sigma in pixels (the unit of blur, see
+docs/architecture.md) and a one-parameter PSF family: ``"gauss"`` (sigma itself) or ``"disk"``
+(radius = 2 sigma). Two physical models:
 
 * ``gather``: each output pixel is the image seen through its own PSF,
   ``out(p) = Σ_q h_σ(p)(p − q) I(q)``. The usual model for a blur map.
@@ -25,13 +26,14 @@ import functools
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
 from . import psf as _psf
+from ._array import channels_last as _channels_last
 from ._errors import BadInputError
 
 __all__ = [
@@ -50,6 +52,10 @@ __all__ = [
 #: PSF families for spatially varying blur (gauss: sigma; disk: radius = 2 sigma).
 FAMILIES = ("gauss", "disk")
 
+Family = Literal["gauss", "disk"]
+#: scipy.ndimage's boundary modes.
+Mode = Literal["reflect", "mirror", "nearest", "wrap", "constant"]
+
 #: Bound on ``max_f |H_blend(f) − H_exact(f)|`` between automatic levels (see sigma_levels).
 LEVEL_TOLERANCE = 0.005
 
@@ -67,39 +73,9 @@ _PAD_MODES = {
 # array plumbing
 
 
-def _check_mode(mode: str) -> str:
+def _check_mode(mode: str) -> None:
     if mode not in _PAD_MODES:
         raise BadInputError(f"mode must be one of {', '.join(_PAD_MODES)}, got {mode!r}")
-    return mode
-
-
-def _channels_last(image: Any, channel_axis: int | None) -> tuple[np.ndarray, np.dtype]:
-    """Validate an image and return it as float (H, W, C) plus the input dtype."""
-    arr = np.asarray(image)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise BadInputError(f"image has unsupported dtype {arr.dtype}; expected integer or float")
-    if channel_axis is None:
-        if arr.ndim != 2:
-            raise BadInputError(
-                f"expected a 2-D image, got shape {arr.shape}; pass channel_axis for colour"
-            )
-        arr = arr[..., None]
-    else:
-        if arr.ndim != 3:
-            raise BadInputError(f"expected a 2-D image with channels, got shape {arr.shape}")
-        try:
-            arr = np.moveaxis(arr, channel_axis, -1)
-        except np.exceptions.AxisError:
-            raise BadInputError(f"channel_axis {channel_axis} is out of range") from None
-    if min(arr.shape[:2]) < 1:
-        raise BadInputError(f"image is empty: shape {arr.shape}")
-    work = np.float64 if arr.dtype == np.float64 else np.float32
-    out = arr.astype(work)
-    if not np.isfinite(out).all():
-        raise BadInputError("image contains NaN or infinite values")
-    return out, arr.dtype
 
 
 def _finish(
@@ -110,17 +86,23 @@ def _finish(
     target = np.dtype(dtype) if dtype is not None else out.dtype
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
-        return np.clip(np.rint(out), info.min, info.max).astype(target)
+        # the largest float of the working type within range: float32(2**31 - 1) is 2**31
+        hi = out.dtype.type(info.max)
+        if int(hi) > info.max:
+            hi = np.nextafter(hi, out.dtype.type(0))
+        return np.clip(np.rint(out), out.dtype.type(info.min), hi).astype(target)
     if dtype is None and in_dtype == np.float64:
         return out.astype(np.float64, copy=False)
     return out.astype(target, copy=False)
 
 
-def _pad(image: np.ndarray, before: tuple[int, int], after: tuple[int, int], mode: str, cval):
+def _pad(
+    image: np.ndarray, before: tuple[int, int], after: tuple[int, int], mode: str, cval: float
+) -> np.ndarray:
     widths = ((before[0], after[0]), (before[1], after[1])) + ((0, 0),) * (image.ndim - 2)
     if mode == "constant":
         return np.pad(image, widths, mode="constant", constant_values=cval)
-    return np.pad(image, widths, mode=_PAD_MODES[mode])
+    return np.pad(image, widths, mode=_PAD_MODES[mode])  # type: ignore[call-overload]
 
 
 def _convolve_valid(region: np.ndarray, kernel: np.ndarray, method: str) -> np.ndarray:
@@ -136,9 +118,10 @@ def _convolve_valid(region: np.ndarray, kernel: np.ndarray, method: str) -> np.n
         else:
             method = "fft"
     if method == "separable":
-        col, row = _rank_one(kernel) or (None, None)
-        if col is None:
+        factors = _rank_one(kernel)
+        if factors is None:
             raise BadInputError("method='separable' needs a rank-one kernel")
+        col, row = factors
         tmp = ndi.convolve1d(region, col.astype(region.dtype), axis=0, mode="constant")
         tmp = ndi.convolve1d(tmp, row.astype(region.dtype), axis=1, mode="constant")
     elif method == "direct":
@@ -172,9 +155,9 @@ def blur(
     image: np.ndarray,
     psf: np.ndarray,
     *,
-    mode: str = "reflect",
+    mode: Mode = "reflect",
     cval: float = 0.0,
-    method: str = "auto",
+    method: Literal["auto", "direct", "separable", "fft"] = "auto",
     channel_axis: int | None = None,
     dtype: Any = None,
 ) -> np.ndarray:
@@ -217,7 +200,7 @@ def blur(
     >>> blur(img, gaussian(2.0), dtype=np.uint8)[0, 14:18]
     array([ 45,  80, 120, 155], dtype=uint8)
     """
-    mode = _check_mode(mode)
+    _check_mode(mode)
     kernel = _psf.as_kernel(psf, normalize=False)
     data, in_dtype = _channels_last(image, channel_axis)
     kh, kw = kernel.shape
@@ -332,7 +315,7 @@ def _fold(canvas: np.ndarray, pad: int, shape: tuple[int, int], mode: str) -> np
         out = np.moveaxis(out, axis, 0)
         inner = out[pad : pad + n].copy()
         if mode != "constant" and pad:
-            src = np.pad(np.arange(n), pad, mode=_PAD_MODES[mode])
+            src = np.pad(np.arange(n), pad, mode=_PAD_MODES[mode])  # type: ignore[call-overload]
             margin = np.r_[0:pad, pad + n : n + 2 * pad]
             np.add.at(inner, src[margin], out[margin])
         out = np.moveaxis(inner, 0, axis)
@@ -343,9 +326,9 @@ def blur_varying(
     image: np.ndarray,
     sigma_map: np.ndarray,
     *,
-    family: str = "gauss",
-    model: str = "gather",
-    mode: str = "reflect",
+    family: Family = "gauss",
+    model: Literal["gather", "scatter"] = "gather",
+    mode: Mode = "reflect",
     cval: float = 0.0,
     levels: Sequence[float] | None = None,
     channel_axis: int | None = None,
@@ -398,7 +381,7 @@ def blur_varying(
     >>> round(float(tot), 5)
     1.0
     """
-    mode = _check_mode(mode)
+    _check_mode(mode)
     if model not in ("gather", "scatter"):
         raise BadInputError(f"model must be 'gather' or 'scatter', got {model!r}")
     if family not in FAMILIES:

@@ -1,9 +1,9 @@
 """The ``defocus`` command line: one sub-command per domain, all calling the library functions.
 
-Exit codes follow DESIGN.md: 0 success, 2 bad input (:class:`~defocus.BadInputError`, a missing
-file, a bad option, not enough memory for the input), 1 internal failure, 130 interrupted
-(Ctrl-C), 128 + the signal number when stopped by SIGTERM (143) or SIGHUP (129). An interrupted
-command leaves no temporary file behind.
+Exit codes (docs/architecture.md): 0 success, 2 bad input (:class:`~defocus.BadInputError`, a
+missing file, a bad option, not enough memory for the input), 1 internal failure, 130
+interrupted (Ctrl-C), 128 + the signal number when stopped by SIGTERM (143) or SIGHUP (129). An
+interrupted command leaves no temporary file behind.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from .._errors import BadInputError
 
@@ -38,7 +39,7 @@ _COMMANDS = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit code 2, like bad input
+    def error(self, message: str) -> NoReturn:  # one line and exit code 2, like bad input
         command = self.prog.removeprefix("defocus").strip()
         self.exit(2, f"defocus: error: {command + ': ' if command else ''}{message}\n")
 

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._errors import BadInputError
-from ..io import DEFAULT_MAX_PIXELS, ImageData, PixelSize, parse_pixel_size, read_image
+from .._types import Progress
+from ..io import (
+    DEFAULT_MAX_PIXELS,
+    ImageData,
+    PixelSize,
+    parse_pixel_size,
+    read_image,
+    stem_of,
+)
 
 __all__ = [
     "MAX_SCALE",
@@ -25,6 +34,7 @@ __all__ = [
     "for_each_image",
     "number",
     "pixel_size_option",
+    "progress_bar",
     "read_input",
     "stem_of",
 ]
@@ -157,15 +167,6 @@ def display_name(path: str | Path) -> str:
     return os.fsencode(Path(path).name).decode("utf-8", "replace")
 
 
-def stem_of(path: str | Path) -> str:
-    """File name without its image extension(s): ``a.ome.tif`` -> ``a``."""
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
 def blur_line(blur: dict[str, Any]) -> str:
     """One line for a blur summary: its quantiles, or its verdict when it has none (the
     image does not support a blur value, and no number is printed)."""
@@ -214,3 +215,45 @@ def for_each_image(
             )
             code = 1
     return code
+
+
+#: Environment variable that forces progress bars on ("1") or off ("0"); by default they show
+#: only when stderr is a terminal.
+PROGRESS_ENV = "DEFOCUS_PROGRESS"
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, *, enabled: bool = True) -> Iterator[Progress]:
+    """A tqdm bar on stderr, driven by the library's ``progress(done, total, what)`` callbacks.
+
+    The bar shows when ``enabled`` and stderr is a terminal, or when the environment variable
+    ``DEFOCUS_PROGRESS=1`` asks for it (``0`` turns it off everywhere). Leaving the block closes
+    the bar, whatever the exit, so an error message that follows starts on its own line.
+
+    Examples
+    --------
+    >>> with progress_bar("demo", enabled=False) as progress:
+    ...     progress(1, 2, "first half")
+    """
+    forced = os.environ.get(PROGRESS_ENV, "").strip()
+    show = enabled and (forced == "1" or (forced != "0" and sys.stderr.isatty()))
+    bar: Any = None
+
+    def update(done: int, total: int, what: str) -> None:
+        nonlocal bar
+        if not show:
+            return
+        if bar is None or bar.total != total or done < bar.n:  # a new run of steps
+            if bar is not None:
+                bar.close()
+            from tqdm import tqdm  # loaded on use, so that the parser builds fast
+
+            bar = tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=True)
+        bar.set_postfix_str(what, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()

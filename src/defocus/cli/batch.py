@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 from .._errors import BadInputError
-from ..blurmap import PSF_FAMILIES
-from ..focus import DEFAULT_MEASURE, DEFAULT_SCALE, list_measures
-from ..parallel import (  # defocus.parallel imports Dask lazily
+from ..batch import (  # defocus.batch imports Dask lazily
     MAX_SIGMA,
     MIN_FOCUS,
     TASKS,
     batch_outputs,
 )
-from ._common import MAX_SCALE, add_input_options, number, stem_of
+from ..blurmap import PSF_FAMILIES
+from ..focus import DEFAULT_MEASURE, DEFAULT_SCALE, list_measures
+from ._common import MAX_SCALE, add_input_options, number, progress_bar, stem_of
 from ._outputs import add_output_options, check_plan
 
 #: Most local workers: a few per core keeps I/O busy; thousands only exhaust file handles.
@@ -101,10 +101,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..parallel import _distributed, run_batch, start_client
+    from ..batch import require_distributed, run_batch, start_client
 
     try:
-        _distributed()
+        require_distributed()
     except ImportError as exc:
         raise BadInputError(str(exc)) from None
     out = Path(args.output)
@@ -126,22 +126,23 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler or args.workers:
         client = start_client(workers=args.workers, scheduler=args.scheduler)
     try:
-        rows = run_batch(
-            args.images,
-            out,
-            task=args.task,
-            client=client,
-            measure=args.measure,
-            scale=args.scale,
-            psf=args.psf,
-            min_focus=args.min_focus,
-            max_sigma=args.max_sigma,
-            pixel_size=args.pixel_size,
-            index=args.index,
-            max_pixels=args.max_pixels,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-        )
+        with progress_bar("batch", enabled=not args.no_progress) as progress:
+            rows = run_batch(
+                args.images,
+                out,
+                task=args.task,
+                client=client,
+                measure=args.measure,
+                scale=args.scale,
+                psf=args.psf,
+                min_focus=args.min_focus,
+                max_sigma=args.max_sigma,
+                pixel_size=args.pixel_size,
+                index=args.index,
+                max_pixels=args.max_pixels,
+                progress=progress,
+                overwrite=args.overwrite,
+            )
     finally:
         if client is not None:
             cluster = client.cluster

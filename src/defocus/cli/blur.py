@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     img = read_input(args.image, args)
     options = {"channel_axis": img.channel_axis, "dtype": img.data.dtype, "mode": args.mode}
     if args.sigma_map:
-        family = args.psf or "gauss"
+        family: Any = args.psf or "gauss"  # checked against synth.FAMILIES below
         if family not in synth.FAMILIES:
             raise BadInputError(f"--sigma-map takes --psf {' or '.join(synth.FAMILIES)}")
         model_params(args, family, None)  # refuse stray parameters
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         what = f"kernel {args.kernel} ({kernel.shape[0]}x{kernel.shape[1]}), "
         what += f"sigma {P.moments(kernel).sigma:.4g} px"
     else:
-        params = model_params(args, args.psf, img.pixel_size)
+        params: dict[str, Any] = model_params(args, args.psf, img.pixel_size)
         kernel = P.render(args.psf, **params)
         check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
         result = synth.blur(img.data, kernel, **options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,14 @@ from .. import psf as P
 from .. import restore, synth
 from .._errors import BadInputError
 from ..io import read_image, write_image
-from ._common import add_input_options, check_kernel, check_sigma_map, number, read_input
+from ._common import (
+    add_input_options,
+    check_kernel,
+    check_sigma_map,
+    number,
+    progress_bar,
+    read_input,
+)
 from ._outputs import add_output_options, check_image_name, check_plan
 from .psf import add_model_options, describe, model_params
 
@@ -74,15 +81,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _progress(fraction: float, state: list[int]) -> None:
-    """Print every tenth to stderr, so long runs show they are moving."""
-    step = int(fraction * 10)
-    if step > state[0]:
-        state[0] = step
-        print(f"deblurring: {10 * step}%", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
+    with progress_bar("deblurring") as bar:
+        # restore reports the fraction done; the bar counts thousandths
+        return _run(args, lambda fraction: bar(round(1000 * fraction), 1000, ""))
+
+
+def _run(args: argparse.Namespace, progress: Callable[[float], None]) -> int:
     from .. import kernel as K  # loaded on use, so that the parser builds fast
 
     sources = [s for s in (args.kernel, args.sigma_map, args.auto) if s]
@@ -95,13 +100,12 @@ def run(args: argparse.Namespace) -> int:
     inputs = [f for f in (args.image, args.kernel, args.sigma_map) if f]
     check_plan(inputs, [(out, args.image)], overwrite=args.overwrite)
     img = read_input(args.image, args)
-    state = [0]
     options = {
         "method": args.method,
         "noise_sigma": args.noise,
         "iterations": args.iterations,
         "channel_axis": img.channel_axis,
-        "progress": lambda f: _progress(f, state),
+        "progress": progress,
     }
     stray = [k[2:] for k, v in vars(args).items() if k.startswith("p_") and v is not None]
     if (args.kernel or args.auto) and stray:

@@ -12,13 +12,14 @@ import numpy as np
 
 from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES, blur_map
-from ..io import DEFAULT_MAX_PIXELS, _tmp_prefix, write_json, write_map
+from ..io import DEFAULT_MAX_PIXELS, scratch_path, write_json, write_map
 from ._common import (
     add_input_options,
     blur_line,
     display_name,
     for_each_image,
     number,
+    progress_bar,
     read_input,
     stem_of,
 )
@@ -127,8 +128,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Estimate one image's blur map and write its maps, pictures and summary."""
     # matplotlib (viz, report) loads on use, so that the parser builds fast
     from ..focalplane import focal_plane
-    from ..report import focal_plane_figure
-    from ..viz import save_figure, sigma_heatmap
+    from ..viz import focal_plane_figure, save_figure, sigma_heatmap
 
     img = read_input(path, args)
     bm = blur_map(img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
@@ -219,39 +219,23 @@ def _height_line(h: dict[str, Any]) -> str:
     )
 
 
-def _weighted_quantiles(sigma: Any, weight: Any) -> dict[str, float]:
-    """Confidence-weighted p10/median/p90 of a lazy sigma map, from a 0.005-px histogram."""
-    import dask.array as da
-
-    top = float(sigma.max().compute())
-    edges = np.linspace(0.0, max(top, 1e-3) * (1 + 1e-6), max(2, int(top / 0.005) + 2))
-    hist, _ = da.histogram(sigma, bins=edges, weights=weight)
-    cum = np.cumsum(hist.compute())
-    if cum[-1] <= 0:
-        cum = np.cumsum(da.histogram(sigma, bins=edges)[0].compute())
-    centres = (edges[:-1] + edges[1:]) / 2
-    return {
-        name: round(float(centres[min(np.searchsorted(cum, f * cum[-1]), len(centres) - 1)]), 3)
-        for name, f in (("p10", 0.1), ("median", 0.5), ("p90", 0.9))
-    }
-
-
 def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, Any]:
     """Blur map of one image in tiles, written to ``target`` (OME-Zarr) or as tiled TIFFs."""
+    import dataclasses
     import shutil
 
-    from .. import parallel
+    from .. import io, tiled
 
     # --max-pixels left at its in-memory default: the tiled path's own, larger limit applies
     limit = args.max_pixels
-    img = parallel.open_image(
+    img = io.open_image(
         path,
         chunks=args.chunks,
         pixel_size=args.pixel_size,
         index=args.index,
-        max_pixels=parallel.TILED_MAX_PIXELS if limit == DEFAULT_MAX_PIXELS else limit,
+        max_pixels=io.TILED_MAX_PIXELS if limit == DEFAULT_MAX_PIXELS else limit,
     )
-    lazy = parallel.blur_map(
+    lazy = tiled.blur_map(
         img.data,
         psf=args.psf,
         pixel_size=img.pixel_size,
@@ -271,29 +255,28 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
     if args.format == "zarr":
         zarr_path = target
     else:  # computed once into a hidden store, then streamed into the TIFFs
-        zarr_path = target.parent / f"{_tmp_prefix(target.name)}tiles.partial.zarr"
+        zarr_path = scratch_path(target, "tiles.zarr")
     try:
-        parallel.write_ome_zarr(
-            zarr_path, lazy.data, pixel_size=img.pixel_size, channel_names=names, attrs=attrs
-        )
-        stored, _ = parallel.read_ome_zarr(zarr_path)
+        with progress_bar("blur map tiles") as progress:
+            io.write_ome_zarr(
+                zarr_path,
+                lazy.data,
+                pixel_size=img.pixel_size,
+                channel_names=names,
+                attrs=attrs,
+                progress=progress,
+            )
+        stored, _ = io.read_ome_zarr(zarr_path)
         sigma, conf = stored[0], stored[1]
-        blur = {
-            "unit": "px",
-            "quantity": "sigma (per-axis PSF standard deviation)",
-            "psf": args.psf,
-            "shape": list(lazy.shape),
-            "sigma": _weighted_quantiles(sigma, conf),
-            "mean_confidence": round(float(conf.mean().compute()), 4),
-            "noise_sigma": float(f"{lazy.noise_sigma:.6g}"),
-        }
+        # summarised from the store, so the tiles are not computed a second time
+        blur = dataclasses.replace(lazy, data=stored, lower_bound=None).summary()
         outputs = {}
         if args.format == "zarr":
             outputs["maps"] = str(zarr_path)
         else:
             for name, data in (("sigma", sigma), ("confidence", conf)):
                 f = _tiled_tiffs(target)[name]
-                parallel.write_tiled_tiff(f, data, pixel_size=img.pixel_size)
+                io.write_tiled_tiff(f, data, pixel_size=img.pixel_size)
                 outputs[name] = str(f)
     finally:
         if zarr_path != target:
@@ -325,7 +308,7 @@ def _tiled_json(target: Path) -> Path:
 
 
 def _tiled(args: argparse.Namespace) -> bool:
-    from ..parallel import is_zarr
+    from ..io import is_zarr
 
     return args.chunks is not None or any(is_zarr(p) for p in args.images)
 
@@ -358,10 +341,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_tiled(args: argparse.Namespace) -> int:
-    from ..parallel import _dask
+    from ..tiled import require_dask
 
     try:
-        _dask()
+        require_dask()
     except ImportError as exc:
         raise BadInputError(f"tiled maps: {exc}") from None
     single = args.output.rstrip("/").lower().endswith(".zarr")
@@ -387,11 +370,9 @@ def run_tiled(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(summary, default=str))
             return
-        q = summary["blur"]["sigma"]
         print(
-            f"{path}: sigma median {q['median']:.2f} px (10-90 %: {q['p10']:.2f}-{q['p90']:.2f}"
-            f" px), {summary['shape'][0]}x{summary['shape'][1]} in tiles of "
-            f"{summary['tiles']['chunks']} -> {', '.join(summary['outputs'].values())}"
+            f"{path}: {blur_line(summary['blur'])}, {summary['shape'][0]}x{summary['shape'][1]} "
+            f"in tiles of {summary['tiles']['chunks']} -> {', '.join(summary['outputs'].values())}"
         )
 
     return for_each_image(args.images, work)

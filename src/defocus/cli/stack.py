@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ from .. import focus as F
 from .. import stack as S
 from .._errors import BadInputError
 from ..io import read_image, write_image, write_json, write_map, write_png
-from ._common import stem_of
+from ._common import progress_bar, stem_of
 from ._outputs import add_output_options, check_image_name, check_plan
 
 
@@ -56,35 +53,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_options(p)
     p.set_defaults(func=run)
-
-
-@contextmanager
-def _progress_bar(quiet: bool) -> Iterator[Callable[[int, int, str], None]]:
-    """A progress callback redrawing one stderr line; leaving the block ends an unfinished line,
-    whatever the exit (error, Ctrl-C), so the error message that follows starts on its own."""
-    start = time.perf_counter()
-    line_open = False
-
-    def show(done: int, total: int, what: str) -> None:
-        nonlocal line_open
-        if quiet:
-            return
-        width = 24
-        fill = round(width * done / total)
-        print(
-            f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {what:<36.36s} "
-            f"{time.perf_counter() - start:5.1f} s",
-            end="\n" if done == total else "",
-            file=sys.stderr,
-            flush=True,
-        )
-        line_open = done != total
-
-    try:
-        yield show
-    finally:
-        if line_open:
-            print(file=sys.stderr, flush=True)
 
 
 def _maps_outputs(out: Path, frames: Sequence[str], fused: str) -> dict[str, Path]:
@@ -159,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if maps is not None:
         planned += [(f, key.rpartition(":")[0] or None) for key, f in maps.items()]
     check_plan(args.frames, planned, overwrite=args.overwrite)
-    with _progress_bar(args.quiet) as progress:
+    with progress_bar("fusing", enabled=not args.quiet) as progress:
         res = S.fuse(
             args.frames,
             align=not args.no_align,

@@ -102,8 +102,8 @@ def outputs(first: str, out: Path, *, report: bool = False) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import atomic_path, read_image
-    from ..report import report_page, surface_figure, through_focus_section
-    from ..viz import heatmap_figure, save_figure
+    from ..report import report_page, through_focus_section
+    from ..viz import heatmap_figure, save_figure, surface_figure
     from ..zseries import through_focus
 
     z, unit, source = z_positions(args)

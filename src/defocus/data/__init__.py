@@ -68,4 +68,5 @@ def tilted_gravel() -> tuple[ImageData, np.ndarray]:
     from ..synth import tilt_map
 
     img = read_image(sample_path("tilted_gravel.tif"))
-    return img, tilt_map(img.data.shape, **TILTED_GRAVEL["tilt"])
+    tilt: dict[str, float] = TILTED_GRAVEL["tilt"]  # type: ignore[assignment]
+    return img, tilt_map(img.data.shape, **tilt)

@@ -1,0 +1,655 @@
+"""Tiled focus and blur maps of images larger than memory, on Dask.
+
+A thin lazy layer over the in-memory functions, in the style of dask-image: every tile is
+computed by :func:`defocus.focus_map` or :func:`defocus.blur_map` on the tile plus an overlap
+taken from its neighbours (:func:`dask.array.map_overlap`), so the library holds no second copy
+of the algorithms. Image-wide quantities (the noise level, a contrast floor) are computed once
+and passed to every tile, so tiles agree with each other and with the in-memory result.
+
+How close a tiled map is to the in-memory one
+---------------------------------------------
+- **Local focus measures** (``tenengrad``, ``gradient_energy``, ``brenner``, ``acutance``,
+  ``laplacian_energy``, ``sum_modified_laplacian``, ``vollath_f4``, ``wavelet_energy``): the
+  overlap depth is the measure's full support, and image borders are handled by the measure
+  itself, so tiled maps are **bit-for-bit equal** to :func:`defocus.focus_map`.
+- **Measures with an image-wide statistic** (``gradient_ratio``: noise level and contrast
+  floor; ``local_variance``, ``laplacian_variance``: mean subtracted for conditioning;
+  ``normalized_variance``, ``spectral_slope``: tiny floors): the image-wide value is
+  computed once and passed to every tile, or its effect is at round-off level; maps agree to
+  a relative 1e-5 (``spectral_slope``, a log-log slope that crosses 0, to 1e-4 absolute).
+- ``spectral_ratio`` filters the whole image's spectrum; it has no finite support and is
+  refused.
+- **Blur map**: the in-memory method ends with a pyramid fill that reaches across the whole
+  image, so tiles cannot be exact. Tiles are aligned to the method's 32-px grid, overlap by
+  ``depth`` px (default :func:`blur_support`, from the method's reach), and every tile gets
+  the same ``noise_sigma``; colour tiles get the colour data, as the in-memory map does.
+  Against :func:`defocus.blur_map` with that ``noise_sigma``, on chunks of (97, 131) px
+  (tiles of 160-192 px after alignment) the test suite holds: the relative difference of
+  sigma below 1 % at the median, below 2 % at the 95th percentile where confidence > 0.5,
+  and the confidence within 0.02 at the 95th percentile. Values propagated into wide flat
+  regions (such as the sky of the camera image) can differ by tens of per cent, because the
+  fill reaches farther than a small tile; the pixels that differ by more than 10 % have a
+  mean confidence below 0.1. With 256-px tiles the camera image's 95th percentile over all
+  pixels is at most 3 %, and larger tiles agree more closely still. On a real colour
+  photograph (the pcb focus stack, 1536 x 2048, 384-px tiles) the 95th percentile where
+  confidence > 0.5 is 0.1 %.
+
+Input comes lazily from :func:`defocus.io.open_image` (Zarr, OME-Zarr, tiled TIFF) in its own
+dtype: 8- and 16-bit data go into the overlap exchange as they are, and are converted to
+float32 only inside each tile. Maps go out through :func:`defocus.io.write_ome_zarr` or
+:func:`defocus.io.write_tiled_tiff`.
+
+The signatures are those of the in-memory functions, plus ``chunks`` (and ``depth`` for the
+blur map); :meth:`TiledBlurMap.summary` gives :meth:`defocus.BlurMap.summary`'s dictionary,
+and bad input gets the same one-line errors.
+
+Dask is an optional dependency: ``pip install 'defocus[dask]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import focus as _focus
+from ._array import as_chunks, as_float_image, luminance
+from ._errors import BadInputError
+from ._optional import dask_array
+from ._types import PSFFamily
+from .blurmap import CONFIDENCE_THRESHOLD, PSF_FAMILIES, REACH
+from .blurmap import blur_map as _blur_map
+from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
+from .io import PixelSize, as_pixel_size
+from .noise import noise_variance_map
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+__all__ = [
+    "TiledBlurMap",
+    "blur_map",
+    "blur_support",
+    "focus_map",
+    "focus_support",
+    "require_dask",
+]
+
+# Blur-map tiles start on multiples of this many px, so that every tile's 4-px cells, its
+# block-mean pyramid (down to 16 px) and its 32-px noise blocks sit on the whole image's grid.
+_BLUR_ALIGN = 32
+
+
+def require_dask() -> Any:
+    """Import dask.array, or raise ImportError saying how to install it.
+
+    Examples
+    --------
+    >>> require_dask().__name__
+    'dask.array'
+    """
+    return dask_array()
+
+
+# --------------------------------------------------------------------------------------------
+# Supports and chunking
+# --------------------------------------------------------------------------------------------
+
+
+def _gauss_radius(sigma: float, truncate: float = 4.0) -> int:
+    """Radius of scipy.ndimage's Gaussian kernel (its own rounding rule)."""
+    return int(truncate * float(sigma) + 0.5)
+
+
+def _wavelet_reach() -> int:
+    import pywt
+
+    return len(pywt.Wavelet("db6").dec_lo) // 2  # correlate1d centres an even filter at L // 2
+
+
+# Reach, in px, of each measure's per-pixel response (with its default options) before the
+# Gaussian window averages it.
+_RESPONSE_REACH = {
+    "gradient_ratio": lambda: _gauss_radius(3.0),  # coarse Gaussian derivative, sigma 3
+    "tenengrad": lambda: 1,  # Sobel
+    "gradient_energy": lambda: 1,
+    "brenner": lambda: 2,
+    "acutance": lambda: _gauss_radius(0.5),
+    "laplacian_energy": lambda: 1,
+    "sum_modified_laplacian": lambda: 1,
+    "laplacian_variance": lambda: 1,
+    "local_variance": lambda: 0,
+    "normalized_variance": lambda: 0,
+    "vollath_f4": lambda: 2,
+    "wavelet_energy": _wavelet_reach,
+    "spectral_slope": lambda: _gauss_radius(max(_focus._SLOPE_SIGMAS)),
+}
+
+
+def focus_support(measure: str = DEFAULT_MEASURE, *, scale: float = DEFAULT_SCALE) -> int:
+    """Radius, in px, of the neighbourhood one value of a focus map depends on.
+
+    This is the overlap depth :func:`focus_map` uses: the reach of the measure's per-pixel
+    response plus the radius of its Gaussian window (``scale`` px, truncated at 3 sigma).
+
+    Raises
+    ------
+    BadInputError
+        For a measure with no finite support (``spectral_ratio`` works on the whole spectrum).
+
+    Examples
+    --------
+    >>> focus_support("tenengrad", scale=5)
+    16
+    >>> focus_support("gradient_ratio", scale=5)
+    27
+    """
+    get_measure(measure)  # a clear error for an unknown name
+    if measure not in _RESPONSE_REACH:
+        raise BadInputError(
+            f"{measure} filters the spectrum of the whole image and cannot be tiled; "
+            "use spectral_slope or gradient_ratio for large images"
+        )
+    if not (np.isfinite(scale) and scale > 0):
+        raise BadInputError(f"scale must be a positive number of pixels, got {scale!r}")
+    return _RESPONSE_REACH[measure]() + _gauss_radius(scale, _focus._TRUNCATE)
+
+
+def _merge_small(sizes: Sequence[int], minimum: int) -> tuple[int, ...]:
+    """Merge chunks smaller than ``minimum`` into a neighbour (overlap needs depth <= chunk)."""
+    out: list[int] = []
+    for s in sizes:
+        if out and out[-1] < minimum:
+            out[-1] += s
+        else:
+            out.append(s)
+    if len(out) > 1 and out[-1] < minimum:
+        last = out.pop()
+        out[-1] += last
+    return tuple(out)
+
+
+def _grid_chunks(n: int, size: int, *, align: int, minimum: int) -> tuple[int, ...]:
+    """Chunks of about ``size`` (at least ``minimum``) px that start on multiples of ``align``."""
+    size = max(align, -(-max(size, minimum) // align) * align)
+    sizes = [size] * (n // size) + ([n % size] if n % size else [])
+    return _merge_small(sizes, minimum)
+
+
+def _plane(image: Any, chunks: int | Sequence[int] | None, channel_axis: int | None) -> da.Array:
+    """A 2-D dask array: the image itself (dtype kept) or, with channels, its luminance."""
+    da = dask_array()
+    if not isinstance(image, da.Array):
+        image = np.asarray(image)
+        if image.dtype.kind not in "uifb":
+            raise BadInputError(f"image has unsupported dtype {image.dtype}")
+        cy, cx = as_chunks(chunks)
+        full = tuple(-1 for _ in range(image.ndim))
+        image = da.from_array(image, chunks=full if image.size <= cy * cx else "auto")
+    if channel_axis is None:
+        if image.ndim != 2:
+            raise BadInputError(
+                f"expected a 2-D image, got shape {image.shape}; pass channel_axis for colour"
+            )
+    else:
+        ax = channel_axis % image.ndim
+        if image.ndim != 3:
+            raise BadInputError(f"expected a 2-D image with channels, got shape {image.shape}")
+        image = image.rechunk({ax: -1})
+        # Colour is combined per chunk, so the raw dtype is still what is read from disk.
+        image = image.map_blocks(
+            luminance, channel_axis=ax, drop_axis=ax, dtype=np.float32, meta=np.empty((0, 0))
+        )
+    if image.dtype.kind not in "uifb":
+        raise BadInputError(f"image has unsupported dtype {image.dtype}")
+    if min(image.shape) < 1:
+        raise BadInputError(f"image has zero size {image.shape}")
+    return image
+
+
+# --------------------------------------------------------------------------------------------
+# Image-wide statistics
+# --------------------------------------------------------------------------------------------
+
+
+def _mosaic(plane: da.Array, *, tile: int = 256, n: int = 4) -> np.ndarray:
+    """Up to n x n tiles spread evenly over the image (rows and columns first, any channels
+    last), side by side: a small, faithful sample."""
+    h, w = plane.shape[:2]
+    if h <= n * tile and w <= n * tile:
+        return np.asarray(plane.compute())
+    th, tw = min(tile, h), min(tile, w)
+    ys = np.linspace(0, h - th, min(n, h // th)).astype(int)
+    xs = np.linspace(0, w - tw, min(n, w // tw)).astype(int)
+    da = dask_array()
+    rows = [da.concatenate([plane[y : y + th, x : x + tw] for x in xs], axis=1) for y in ys]
+    return np.asarray(da.concatenate(rows, axis=0).compute())
+
+
+def _noise_sigma(image: Any, sample: np.ndarray, channel_axis: int | None, psf: str) -> float:
+    """The noise level :func:`defocus.blur_map` finds on a mosaic of the image as given: its
+    own dtype and channels, whose quantisation the noise model counts (the luminance of a
+    colour image has lost it)."""
+    if sample.min() == sample.max():
+        return 0.0  # a constant mosaic of a varied image: no noise seen
+    if channel_axis is None:
+        return float(_blur_map(sample, psf=psf).noise_sigma)
+    da = dask_array()
+    raw = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
+    raw = da.moveaxis(raw, channel_axis % raw.ndim, -1)
+    return float(_blur_map(_mosaic(raw), psf=psf, channel_axis=-1).noise_sigma)
+
+
+def blur_support() -> int:
+    """Overlap depth, in px, that tiled blur maps use by default.
+
+    Read from the method's own reach (:data:`defocus.blurmap.REACH`: its largest scale to 3
+    standard deviations and a margin for the fill), plus one 32-px block of the grid, rounded up
+    to a multiple of 32 px.
+
+    Examples
+    --------
+    >>> blur_support() % 32
+    0
+    """
+    reach = REACH + _BLUR_ALIGN
+    return int(-(-reach // _BLUR_ALIGN) * _BLUR_ALIGN)
+
+
+def _checked_sample(plane: da.Array) -> np.ndarray:
+    """A mosaic of the image, refused for what :func:`defocus.blur_map` refuses (too small,
+    NaN, constant) with the same message."""
+    sample = _mosaic(plane)
+    constant = sample.min() == sample.max()
+    if constant:  # the mosaic may miss the detail: only the whole image can say
+        lo, hi = dask_array().compute(plane.min(), plane.max())
+        constant = bool(lo == hi)
+    as_float_image(sample, min_size=16, allow_constant=not constant)
+    return sample
+
+
+# --------------------------------------------------------------------------------------------
+# Tiled focus maps
+# --------------------------------------------------------------------------------------------
+
+
+def _gradient_ratio_block(
+    block: np.ndarray, noise_sd: Any, *, scale: float, contrast_floor: float
+) -> np.ndarray:
+    return _focus.gradient_ratio(
+        block, scale=scale, noise_sigma=noise_sd, contrast_floor=contrast_floor
+    )
+
+
+# The local noise map's reach: two 32-px blocks (its median runs over 5 x 5 blocks).
+_NOISE_HALO = 64
+
+
+def _noise_std_map(plane: da.Array, *, spectral_weight: float, step: float) -> da.Array:
+    """:func:`defocus.noise.noise_variance_map` (as a standard deviation) of a lazy image.
+
+    Tiles are multiples of the 32-px noise block and overlap by two blocks, so every block sees
+    the neighbours its 5 x 5 median needs, and the result equals the in-memory map.
+    """
+    b = 32
+    grid = tuple(
+        _grid_chunks(n, max(c), align=b, minimum=_NOISE_HALO)
+        for n, c in zip(plane.shape, plane.chunks, strict=True)
+    )
+    aligned = plane.rechunk(grid)
+    dy, dx = (0 if len(c) == 1 else _NOISE_HALO for c in aligned.chunks)
+
+    def block(x: np.ndarray) -> np.ndarray:
+        v = noise_variance_map(x, spectral_weight=spectral_weight, step=step)
+        return np.sqrt(v).astype(np.float32)
+
+    return aligned.map_overlap(block, depth={0: dy, 1: dx}, boundary="none", dtype=np.float32)
+
+
+def _focus_block(block: np.ndarray, *, measure: str, scale: float) -> np.ndarray:
+    return get_measure(measure).func(block, scale=scale)
+
+
+def _coarse_energy_block(block: np.ndarray, *, scale: float, coarse: float) -> np.ndarray:
+    return _focus._coarse_energy(block.astype(np.float32, copy=False), scale, coarse)
+
+
+def focus_map(
+    image: Any,
+    *,
+    measure: str = DEFAULT_MEASURE,
+    scale: float = DEFAULT_SCALE,
+    channel_axis: int | None = None,
+    chunks: int | Sequence[int] | None = None,
+) -> da.Array:
+    """Lazy, tiled :func:`defocus.focus_map` of a large image.
+
+    Parameters
+    ----------
+    image : ndarray or dask array
+        2-D greyscale, or multichannel with ``channel_axis``; any integer or float dtype
+        (kept as it is until each tile is computed).
+    measure, scale, channel_axis
+        As for :func:`defocus.focus_map`.
+    chunks : int or (int, int), optional
+        Rechunk to this tile size (px); default: the dask array's own chunks, or 2048 px for
+        a numpy array. Tiles smaller than the overlap depth are merged into a neighbour.
+
+    Returns
+    -------
+    dask array of float32
+        Same shape as the image (without channels). Equal to the in-memory map: bit for bit
+        for local measures, to float32 round-off for those with an image-wide statistic (see
+        the module docstring).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> import defocus
+    >>> image = data.camera()
+    >>> lazy = focus_map(image, measure="tenengrad", chunks=(97, 131))
+    >>> bool((lazy.compute() == defocus.focus_map(image, measure="tenengrad")).all())
+    True
+    """
+    depth = focus_support(measure, scale=scale)
+    plane = _plane(image, chunks, channel_axis)
+    if chunks is not None:
+        plane = plane.rechunk(as_chunks(chunks))
+    plane = plane.rechunk(tuple(_merge_small(c, depth) for c in plane.chunks))
+    if bool(plane.min().compute() == plane.max().compute()):
+        return dask_array().zeros(plane.shape, dtype=np.float32, chunks=plane.chunks)
+    kw: dict[str, Any] = {"depth": depth, "boundary": "none", "dtype": np.float32}
+    if measure != "gradient_ratio":
+        return plane.map_overlap(_focus_block, measure=measure, scale=scale, **kw)
+    # gradient_ratio's contrast floor is image-wide, and its noise is measured in 32-px blocks
+    # on the image's grid: both are computed once here and given to every tile, so that tiles
+    # equal the in-memory map.
+    defaults = _focus.gradient_ratio.__kwdefaults__ or {}
+    coarse, fine = float(defaults["coarse"]), float(defaults["fine"])
+    e_coarse = plane.map_overlap(_coarse_energy_block, scale=scale, coarse=coarse, **kw)
+    floor = _focus._contrast_floor(float(e_coarse.mean(dtype=np.float32).compute()))
+    sample = _mosaic(plane)
+    noise_sd = _noise_std_map(
+        plane,
+        spectral_weight=_focus._spectral_weight(sample, fine, coarse, scale),
+        step=_focus._step(sample),
+    ).rechunk(plane.chunks)
+    return dask_array().map_overlap(
+        _gradient_ratio_block,
+        plane,
+        noise_sd,
+        scale=scale,
+        contrast_floor=floor,
+        align_arrays=False,
+        **kw,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Tiled blur maps
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TiledBlurMap:
+    """Lazy blur map of a large image.
+
+    Attributes
+    ----------
+    data : dask array of float32, shape (2, H, W)
+        ``data[0]`` is sigma (px), ``data[1]`` the confidence in [0, 1].
+    noise_sigma : float
+        Noise level passed to every tile, in input intensity units.
+    psf : str
+        PSF family.
+    depth : int
+        Overlap between tiles, px.
+    pixel_size : PixelSize or None
+        Physical pixel size, when known.
+    lower_bound : dask array of bool, shape (H, W), or None
+        True where sigma is only a lower bound (see :attr:`defocus.BlurMap.lower_bound`);
+        computed with ``data`` (compute both together, or the tiles run twice).
+    """
+
+    data: da.Array
+    noise_sigma: float
+    psf: str
+    depth: int
+    pixel_size: PixelSize | None = None
+    lower_bound: da.Array | None = None
+
+    @property
+    def sigma(self) -> da.Array:
+        """Blur sigma in px (lazy)."""
+        return self.data[0]
+
+    @property
+    def confidence(self) -> da.Array:
+        """Confidence in [0, 1] (lazy)."""
+        return self.data[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape[1:]
+
+    def measurable(self) -> da.Array:
+        """Pixels whose confidence reaches the in-memory map's threshold (lazy)."""
+        return self.confidence >= CONFIDENCE_THRESHOLD
+
+    def summary(self) -> dict[str, Any]:
+        """:meth:`defocus.BlurMap.summary` of the tiled map: the same keys, rules and verdicts.
+
+        The confidence-weighted quantiles are exact (not binned): a weighted histogram finds the
+        bin that holds each quantile, and the values in that bin are sorted. The sparse
+        measurements and the noise model are not kept by the tiles, so ``measured_fraction``
+        and ``noise`` are None; ``lower_bound_fraction`` is None when :attr:`lower_bound` is.
+
+        Examples
+        --------
+        >>> noise = np.random.default_rng(0).normal(100, 5, (128, 128))
+        >>> blur_map(noise).summary()["verdict"]
+        'blur not measurable here: no structure stands above the noise'
+        """
+        da = dask_array()
+        ok = self.measurable()
+        # confidence as the weight of the measurable pixels, 0 elsewhere: no boolean indexing,
+        # so every statistic below is one pass over the map
+        w = da.where(ok, self.confidence, 0).astype(np.float64)
+        stats = {
+            "ok": ok.sum(),
+            "mean_confidence": self.confidence.mean(dtype=np.float64),
+            "lo": da.where(ok, self.sigma, np.inf).min(),
+            "hi": da.where(ok, self.sigma, -np.inf).max(),
+        }
+        if self.lower_bound is not None:
+            stats["lower"] = (self.lower_bound & ok).sum()
+        got = dict(zip(stats, da.compute(*stats.values()), strict=True))
+        share_ok = float(got["ok"]) / ok.size
+        out: dict[str, Any] = {
+            "unit": "px",
+            "quantity": "sigma (per-axis PSF standard deviation)",
+            "psf": self.psf,
+            "shape": list(self.shape),
+            "measurable_fraction": round(share_ok, 4),
+            "mean_confidence": round(float(got["mean_confidence"]), 4),
+            "measured_fraction": None,
+            "noise_sigma": float(f"{self.noise_sigma:.6g}"),
+            "noise": None,
+            "pixel_size": None if self.pixel_size is None else str(self.pixel_size),
+            "confidence_threshold": CONFIDENCE_THRESHOLD,
+        }
+        if share_ok < 0.01:
+            out["sigma"] = None
+            out["verdict"] = "blur not measurable here: no structure stands above the noise"
+            return out
+        q = _weighted_quantiles(
+            self.sigma, w, ok, (0.1, 0.5, 0.9), span=(float(got["lo"]), float(got["hi"]))
+        )
+        out["sigma"] = {k: round(v, 4) for k, v in zip(("p10", "median", "p90"), q, strict=True)}
+        med = out["sigma"]["median"]
+        if self.lower_bound is None:
+            out["lower_bound_fraction"] = None
+            share = 0.0
+        else:
+            share = float(got["lower"]) / float(got["ok"])
+            out["lower_bound_fraction"] = round(share, 4)
+        if share > 0.5:
+            out["verdict"] = f"sigma > {med:.3g} px: blur beyond what the image shows"
+        else:
+            p10, p90 = out["sigma"]["p10"], out["sigma"]["p90"]
+            out["verdict"] = f"median sigma {med:.3g} px ({p10:.3g}-{p90:.3g})"
+        return out
+
+    to_dict = summary
+
+
+def _weighted_quantiles(
+    s: da.Array,
+    w: da.Array,
+    ok: da.Array,
+    fractions: Sequence[float],
+    *,
+    span: tuple[float, float],
+    bins: int = 4096,
+) -> list[float]:
+    """For each ``f``, the smallest value of ``s`` where ``ok`` whose cumulative weight ``w``
+    reaches ``f`` of the total: the in-memory rule (sort, cumulative sum, search) in two passes
+    over a lazy map. A weighted histogram finds the bin of each quantile; the values in those
+    bins are then gathered and sorted."""
+    da = dask_array()
+    lo, hi = span
+    if lo == hi:
+        return [lo for _ in fractions]
+    edges = np.linspace(lo, hi, bins + 1)
+    hist, _ = da.histogram(s, bins=edges, weights=w)
+    cum = np.cumsum(hist.compute())
+    total = float(cum[-1])
+    lazy = []
+    for f in fractions:
+        b = min(int(np.searchsorted(cum, f * total)), bins - 1)
+        a, z = edges[b], (edges[b + 1] if b < bins - 1 else np.inf)
+        inside = ok & (s >= a) & (s < z)
+        # the weight of everything below the bin, and the values in it with their weights
+        lazy.append((da.where(s < a, w, 0).sum(), s[inside], w[inside]))
+    found = []
+    for f, (below, vals, ws) in zip(fractions, da.compute(*lazy), strict=True):
+        order = np.argsort(vals, kind="stable")
+        cw = float(below) + np.cumsum(ws[order])
+        i = min(int(np.searchsorted(cw, f * total)), len(vals) - 1)
+        found.append(float(vals[order[i]]))
+    return found
+
+
+def _blur_block(block: np.ndarray, *, psf: str, noise_sigma: float, colour: bool) -> np.ndarray:
+    """sigma, confidence and lower bound of one tile; a colour tile comes channels first."""
+    lum = luminance(block, channel_axis=0) if colour else block
+    if lum.min() == lum.max():
+        # A tile that is constant even with its overlap holds no blur information.
+        return np.zeros((3, *lum.shape), np.float32)
+    bm = _blur_map(block, psf=psf, noise_sigma=noise_sigma, channel_axis=0 if colour else None)
+    lower = np.zeros(lum.shape, bool) if bm.lower_bound is None else bm.lower_bound
+    return np.stack([bm.sigma, bm.confidence, lower.astype(np.float32)])
+
+
+def blur_map(
+    image: Any,
+    *,
+    psf: PSFFamily = "gauss",
+    pixel_size: float | PixelSize | None = None,
+    noise_sigma: float | None = None,
+    channel_axis: int | None = None,
+    chunks: int | Sequence[int] | None = None,
+    depth: int | None = None,
+) -> TiledBlurMap:
+    """Lazy, tiled :func:`defocus.blur_map` of a large image.
+
+    Parameters
+    ----------
+    image : ndarray or dask array
+        2-D greyscale, or multichannel with ``channel_axis``; any integer or float dtype.
+    psf, pixel_size, channel_axis
+        As for :func:`defocus.blur_map` (``pixel_size``: metres per pixel or a
+        :class:`defocus.io.PixelSize`).
+    noise_sigma : float, optional
+        Noise standard deviation (intensity units) given to every tile. By default it is
+        estimated once, by :func:`defocus.blur_map`, on a mosaic of 16 tiles of 256 px
+        sampled evenly across the image (the whole image if it is at most 1024 px a side), in
+        the image's own dtype and channels.
+    chunks : int or (int, int), optional
+        Tile size in px (default 2048), rounded up to a multiple of 32 so that tiles sit on
+        the method's grid; a last tile smaller than ``depth`` is merged into its neighbour.
+    depth : int, optional
+        Overlap between tiles in px, rounded up to a multiple of 32; default
+        :func:`blur_support`.
+
+    Returns
+    -------
+    TiledBlurMap
+        ``data`` of shape (2, H, W): sigma and confidence. See the module docstring for how
+        closely it matches the in-memory map.
+
+    Raises
+    ------
+    BadInputError
+        What :func:`defocus.blur_map` refuses, with its message: an unknown ``psf``, a bad
+        ``noise_sigma`` or ``pixel_size``, an image smaller than 16 px, constant, or with NaN.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> lazy = blur_map(data.camera(), chunks=(97, 131), noise_sigma=2.0)
+    >>> lazy.sigma.shape, lazy.sigma.dtype, lazy.data.chunks[1]
+    ((512, 512), dtype('float32'), (512,))
+    """
+    da = dask_array()
+    if psf not in PSF_FAMILIES:
+        raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
+    ps = as_pixel_size(pixel_size)
+    depth = blur_support() if depth is None else int(depth)
+    depth = max(_BLUR_ALIGN, -(-depth // _BLUR_ALIGN) * _BLUR_ALIGN)
+    plane = _plane(image, chunks, channel_axis)
+    cy, cx = as_chunks(chunks)
+    grid = tuple(
+        _grid_chunks(n, c, align=_BLUR_ALIGN, minimum=depth)
+        for n, c in zip(plane.shape, (cy, cx), strict=True)
+    )
+    plane = plane.rechunk(grid)
+    sample = _checked_sample(plane)
+    if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
+        raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
+    if noise_sigma is None:
+        noise_sigma = _noise_sigma(image, sample, channel_axis, psf)
+    # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
+    dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
+    colour = channel_axis is not None
+    if colour:
+        # Tiles see the colour image as blur_map does (its dtype, its quantisation), channels
+        # first and whole.
+        raw = image if isinstance(image, da.Array) else da.from_array(np.asarray(image))
+        raw = da.moveaxis(raw, channel_axis % raw.ndim, 0).rechunk((-1, *plane.chunks))
+        padded = da.overlap.overlap(raw, depth={0: 0, 1: dy, 2: dx}, boundary="none")
+        out_chunks = ((3,), *padded.chunks[1:])
+    else:
+        padded = da.overlap.overlap(plane, depth={0: dy, 1: dx}, boundary="none")
+        out_chunks = ((3,), *padded.chunks)
+    maps = padded.map_blocks(
+        _blur_block,
+        psf=psf,
+        noise_sigma=float(noise_sigma),
+        colour=colour,
+        new_axis=None if colour else 0,
+        chunks=out_chunks,
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    maps = da.overlap.trim_internal(maps, {0: 0, 1: dy, 2: dx}, boundary="none")
+    return TiledBlurMap(
+        data=maps[:2],
+        noise_sigma=float(noise_sigma),
+        psf=psf,
+        depth=depth,
+        pixel_size=ps,
+        lower_bound=maps[2] > 0.5,
+    )

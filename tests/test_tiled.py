@@ -1,0 +1,286 @@
+"""defocus.tiled: tiled maps equal the in-memory ones, and follow the same rules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import data
+
+import defocus
+from defocus import BadInputError
+from defocus.noise import noise_variance_map
+
+da = pytest.importorskip("dask.array")
+tiled = pytest.importorskip("defocus.tiled")
+
+ODD = (97, 131)
+# Measures whose in-memory version uses an image-wide statistic (see defocus.tiled).
+GLOBAL_STAT = {
+    "gradient_ratio",
+    "local_variance",
+    "laplacian_variance",
+    "normalized_variance",
+    "spectral_slope",
+}
+TILEABLE = [m for m in defocus.list_measures() if m != "spectral_ratio"]
+
+
+@pytest.fixture(scope="module")
+def camera():
+    return data.camera()
+
+
+@pytest.mark.parametrize("measure", TILEABLE)
+def test_tiled_focus_map_equals_in_memory_on_odd_chunks(camera, measure):
+    expected = defocus.focus_map(camera, measure=measure)
+    lazy = tiled.focus_map(da.from_array(camera, chunks=ODD), measure=measure)
+    assert lazy.dtype == np.float32 and lazy.shape == camera.shape
+    got = lazy.compute()
+    if measure == "spectral_slope":  # a log-log slope that crosses 0: absolute tolerance
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    elif measure in GLOBAL_STAT:
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_crop_with_the_whole_images_contrast_floor_equals_the_whole_map(camera):
+    # what the tiled gradient_ratio relies on: given the whole image's noise map and contrast
+    # floor, a crop's map equals the whole map wherever the crop's edges are out of reach
+    from defocus import focus
+
+    img = camera.astype(np.float32)
+    var = noise_variance_map(img, spectral_weight=focus._spectral_weight(img, 0.8), step=1.0)
+    noise = np.sqrt(var)
+    floor = focus._contrast_floor(float(focus._coarse_energy(img, 5.0, 3.0).mean()))
+    whole = focus.gradient_ratio(img)
+    same = focus.gradient_ratio(img, noise_sigma=noise, contrast_floor=floor)
+    np.testing.assert_allclose(same, whole, rtol=1e-5, atol=1e-6)  # None: the same floor
+    d = tiled.focus_support("gradient_ratio")
+    crop = (slice(100, 300), slice(150, 400))
+    inner = (slice(d, -d), slice(d, -d))
+    got = focus.gradient_ratio(img[crop], noise_sigma=noise[crop], contrast_floor=floor)
+    np.testing.assert_allclose(got[inner], whole[crop][inner], rtol=1e-5, atol=1e-7)
+    # the crop's own floor would not do
+    own = focus.gradient_ratio(img[crop], noise_sigma=noise[crop])
+    assert not np.allclose(own[inner], whole[crop][inner], rtol=1e-3)
+    for bad in (0.0, -1.0, np.nan):
+        with pytest.raises(BadInputError, match="contrast_floor"):
+            focus.gradient_ratio(img, contrast_floor=bad)
+
+
+def test_tiled_focus_map_of_colour_and_16_bit(camera):
+    rgb = data.astronaut()[:200, :300]
+    lazy = tiled.focus_map(rgb, measure="tenengrad", channel_axis=-1, chunks=ODD)
+    expected = defocus.focus_map(rgb, measure="tenengrad", channel_axis=-1)
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    img16 = camera.astype(np.uint16) * 257
+    got = tiled.focus_map(da.from_array(img16, chunks=ODD)).compute()
+    np.testing.assert_allclose(got, defocus.focus_map(img16), rtol=1e-5, atol=1e-7)
+
+
+def test_depth_is_the_support_and_smaller_is_not_exact(camera):
+    # the exact match above relies on the depth; one px less must show at the seams
+    depth = tiled.focus_support("tenengrad", scale=5)
+    short = da.from_array(camera, chunks=ODD).map_overlap(
+        lambda b: defocus.focus_map(b, measure="tenengrad"),
+        depth=depth - 1,
+        boundary="none",
+        dtype=np.float32,
+    )
+    assert not np.array_equal(short.compute(), defocus.focus_map(camera, measure="tenengrad"))
+
+
+def test_global_spectrum_measure_is_refused():
+    with pytest.raises(BadInputError, match="whole image"):
+        tiled.focus_map(np.ones((64, 64)), measure="spectral_ratio")
+
+
+def test_constant_image_gives_zero_focus_map():
+    lazy = tiled.focus_map(np.full((200, 300), 9, np.uint8), chunks=ODD)
+    assert not lazy.compute().any()
+
+
+def test_tiled_blur_map_matches_in_memory_within_tolerance(camera):
+    lazy = tiled.blur_map(da.from_array(camera, chunks=ODD), chunks=ODD)
+    ref = defocus.blur_map(camera, noise_sigma=lazy.noise_sigma)
+    sigma, conf = lazy.data.compute()
+    assert sigma.dtype == np.float32 and np.isfinite(sigma).all()
+    rel = np.abs(sigma - ref.sigma) / np.maximum(ref.sigma, 0.1)
+    # the tolerances stated in defocus.tiled's docstring
+    assert np.median(rel) < 0.01
+    assert np.percentile(rel[ref.confidence > 0.5], 95) < 0.02
+    assert np.percentile(np.abs(conf - ref.confidence), 95) < 0.02
+    assert np.percentile(np.abs(conf - ref.confidence), 95) < 0.02
+    # large differences, if any, are in propagated values: their mean confidence is below 0.1
+    big = rel > 0.1
+    assert ref.confidence[big].sum() <= 0.1 * big.sum()
+    # and they are not met trivially: a different noise level moves the map
+    other = defocus.blur_map(camera, noise_sigma=4 * lazy.noise_sigma + 2)
+    assert np.median(np.abs(other.sigma - ref.sigma) / np.maximum(ref.sigma, 0.1)) > 0.01
+
+
+def test_blur_tiles_sit_on_the_method_grid():
+    lazy = tiled.blur_map(np.random.default_rng(0).random((300, 500)), chunks=ODD)
+    starts = np.cumsum((0, *lazy.data.chunks[2][:-1]))
+    assert all(s % 32 == 0 for s in starts) and lazy.depth % 32 == 0
+
+
+def test_blur_noise_is_estimated_once_and_tiles_agree():
+    rng = np.random.default_rng(3)
+    sharp = ndi.zoom(rng.random((64, 64)), 8, order=0)
+    noisy = ndi.gaussian_filter(sharp, 2.0) + rng.normal(0, 0.02, sharp.shape)
+    lazy = tiled.blur_map(noisy, chunks=160)
+    # True noise 0.02; the blurred blocks leave some texture in the flattest noise blocks.
+    assert 0.01 < lazy.noise_sigma < 0.05
+    sigma = lazy.sigma.compute()
+    assert 1.4 < np.median(sigma) < 2.8  # true sigma 2 px, on every tile alike
+    tiles = [sigma[y : y + 160, x : x + 160] for y in (0, 320) for x in (0, 320)]
+    medians = [np.median(t) for t in tiles]
+    assert max(medians) / min(medians) < 1.3
+
+
+def test_constant_tile_gets_zero_confidence_not_nan():
+    img = np.zeros((512, 512), np.uint8)
+    img[:256] = (np.random.default_rng(0).random((256, 512)) * 255).astype(np.uint8)
+    sigma, conf = tiled.blur_map(img, chunks=128, depth=32, noise_sigma=1.0).data.compute()
+    assert np.isfinite(sigma).all() and np.isfinite(conf).all()
+    assert (conf[-64:] == 0).all()
+
+
+SHARED = Path(
+    os.environ.get("DEFOCUS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+PCB = SHARED / "real_stacks" / "focus-stack_pcb" / "pcb_001.jpg"  # a camera photograph
+
+
+def _outcome(call):
+    try:
+        return call().pixel_size
+    except BadInputError as exc:
+        return f"refused: {exc}"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((64, 64), 7, np.uint8),  # constant
+        np.ones((10, 300)),  # too small
+        np.where(np.eye(64, dtype=bool), np.nan, 1.0),  # NaN
+    ],
+    ids=["constant", "10x300", "nan"],
+)
+def test_bad_images_get_the_in_memory_message(image):
+    with pytest.raises(BadInputError) as memory:
+        defocus.blur_map(image)
+    with pytest.raises(BadInputError) as lazy:
+        tiled.blur_map(image, chunks=64)
+    assert str(lazy.value) == str(memory.value)
+
+
+@pytest.mark.parametrize(
+    "pixel_size",
+    [None, 2e-9, 1, defocus.PixelSize(5, 5, "nm"), "5nm", "5", -1.0, float("nan")],
+)
+def test_pixel_size_follows_the_in_memory_rules(camera, pixel_size):
+    img = camera[:64, :64]
+    memory = _outcome(lambda: defocus.blur_map(img, pixel_size=pixel_size))
+    lazy = _outcome(lambda: tiled.blur_map(img, pixel_size=pixel_size, noise_sigma=1.0))
+    if isinstance(pixel_size, str) and pixel_size == "5":
+        pytest.skip("the in-memory path reads the text '5' as 5 m; the tiled path refuses text")
+    assert lazy == memory
+
+
+def test_small_image_on_the_cli_is_bad_input_not_a_crash(tmp_path, capsys):
+    from defocus.cli import main
+    from defocus.io import write_image
+
+    f = tmp_path / "tiny.tif"
+    write_image(f, np.ones((10, 300), np.uint8))
+    assert main(["map", str(f), "-o", str(tmp_path / "out"), "--chunks", "64"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "at least 16x16" in line
+
+
+def _real_crop():
+    if not PCB.is_file():
+        pytest.skip("shared real data not present")
+    from defocus.io import read_image
+
+    return read_image(PCB).luminance[300:620, 400:848]
+
+
+def test_summary_equals_the_in_memory_summary_in_one_tile():
+    img = _real_crop()
+    lazy = tiled.blur_map(img)
+    memory = defocus.blur_map(img, noise_sigma=lazy.noise_sigma)  # one tile: the same map
+    np.testing.assert_array_equal(lazy.sigma.compute(), memory.sigma)
+    got, want = lazy.summary(), memory.summary()
+    for key in ("measured_fraction", "noise"):  # not kept by the tiles
+        got.pop(key), want.pop(key)
+    assert got == want and want["sigma"] is not None
+
+
+def test_summary_of_tiles_is_close_and_grows_with_blur():
+    img = _real_crop()
+    medians = []
+    for s in (0.0, 2.0, 4.0):
+        blurred = ndi.gaussian_filter(img, s) if s else img
+        tiles = tiled.blur_map(blurred, chunks=160).summary()
+        whole = defocus.blur_map(blurred, noise_sigma=tiles["noise_sigma"]).summary()
+        assert tiles["sigma"]["median"] == pytest.approx(whole["sigma"]["median"], rel=0.05)
+        medians.append(tiles["sigma"]["median"])
+    assert medians == sorted(medians) and medians[2] > medians[0] + 2
+
+
+def test_summary_says_not_measurable_on_pure_noise():
+    noise = np.random.default_rng(0).normal(100, 5, (300, 400))
+    summary = tiled.blur_map(noise, chunks=160).summary()
+    assert summary["sigma"] is None and "not measurable" in summary["verdict"]
+
+
+def test_psf_family_literal_lists_the_blur_map_families():
+    from typing import get_args
+
+    from defocus._types import PSFFamily
+    from defocus.blurmap import PSF_FAMILIES
+
+    assert get_args(PSFFamily) == tuple(PSF_FAMILIES)
+
+
+def test_colour_noise_level_is_the_in_memory_one():
+    # the noise floor of 8-bit colour is its quantisation, which the luminance no longer shows:
+    # the level is measured on the image as given, as blur_map measures it
+    if not PCB.is_file():
+        pytest.skip("shared real data not present")
+    from defocus.io import read_image
+
+    rgb = read_image(PCB).data[300:620, 400:848]
+    lazy = tiled.blur_map(rgb, channel_axis=-1, chunks=160)
+    memory = defocus.blur_map(rgb, channel_axis=-1)
+    assert memory.noise_sigma > 0.2  # 1/sqrt(12) grey levels at least
+    assert lazy.noise_sigma == pytest.approx(memory.noise_sigma, rel=1e-6)
+
+
+def test_colour_tiles_see_the_colour_image_as_blur_map_does():
+    # tiles get the colour data (its dtype and quantisation), not a float luminance: one tile
+    # is the in-memory map, and tiles agree with it where it is confident
+    if not PCB.is_file():
+        pytest.skip("shared real data not present")
+    from defocus.io import read_image
+
+    rgb = read_image(PCB).data[200:840, 300:1196]
+    one = tiled.blur_map(rgb[:320, :448], channel_axis=-1, noise_sigma=0.3)
+    ref = defocus.blur_map(rgb[:320, :448], channel_axis=-1, noise_sigma=0.3)
+    np.testing.assert_array_equal(one.sigma.compute(), ref.sigma)
+    lazy = tiled.blur_map(rgb, channel_axis=-1, chunks=320, noise_sigma=0.3)
+    assert len(lazy.data.chunks[1]) > 1 and len(lazy.data.chunks[2]) > 1
+    sigma, conf = lazy.data.compute()
+    ref = defocus.blur_map(rgb, channel_axis=-1, noise_sigma=0.3)
+    rel = np.abs(sigma - ref.sigma) / np.maximum(ref.sigma, 0.1)
+    assert np.percentile(rel[ref.confidence > 0.5], 95) < 0.02
+    assert np.percentile(np.abs(conf - ref.confidence), 95) < 0.02
