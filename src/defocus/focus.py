@@ -1158,7 +1158,7 @@ def tile_grid(
         fmap = as_float_image(image, name="focus map")
     else:
         fmap = focus_map(image, measure=measure, scale=scale, channel_axis=channel_axis)
-    sizes = (tile, tile) if np.isscalar(tile) else tuple(tile)
+    sizes = tuple(tile) if isinstance(tile, tuple | list | np.ndarray) else (tile, tile)
     if len(sizes) != 2 or not all(
         isinstance(t, int | np.integer) and not isinstance(t, bool) and t > 0 for t in sizes
     ):

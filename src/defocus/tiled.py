@@ -63,7 +63,7 @@ from .blurmap import CONFIDENCE_THRESHOLD, PSF_FAMILIES, REACH
 from .blurmap import blur_map as _blur_map
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, as_pixel_size
-from .noise import noise_variance_map
+from .noise import BandNoise, noise_variance_map
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -287,7 +287,7 @@ def _gradient_ratio_block(
 _NOISE_HALO = 64
 
 
-def _noise_std_map(plane: da.Array, *, spectral_weight: float, step: float) -> da.Array:
+def _noise_std_map(plane: da.Array, *, spectral_weight: float | BandNoise, step: float) -> da.Array:
     """:func:`defocus.noise.noise_variance_map` (as a standard deviation) of a lazy image.
 
     Tiles are multiples of the 32-px noise block and overlap by two blocks, so every block sees

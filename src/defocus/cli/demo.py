@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     sample = sample_path("fib_needle.tif")
     tilted, truth = tilted_gravel()
+    assert tilted.path is not None  # the bundled sample is read from its file
     planned = [(f, sample) for f in focus_outputs(str(sample), out).values()]
     planned += [(f, tilted.path) for f in map_outputs(str(tilted.path), out).values()]
     check_plan([sample, tilted.path], planned, overwrite=args.overwrite)
