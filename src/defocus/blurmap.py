@@ -76,6 +76,18 @@ _ALPHA = 1e-3
 CONFIDENCE_THRESHOLD = 0.3
 # Log-sigma standard error at which a pixel's confidence is one half.
 _HALF_CONF_SD = 0.25
+# A disk-blurred step's gradient energy falls with scale unlike a Gaussian-blurred one's: its
+# line spread function is the chord 2 sqrt(R^2 - x^2) / (pi R^2), lower at the centre for the
+# same second moment. Read by the Gaussian line fit, a disk of sigma = R/2 reads 1.26x too high;
+# this factor (0.78-0.80 for R = 2-64 px, from the analytic energy curve over the fit window)
+# brings it back.
+_DISK_SIGMA_RATIO = 0.79
+# Share of sqrt(E N) that noise adds to an edge's energy at the cell's maximum. Measured on
+# straight Gaussian-blurred steps (sigma 1-4 px) in white noise at step/noise 4-128: 0.25 reads
+# the same sigma at every SNR (within 8 %, one case 27 %); the sqrt(2) of a single pixel's
+# expected cross term read low-SNR edges up to 2x too wide, so dim regions read blurrier.
+_CROSS = 0.25
+_DETECT = 3.0
 # Pooled precision at which a pyramid level's local estimate is trusted half-way over the fill.
 _TRUST_PRECISION = 2.0
 
@@ -225,21 +237,26 @@ def _white_gains() -> tuple[np.ndarray, np.ndarray]:
     means, quants = [], []
     for _, f, e, _ in _scale_space(noise, cells):
         # The level's own pixels are the independent samples; skip the reflected border.
-        core = e[8:-8, 8:-8] if f <= STRIDE else e
+        core = e[8:-8, 8:-8] if f <= STRIDE else e[:: f // STRIDE, :: f // STRIDE]
         means.append(float(core.mean()))
-        quants.append(float(np.quantile(core, 1 - _ALPHA)) if f <= 2 else np.nan)
+        # The quantile needs some 16 / ALPHA independent level pixels.
+        enough = core.size >= 16 / _ALPHA
+        quants.append(float(np.quantile(core, 1 - _ALPHA)) if enough else np.nan)
     m, q = np.array(means), np.array(quants)
-    # At coarse levels a cell is one NMS-selected level pixel: about exponential, with the
-    # ratio of quantile to mean that the finest single-sample level shows.
-    ratio = q[~np.isnan(q)][-1] / m[~np.isnan(q)][-1]
-    q = np.where(np.isnan(q), m * ratio, q)
+    # Coarser levels repeat the pattern of the level two scales finer (the same smoothing in
+    # level pixels; most NMS-suppressed pixels are 0, so the ratio to the mean is about 12, not
+    # an exponential's 6.9): they take its ratio of quantile to mean.
+    for i in range(len(q)):
+        if np.isnan(q[i]):
+            q[i] = m[i] * q[i - 2] / m[i - 2]
     return m, q
 
 
 def _estimate(
     img: np.ndarray, nm: NoiseModel, scale: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-cell (sigma, log-sigma standard error, lower-bound flag); sigma NaN = no edge."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell (sigma, log-sigma standard error, lower-bound flag, repeat); sigma NaN = no
+    edge. ``repeat`` is the side, in cells, of the pyramid pixel the measurement came from."""
     cells = (-(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE))
     gain_mean, gain_q = _white_gains()
     k = len(SCALES)
@@ -260,12 +277,19 @@ def _estimate(
         noise[i] = var * np.float32(gain_mean[i])
         thresh[i] = var * np.float32(gain_q[i])
     sig = energy > thresh
+    # Hysteresis (as in Canny 1986): scales significant at ALPHA join the fit, but the edge's
+    # scale (the peak below) is sought only where the energy stands DETECT times above the
+    # threshold. Pure noise reaches that with probability ~1e-9 per cell and scale, and rarely
+    # even where the noise model underestimates the real noise by 2x (JPEG, ion-beam scan noise);
+    # otherwise the large absolute energy of slightly misjudged fine-scale noise would outrank a
+    # real wide edge.
+    strong = energy > _DETECT * thresh
     # Noise adds its mean energy N and, through the cross term with the edge's own gradient,
-    # about sqrt(2 E N) more at the cell's maximum: both are removed.
-    signal = np.maximum(energy - noise - np.sqrt(2 * energy * noise), np.float32(1e-30))
-    score = np.where(sig, s_eff[:, None, None] * signal, -np.inf)
+    # a share of sqrt(E N) at the cell's maximum: both are removed.
+    signal = np.maximum(energy - noise - _CROSS * np.sqrt(energy * noise), np.float32(1e-30))
+    score = np.where(strong, s_eff[:, None, None] * signal, -np.inf)
     peak = np.argmax(score, axis=0)
-    found = sig.any(axis=0)
+    found = strong.any(axis=0)
     # Weighted line fit of y = 1/S against x = s^2 on the significant scales from three below
     # the peak (at least up to 1.4 px, so a sharp edge has several); above the peak, neighbouring
     # edges start to cancel: weights S^4 / (N^2 + 2 N S), the inverse variance of y. The four
@@ -297,6 +321,11 @@ def _estimate(
     # Still rising at the largest usable scale: the blur exceeds what the image shows. (A cell
     # with one significant scale is not a bound: noise may hide the finer ones.)
     lower = found & (peak == last)
+    # Energy still rising where the cell stops being a maximum across the edge: the maxima at
+    # the finer scales were noise ripples on the flank of a wider edge, whose centre lies in
+    # another cell. Such a cell holds no measurement of its own.
+    last_sig = k - 1 - np.argmax(sig[::-1], axis=0)
+    found &= ~((peak == last_sig) & (peak < last))
     # A cell beside an edge sees the edge only at coarse levels, whose pixels span several
     # cells. The fitted model then predicts significant energy at the finer scale below the
     # cell's lowest significant one; a real edge would show it, so such cells are dropped.
@@ -328,14 +357,14 @@ def _estimate(
         model = intercept + slope * x
         resid = np.where(use, np.log(np.maximum(model, 1e-30) * sw_), 0.0)
         rms = np.sqrt((resid**2).sum(0) / np.maximum(points, 1))
-    snr = s_at_peak / np.take_along_axis(noise, peak[None], 0)[0]
+    # The signal-to-noise counts the noise the detection allows for: DETECT times the model's.
+    snr = s_at_peak / (_DETECT * np.take_along_axis(noise, peak[None], 0)[0])
     sd = 0.05 + 0.5 / np.sqrt(np.maximum(snr, 1e-6)) + np.where(fitted, rms, 0.0)
     sd = sd + np.where(points >= 3, 0.0, 0.3)
-    # A coarse level's pixel spans (f / STRIDE)^2 cells that all repeat one measurement: count it
-    # once, so wide blurred edges do not outvote thin sharp ones in the fill.
-    sd = sd * np.maximum(1.0, factor / STRIDE)[peak]
+    # A coarse level's pixel spans (f / STRIDE)^2 cells that all repeat one measurement.
+    repeat = np.maximum(1.0, factor / STRIDE)[peak]
     sigma = np.where(found, sigma, np.nan).astype(np.float32)
-    return sigma, sd.astype(np.float32), lower & found
+    return sigma, sd.astype(np.float32), lower & found, repeat.astype(np.float32)
 
 
 def _half(a: np.ndarray) -> np.ndarray:
@@ -344,8 +373,8 @@ def _half(a: np.ndarray) -> np.ndarray:
     return _block_mean(np.pad(a, p, mode="edge"), 2)
 
 
-def _fill(mean: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Confidence-weighted normalised convolution of log sigma; returns (filled, confidence).
+def _fill(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Confidence-weighted normalised convolution of log sigma.
 
     On a pyramid, each level gives a precision-weighted local mean (Knutsson & Westin 1993)
     over a neighbourhood twice as wide as the level below. Going from coarse to fine, a level
@@ -368,9 +397,14 @@ def _fill(mean: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         up = ndi.zoom(filled, 2, order=1, grid_mode=True, mode="nearest", prefilter=False)
         a = d / (d + np.float32(_TRUST_PRECISION))
         filled = a * m + (1 - a) * up[: m.shape[0], : m.shape[1]]
-    local = levels[0][1]
-    conf = local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
-    return filled, conf
+    return filled
+
+
+def _confidence(logvar: np.ndarray) -> np.ndarray:
+    """Confidence of the filled map: the measurements' precision gathered around each cell."""
+    prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
+    local = ndi.gaussian_filter(prec, 1.0, mode="reflect")
+    return local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
 
 
 def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -424,8 +458,8 @@ class BlurMap:
     noise_sigma : float
         Estimated standard deviation of the image noise, in input intensity units.
     psf : str
-        PSF family given: it sets the natural parameter of :meth:`to_parameter`; sigma itself is
-        measured the same way for every family (the second moment of the edge spread).
+        PSF family given: it sets the edge model sigma was read with and the natural parameter
+        of :meth:`to_parameter`; sigma is the second moment of the PSF for every family.
     pixel_size : PixelSize or None
         Physical size of a pixel, when known.
     lower_bound : (H, W) ndarray of bool or None
@@ -570,7 +604,9 @@ def blur_map(
         intensities are not rescaled (the estimate is invariant to gain and offset).
     psf : {"gauss", "disk", "auto"}
         PSF family of the blur. ``"disk"`` is the geometric defocus of a camera (sigma = R/2);
-        ``"gauss"`` suits SEM probes and microscopes. ``"auto"``: family unknown.
+        ``"gauss"`` suits SEM probes and microscopes. ``"auto"``: family unknown, read as
+        Gaussian. The family sets the edge model the scale curve is read with: a disk-blurred
+        edge read as Gaussian would come out 1.26x too high.
     pixel_size : float or PixelSize, optional
         Metres per pixel (float) or a :class:`defocus.io.PixelSize`, for
         :meth:`BlurMap.to_physical`.
@@ -617,13 +653,18 @@ def blur_map(
         nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
-    cell_sigma, sd, lower = _estimate(img / np.float32(scale), nm, scale)
+    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale)
+    if psf == "disk":
+        cell_sigma *= np.float32(_DISK_SIGMA_RATIO)
     found = np.isfinite(cell_sigma)
     mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
-    logvar = np.where(found, 2 * np.log(sd), 30.0)
-    filled, conf = _fill(mean.astype(np.float32), logvar.astype(np.float32))
+    # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred edges
+    # do not outvote thin sharp ones; the confidence is that of the measurement itself.
+    logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
+    filled = _fill(mean.astype(np.float32), logvar)
+    conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
     # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
-    lb_share, _ = _fill(lower.astype(np.float32), logvar.astype(np.float32))
+    lb_share = _fill(lower.astype(np.float32), logvar)
 
     def to_sigma(m: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(np.exp(2 * m) - _FLOOR**2, 0)).astype(np.float32)
