@@ -104,14 +104,11 @@ def _in_threads(fn: Callable[[int], None], items: Iterable[int]) -> None:
             pass
 
 
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+def _blocks(a: np.ndarray, f: int, how: str = "mean") -> np.ndarray:
+    """Mean (float32) or max over ``f`` x ``f`` blocks; a ragged edge is dropped."""
     h, w = a.shape[0] // f, a.shape[1] // f
-    return a[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3), dtype=np.float32)
-
-
-def _block_max(a: np.ndarray, f: int) -> np.ndarray:
-    h, w = a.shape[0] // f, a.shape[1] // f
-    return a[: h * f, : w * f].reshape(h, f, w, f).max(axis=(1, 3))
+    b = a[: h * f, : w * f].reshape(h, f, w, f)
+    return b.max(axis=(1, 3)) if how == "max" else b.mean(axis=(1, 3), dtype=np.float32)
 
 
 def _nms_rows(e: np.ndarray, gx: np.ndarray, gy: np.ndarray, r0: int, r1: int) -> np.ndarray:
@@ -159,7 +156,7 @@ def _to_cells(a: np.ndarray, f: int, cells: tuple[int, int], how: str) -> np.nda
     """Bring a level-``f`` array to the cell grid: block max/mean below the cell size, nearest
     neighbour above it; edge-padded to the grid's shape."""
     if f < STRIDE:
-        a = (_block_max if how == "max" else _block_mean)(a, STRIDE // f)
+        a = _blocks(a, STRIDE // f, how)
     elif f > STRIDE:
         r = f // STRIDE
         a = np.repeat(np.repeat(a, r, axis=0), r, axis=1)
@@ -202,7 +199,7 @@ def _scale_space(img: np.ndarray, cells: tuple[int, int]):
         if s / f > 2.1:
             if min(level.shape) < 16:
                 return  # the image is too small for this scale and all larger ones
-            level = _block_mean(level, 2)
+            level = _blocks(level, 2)
             var += f * f / 4.0  # a 2-sample mean at spacing f
             f *= 2
         inc = s * s - var - f * f / 3.0  # the central difference adds f^2 / 3
@@ -266,11 +263,13 @@ def _estimate(
     thresh = np.full((k, *cells), np.inf, np.float32)
     s_eff = np.array(SCALES, np.float64)
     factor = np.ones(k)  # pyramid factor of each scale's level
+    weight = np.ones(k)  # the noise spectrum's weight at each scale
     last = 0  # the largest scale the image was big enough for
     for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i], factor[i], last = se, f, i
         var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
-        var *= np.float32(nm.spectral_weight(se))
+        weight[i] = nm.spectral_weight(se)
+        var *= np.float32(weight[i])
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
         var = np.maximum(var, np.float32(1e-6))
         energy[i] = e
@@ -350,7 +349,7 @@ def _estimate(
         )
     floor_var = np.take_along_axis(noise / gain_mean[:, None, None], first[None], 0)[0]
     found &= height * scale >= 3 * nm.quantum
-    found &= height >= 2 * np.sqrt(floor_var / max(nm.spectral_weight(s_eff[0]), 1e-6))
+    found &= height >= 2 * np.sqrt(floor_var / np.maximum(weight[first], 1e-6))
     # Standard error of log sigma: the peak's signal-to-noise, how well the straight line fits
     # the energies (log residuals), and whether enough scales were significant.
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -370,7 +369,7 @@ def _estimate(
 def _half(a: np.ndarray) -> np.ndarray:
     """2x2 block mean, padding odd sizes by edge replication."""
     p = ((0, a.shape[0] % 2), (0, a.shape[1] % 2))
-    return _block_mean(np.pad(a, p, mode="edge"), 2)
+    return _blocks(np.pad(a, p, mode="edge"), 2)
 
 
 def _fill(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
