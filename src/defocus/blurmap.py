@@ -14,14 +14,21 @@ quantisation cannot pass for detail, and nothing in it is learned.
 3. **Edges and significance.** A 4 x 4 px cell holds an edge at scale ``s`` when one of its
    pixels is a gradient maximum across the edge (non-maximum suppression) and its energy
    exceeds what noise reaches there with probability 1e-3. A one-grey-level staircase, a JPEG
-   block or shot noise is explained by the noise model and never counts.
+   block or shot noise is explained by the noise model and never counts. With hysteresis
+   (Canny 1986) the edge's own scale is sought only among scales three times above that
+   threshold, so slightly misjudged fine-scale noise cannot outrank a wide edge; a cell whose
+   energy still rises where it stops being a maximum sat on the flank of a wider edge and
+   holds no measurement.
 4. **Blur from the scale curve.** For a step of height ``A`` blurred by ``σ``, the gradient
    energy at the edge is ``A² / (2π (σ² + s²))`` (Lindeberg 1998; Elder & Zucker 1998 use the same
    scale behaviour). Its ``γ = 1/2`` normalised form ``s |∇L_s|²`` peaks at ``s = σ``; a
    weighted straight-line fit of ``1 / |∇L_s|²`` against ``s²`` on the significant scales
    around that peak gives ``σ² = intercept / slope``, whatever ``A``: the estimate is
-   invariant to gain and offset by construction. Where the energy still grows at the largest
-   significant scale the blur exceeds what the image shows, and the cell is a lower bound.
+   invariant to gain and offset by construction. The noise's share of the energy is removed as
+   measured on straight edges, so a dim edge reads about the σ of a bright one. A disk PSF's edge
+   has its own curve (the Gaussian line reads it 1.26x high), corrected for ``psf="disk"``.
+   Where the energy still grows at the largest usable scale the blur exceeds what the image
+   shows, and the cell is a lower bound.
 5. **Dense fill.** Cell estimates are combined by confidence-weighted normalised convolution
    (Knutsson & Westin 1993) in log sigma on a pyramid: measured regions keep their values, flat
    regions take the nearest measurements' values with a low confidence.
@@ -30,6 +37,7 @@ quantisation cannot pass for detail, and nothing in it is learned.
 
 References
 ----------
+Canny J. (1986) A computational approach to edge detection. IEEE TPAMI 8(6).
 Elder J. H., Zucker S. W. (1998) Local scale control for edge detection and blur estimation.
 IEEE TPAMI 20(7).
 Lindeberg T. (1998) Edge detection and ridge detection with automatic scale selection.
