@@ -63,14 +63,14 @@ def test_gain_and_offset_do_not_change_sigma(sharp):
 def test_local_gain_does_not_change_local_sigma(sharp):
     """The contrast trap: a brighter, higher-contrast half of the scene must not read sharper.
 
-    The benchmark's target is 5 %, which the method does not meet yet (its SNR changes with the
-    gain; see benchmarks/results/blurmap.md); this guards against regressions beyond 15 %.
+    The benchmark's target is 5 %, which the method does not meet yet (7.8 % there; see
+    benchmarks/results/blurmap.md); this guards against regressions beyond 10 %.
     """
     trapped = sharp.copy()
     trapped[:, 96:] = 4 * trapped[:, 96:] + 0.5
     a = np.median(blur_map(_noisy(ndi.gaussian_filter(sharp, 2.0))).sigma[24:-24, 120:-24])
     b = np.median(blur_map(_noisy(ndi.gaussian_filter(trapped, 2.0))).sigma[24:-24, 120:-24])
-    assert b == pytest.approx(a, rel=0.15)
+    assert b == pytest.approx(a, rel=0.10)
 
 
 def test_dense_output_and_lower_confidence_in_flat_regions(sharp):
@@ -172,9 +172,10 @@ def test_noise_of_any_kind_never_reads_as_detail(kind):
     assert summary["verdict"].startswith("blur not measurable here")
 
 
-@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0, 8.0, 16.0])
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 40.0])
 def test_known_blur_on_a_real_frame_is_recovered(sigma):
-    # The camera image is itself sharp to about a pixel, which adds in quadrature.
+    # The camera image is itself sharp to about a pixel, which adds in quadrature. At 24-40 px
+    # the blur exceeds the spacing of most of its edges and reaches the 64-px top of the ladder.
     cam = data.camera().astype(np.float64)
     rng = np.random.default_rng(7)
     frame = rng.poisson(ndi.gaussian_filter(cam, sigma)).clip(0, 255).astype(np.uint8)

@@ -69,3 +69,18 @@ def test_least_blur_frame_is_the_sharpest_frame_on_a_real_sweep():
     res = _bench().through_focus_consistency(frames, defocus.blur_map, channel_axis=-1)
     assert res["n_textured"] >= 20
     assert res["match_fraction"] >= 0.8
+
+
+def test_bundled_fib_image_reads_the_substrate_far_blurrier_than_the_needle():
+    # The bundled FIB image (in the package, no shared data needed): needle and lamella are in
+    # focus, the substrate behind them is far out of focus (hand-measured edges: sigma 25-36 px).
+    bench = _bench()
+    img = read_image(ROOT / "src" / "defocus" / "data" / "fib_needle.tif").data
+    est = defocus.blur_map(img)
+    regions = bench.FIB_REGIONS["pfib_needle_lamella_test_image_2.tif"]
+    med = {}
+    for name in ("needle", "substrate"):
+        m = bench.region_mask(img.shape, regions[name])
+        med[name] = bench.weighted_median(est.sigma[m], est.confidence[m])
+    assert med["substrate"] >= 4.0, med
+    assert med["substrate"] >= 3 * med["needle"], med

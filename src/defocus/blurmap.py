@@ -14,14 +14,21 @@ quantisation cannot pass for detail, and nothing in it is learned.
 3. **Edges and significance.** A 4 x 4 px cell holds an edge at scale ``s`` when one of its
    pixels is a gradient maximum across the edge (non-maximum suppression) and its energy
    exceeds what noise reaches there with probability 1e-3. A one-grey-level staircase, a JPEG
-   block or shot noise is explained by the noise model and never counts.
+   block or shot noise is explained by the noise model and never counts. With hysteresis
+   (Canny 1986) the edge's own scale is sought only among scales three times above that
+   threshold, so slightly misjudged fine-scale noise cannot outrank a wide edge; a cell whose
+   energy still rises where it stops being a maximum sat on the flank of a wider edge and
+   holds no measurement.
 4. **Blur from the scale curve.** For a step of height ``A`` blurred by ``σ``, the gradient
    energy at the edge is ``A² / (2π (σ² + s²))`` (Lindeberg 1998; Elder & Zucker 1998 use the same
    scale behaviour). Its ``γ = 1/2`` normalised form ``s |∇L_s|²`` peaks at ``s = σ``; a
    weighted straight-line fit of ``1 / |∇L_s|²`` against ``s²`` on the significant scales
    around that peak gives ``σ² = intercept / slope``, whatever ``A``: the estimate is
-   invariant to gain and offset by construction. Where the energy still grows at the largest
-   significant scale the blur exceeds what the image shows, and the cell is a lower bound.
+   invariant to gain and offset by construction. The noise's share of the energy is removed as
+   measured on straight edges, so a dim edge reads about the σ of a bright one. A disk PSF's edge
+   has its own curve (the Gaussian line reads it 1.26x high), corrected for ``psf="disk"``.
+   Where the energy still grows at the largest usable scale the blur exceeds what the image
+   shows, and the cell is a lower bound.
 5. **Dense fill.** Cell estimates are combined by confidence-weighted normalised convolution
    (Knutsson & Westin 1993) in log sigma on a pyramid: measured regions keep their values, flat
    regions take the nearest measurements' values with a low confidence.
@@ -30,6 +37,7 @@ quantisation cannot pass for detail, and nothing in it is learned.
 
 References
 ----------
+Canny J. (1986) A computational approach to edge detection. IEEE TPAMI 8(6).
 Elder J. H., Zucker S. W. (1998) Local scale control for edge detection and blur estimation.
 IEEE TPAMI 20(7).
 Lindeberg T. (1998) Edge detection and ridge detection with automatic scale selection.
@@ -76,6 +84,18 @@ _ALPHA = 1e-3
 CONFIDENCE_THRESHOLD = 0.3
 # Log-sigma standard error at which a pixel's confidence is one half.
 _HALF_CONF_SD = 0.25
+# A disk-blurred step's gradient energy falls with scale unlike a Gaussian-blurred one's: its
+# line spread function is the chord 2 sqrt(R^2 - x^2) / (pi R^2), lower at the centre for the
+# same second moment. Read by the Gaussian line fit, a disk of sigma = R/2 reads 1.26x too high;
+# this factor (0.78-0.80 for R = 2-64 px, from the analytic energy curve over the fit window)
+# brings it back.
+_DISK_SIGMA_RATIO = 0.79
+# Share of sqrt(E N) that noise adds to an edge's energy at the cell's maximum. Measured on
+# straight Gaussian-blurred steps (sigma 1-4 px) in white noise at step/noise 4-128: 0.25 reads
+# the same sigma at every SNR (within 8 %, one case 27 %); the sqrt(2) of a single pixel's
+# expected cross term read low-SNR edges up to 2x too wide, so dim regions read blurrier.
+_CROSS = 0.25
+_DETECT = 3.0
 # Pooled precision at which a pyramid level's local estimate is trusted half-way over the fill.
 _TRUST_PRECISION = 2.0
 
@@ -92,14 +112,11 @@ def _in_threads(fn: Callable[[int], None], items: Iterable[int]) -> None:
             pass
 
 
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+def _blocks(a: np.ndarray, f: int, how: str = "mean") -> np.ndarray:
+    """Mean (float32) or max over ``f`` x ``f`` blocks; a ragged edge is dropped."""
     h, w = a.shape[0] // f, a.shape[1] // f
-    return a[: h * f, : w * f].reshape(h, f, w, f).mean(axis=(1, 3), dtype=np.float32)
-
-
-def _block_max(a: np.ndarray, f: int) -> np.ndarray:
-    h, w = a.shape[0] // f, a.shape[1] // f
-    return a[: h * f, : w * f].reshape(h, f, w, f).max(axis=(1, 3))
+    b = a[: h * f, : w * f].reshape(h, f, w, f)
+    return b.max(axis=(1, 3)) if how == "max" else b.mean(axis=(1, 3), dtype=np.float32)
 
 
 def _nms_rows(e: np.ndarray, gx: np.ndarray, gy: np.ndarray, r0: int, r1: int) -> np.ndarray:
@@ -147,7 +164,7 @@ def _to_cells(a: np.ndarray, f: int, cells: tuple[int, int], how: str) -> np.nda
     """Bring a level-``f`` array to the cell grid: block max/mean below the cell size, nearest
     neighbour above it; edge-padded to the grid's shape."""
     if f < STRIDE:
-        a = (_block_max if how == "max" else _block_mean)(a, STRIDE // f)
+        a = _blocks(a, STRIDE // f, how)
     elif f > STRIDE:
         r = f // STRIDE
         a = np.repeat(np.repeat(a, r, axis=0), r, axis=1)
@@ -190,7 +207,7 @@ def _scale_space(img: np.ndarray, cells: tuple[int, int]):
         if s / f > 2.1:
             if min(level.shape) < 16:
                 return  # the image is too small for this scale and all larger ones
-            level = _block_mean(level, 2)
+            level = _blocks(level, 2)
             var += f * f / 4.0  # a 2-sample mean at spacing f
             f *= 2
         inc = s * s - var - f * f / 3.0  # the central difference adds f^2 / 3
@@ -225,21 +242,26 @@ def _white_gains() -> tuple[np.ndarray, np.ndarray]:
     means, quants = [], []
     for _, f, e, _ in _scale_space(noise, cells):
         # The level's own pixels are the independent samples; skip the reflected border.
-        core = e[8:-8, 8:-8] if f <= STRIDE else e
+        core = e[8:-8, 8:-8] if f <= STRIDE else e[:: f // STRIDE, :: f // STRIDE]
         means.append(float(core.mean()))
-        quants.append(float(np.quantile(core, 1 - _ALPHA)) if f <= 2 else np.nan)
+        # The quantile needs some 16 / ALPHA independent level pixels.
+        enough = core.size >= 16 / _ALPHA
+        quants.append(float(np.quantile(core, 1 - _ALPHA)) if enough else np.nan)
     m, q = np.array(means), np.array(quants)
-    # At coarse levels a cell is one NMS-selected level pixel: about exponential, with the
-    # ratio of quantile to mean that the finest single-sample level shows.
-    ratio = q[~np.isnan(q)][-1] / m[~np.isnan(q)][-1]
-    q = np.where(np.isnan(q), m * ratio, q)
+    # Coarser levels repeat the pattern of the level two scales finer (the same smoothing in
+    # level pixels; most NMS-suppressed pixels are 0, so the ratio to the mean is about 12, not
+    # an exponential's 6.9): they take its ratio of quantile to mean.
+    for i in range(len(q)):
+        if np.isnan(q[i]):
+            q[i] = m[i] * q[i - 2] / m[i - 2]
     return m, q
 
 
 def _estimate(
     img: np.ndarray, nm: NoiseModel, scale: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-cell (sigma, log-sigma standard error, lower-bound flag); sigma NaN = no edge."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell (sigma, log-sigma standard error, lower-bound flag, repeat); sigma NaN = no
+    edge. ``repeat`` is the side, in cells, of the pyramid pixel the measurement came from."""
     cells = (-(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE))
     gain_mean, gain_q = _white_gains()
     k = len(SCALES)
@@ -249,23 +271,32 @@ def _estimate(
     thresh = np.full((k, *cells), np.inf, np.float32)
     s_eff = np.array(SCALES, np.float64)
     factor = np.ones(k)  # pyramid factor of each scale's level
+    weight = np.ones(k)  # the noise spectrum's weight at each scale
     last = 0  # the largest scale the image was big enough for
     for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i], factor[i], last = se, f, i
         var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
-        var *= np.float32(nm.spectral_weight(se))
+        weight[i] = nm.spectral_weight(se)
+        var *= np.float32(weight[i])
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
         var = np.maximum(var, np.float32(1e-6))
         energy[i] = e
         noise[i] = var * np.float32(gain_mean[i])
         thresh[i] = var * np.float32(gain_q[i])
     sig = energy > thresh
+    # Hysteresis (as in Canny 1986): scales significant at ALPHA join the fit, but the edge's
+    # scale (the peak below) is sought only where the energy stands DETECT times above the
+    # threshold. Pure noise reaches that with probability ~1e-9 per cell and scale, and rarely
+    # even where the noise model underestimates the real noise by 2x (JPEG, ion-beam scan noise);
+    # otherwise the large absolute energy of slightly misjudged fine-scale noise would outrank a
+    # real wide edge.
+    strong = energy > _DETECT * thresh
     # Noise adds its mean energy N and, through the cross term with the edge's own gradient,
-    # about sqrt(2 E N) more at the cell's maximum: both are removed.
-    signal = np.maximum(energy - noise - np.sqrt(2 * energy * noise), np.float32(1e-30))
-    score = np.where(sig, s_eff[:, None, None] * signal, -np.inf)
+    # a share of sqrt(E N) at the cell's maximum: both are removed.
+    signal = np.maximum(energy - noise - _CROSS * np.sqrt(energy * noise), np.float32(1e-30))
+    score = np.where(strong, s_eff[:, None, None] * signal, -np.inf)
     peak = np.argmax(score, axis=0)
-    found = sig.any(axis=0)
+    found = strong.any(axis=0)
     # Weighted line fit of y = 1/S against x = s^2 on the significant scales from three below
     # the peak (at least up to 1.4 px, so a sharp edge has several); above the peak, neighbouring
     # edges start to cancel: weights S^4 / (N^2 + 2 N S), the inverse variance of y. The four
@@ -297,6 +328,11 @@ def _estimate(
     # Still rising at the largest usable scale: the blur exceeds what the image shows. (A cell
     # with one significant scale is not a bound: noise may hide the finer ones.)
     lower = found & (peak == last)
+    # Energy still rising where the cell stops being a maximum across the edge: the maxima at
+    # the finer scales were noise ripples on the flank of a wider edge, whose centre lies in
+    # another cell. Such a cell holds no measurement of its own.
+    last_sig = k - 1 - np.argmax(sig[::-1], axis=0)
+    found &= ~((peak == last_sig) & (peak < last))
     # A cell beside an edge sees the edge only at coarse levels, whose pixels span several
     # cells. The fitted model then predicts significant energy at the finer scale below the
     # cell's lowest significant one; a real edge would show it, so such cells are dropped.
@@ -321,31 +357,31 @@ def _estimate(
         )
     floor_var = np.take_along_axis(noise / gain_mean[:, None, None], first[None], 0)[0]
     found &= height * scale >= 3 * nm.quantum
-    found &= height >= 2 * np.sqrt(floor_var / max(nm.spectral_weight(s_eff[0]), 1e-6))
+    found &= height >= 2 * np.sqrt(floor_var / np.maximum(weight[first], 1e-6))
     # Standard error of log sigma: the peak's signal-to-noise, how well the straight line fits
     # the energies (log residuals), and whether enough scales were significant.
     with np.errstate(invalid="ignore", divide="ignore"):
         model = intercept + slope * x
         resid = np.where(use, np.log(np.maximum(model, 1e-30) * sw_), 0.0)
         rms = np.sqrt((resid**2).sum(0) / np.maximum(points, 1))
-    snr = s_at_peak / np.take_along_axis(noise, peak[None], 0)[0]
+    # The signal-to-noise counts the noise the detection allows for: DETECT times the model's.
+    snr = s_at_peak / (_DETECT * np.take_along_axis(noise, peak[None], 0)[0])
     sd = 0.05 + 0.5 / np.sqrt(np.maximum(snr, 1e-6)) + np.where(fitted, rms, 0.0)
     sd = sd + np.where(points >= 3, 0.0, 0.3)
-    # A coarse level's pixel spans (f / STRIDE)^2 cells that all repeat one measurement: count it
-    # once, so wide blurred edges do not outvote thin sharp ones in the fill.
-    sd = sd * np.maximum(1.0, factor / STRIDE)[peak]
+    # A coarse level's pixel spans (f / STRIDE)^2 cells that all repeat one measurement.
+    repeat = np.maximum(1.0, factor / STRIDE)[peak]
     sigma = np.where(found, sigma, np.nan).astype(np.float32)
-    return sigma, sd.astype(np.float32), lower & found
+    return sigma, sd.astype(np.float32), lower & found, repeat.astype(np.float32)
 
 
 def _half(a: np.ndarray) -> np.ndarray:
     """2x2 block mean, padding odd sizes by edge replication."""
     p = ((0, a.shape[0] % 2), (0, a.shape[1] % 2))
-    return _block_mean(np.pad(a, p, mode="edge"), 2)
+    return _blocks(np.pad(a, p, mode="edge"), 2)
 
 
-def _fill(mean: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Confidence-weighted normalised convolution of log sigma; returns (filled, confidence).
+def _fill(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Confidence-weighted normalised convolution of log sigma.
 
     On a pyramid, each level gives a precision-weighted local mean (Knutsson & Westin 1993)
     over a neighbourhood twice as wide as the level below. Going from coarse to fine, a level
@@ -368,9 +404,14 @@ def _fill(mean: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         up = ndi.zoom(filled, 2, order=1, grid_mode=True, mode="nearest", prefilter=False)
         a = d / (d + np.float32(_TRUST_PRECISION))
         filled = a * m + (1 - a) * up[: m.shape[0], : m.shape[1]]
-    local = levels[0][1]
-    conf = local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
-    return filled, conf
+    return filled
+
+
+def _confidence(logvar: np.ndarray) -> np.ndarray:
+    """Confidence of the filled map: the measurements' precision gathered around each cell."""
+    prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
+    local = ndi.gaussian_filter(prec, 1.0, mode="reflect")
+    return local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
 
 
 def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -424,8 +465,8 @@ class BlurMap:
     noise_sigma : float
         Estimated standard deviation of the image noise, in input intensity units.
     psf : str
-        PSF family given: it sets the natural parameter of :meth:`to_parameter`; sigma itself is
-        measured the same way for every family (the second moment of the edge spread).
+        PSF family given: it sets the edge model sigma was read with and the natural parameter
+        of :meth:`to_parameter`; sigma is the second moment of the PSF for every family.
     pixel_size : PixelSize or None
         Physical size of a pixel, when known.
     lower_bound : (H, W) ndarray of bool or None
@@ -570,7 +611,9 @@ def blur_map(
         intensities are not rescaled (the estimate is invariant to gain and offset).
     psf : {"gauss", "disk", "auto"}
         PSF family of the blur. ``"disk"`` is the geometric defocus of a camera (sigma = R/2);
-        ``"gauss"`` suits SEM probes and microscopes. ``"auto"``: family unknown.
+        ``"gauss"`` suits SEM probes and microscopes. ``"auto"``: family unknown, read as
+        Gaussian. The family sets the edge model the scale curve is read with: a disk-blurred
+        edge read as Gaussian would come out 1.26x too high.
     pixel_size : float or PixelSize, optional
         Metres per pixel (float) or a :class:`defocus.io.PixelSize`, for
         :meth:`BlurMap.to_physical`.
@@ -617,13 +660,18 @@ def blur_map(
         nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
-    cell_sigma, sd, lower = _estimate(img / np.float32(scale), nm, scale)
+    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale)
+    if psf == "disk":
+        cell_sigma *= np.float32(_DISK_SIGMA_RATIO)
     found = np.isfinite(cell_sigma)
     mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
-    logvar = np.where(found, 2 * np.log(sd), 30.0)
-    filled, conf = _fill(mean.astype(np.float32), logvar.astype(np.float32))
+    # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred edges
+    # do not outvote thin sharp ones; the confidence is that of the measurement itself.
+    logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
+    filled = _fill(mean.astype(np.float32), logvar)
+    conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
     # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
-    lb_share, _ = _fill(lower.astype(np.float32), logvar.astype(np.float32))
+    lb_share = _fill(lower.astype(np.float32), logvar)
 
     def to_sigma(m: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(np.exp(2 * m) - _FLOOR**2, 0)).astype(np.float32)
