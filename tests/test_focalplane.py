@@ -54,8 +54,11 @@ def test_estimated_tilt_follows_the_true_tilt():
         fp = focal_plane(blur_map(add_gaussian_noise(blur_varying(sharp, truth), 0.01, rng=0)))
         angles.append(fp.angle)
         errors.append(fp.errors["angle"])
-    assert abs(angles[0]) <= 3 * errors[0]
-    assert all(e < 4.0 for e in errors)
+    # the error bars are honest (each truth within 3 of them) and useful (under 5°; this crop
+    # read 3.3-4.7° with the noise-calibrated blur map, 2.1-2.6° with the earlier one)
+    for truth_angle, angle, error in zip((0.0, 10.0, 20.0), angles, errors, strict=True):
+        assert abs(angle - truth_angle) <= 3 * error
+        assert error < 5.0
     assert angles[1] - angles[0] > 3.0 and angles[2] - angles[1] > 3.0
 
 
