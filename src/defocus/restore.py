@@ -91,7 +91,19 @@ _TV_MU = 0.05
 _LEVEL_RATIO = 1.25
 _SIGMA_FLOOR = 0.3
 
-Progress = Callable[[float], None]
+Progress = Callable[[int, int, str], None]
+
+# Orthonormal opponent transform (rows: luminance, red-green, yellow-blue). Orthonormal, so
+# white noise of one level in R, G and B stays white and of that level; the chroma channels
+# of natural images have a small gradient power, so the Wiener prior fitted to each channel
+# regularises them far more than the luminance and they do not ring into colour fringes.
+_OPPONENT = np.array(
+    [
+        [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
+        [1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],
+        [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)],
+    ]
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,9 +563,16 @@ def deblur(
         Cap on iterations (default 8 for Wiener's conjugate gradients, 60 for TV, 200 for
         Richardson-Lucy); each method stops earlier once converged.
     channel_axis : int, optional
-        Axis of the colour channels; each channel is deconvolved alike.
+        Axis of the colour channels. Three channels (RGB) are deconvolved as luminance and
+        two chroma channels (an orthonormal opponent transform), each with the Wiener prior
+        fitted to its own gradient power, so the smooth chroma is regularised more and sharp
+        luminance edges do not ring into colour fringes; other counts channel by channel.
     progress : callable, optional
-        Called as ``progress(fraction)`` with the fraction of the work done, in [0, 1].
+        Called as ``progress(done, total, what)`` as the work advances.
+
+    With ``boundary="valid"``, saturated and clipped pixels (plateaus at the integer dtype's
+    limits or at the image's own maximum, in any channel) are kept out of the data term: they
+    are estimated like the pixels beyond the border, from their neighbours and the prior.
 
     Returns
     -------
@@ -589,18 +608,53 @@ def deblur(
     data = inp.data
     levels = _noise_levels(data, noise_sigma, inp.dtype, inp.scales)
     nch = data.shape[-1]
-    out = np.empty_like(data)
-    for c in range(nch):
+    observed = None
+    if boundary == "valid":
+        from .kernel import _clipped  # loaded on use: kernel's imports are heavy
 
-        def report(done: int, total: int, c: int = c) -> None:
+        raw = np.asarray(image)
+        clipped = _clipped(
+            raw[..., None] if channel_axis is None else np.moveaxis(raw, channel_axis, -1)
+        )
+        observed = ~clipped if clipped.any() else None
+    colour = nch == 3
+    if colour:
+        # One scale for the three channels (powers of two: exact), then luminance and chroma.
+        rel = inp.scales / inp.scales.max()
+        data = (data * rel.astype(data.dtype)) @ _OPPONENT.T.astype(data.dtype)
+        # Given levels and quantisation floors are per RGB channel and independent; an
+        # estimate is taken on each opponent channel itself, as demosaicing correlates the
+        # noise of R, G and B.
+        spread = np.sqrt((_OPPONENT**2) @ (np.asarray(levels) * rel) ** 2)
+        if noise_sigma is None:
+            floors = [
+                _quantisation_noise(inp.data[..., c], inp.dtype, inp.scales[c]) for c in range(3)
+            ]
+            floor = np.sqrt((_OPPONENT**2) @ (np.asarray(floors) * rel) ** 2)
+            spread = np.maximum([haar_sigma(data[..., c]) for c in range(3)], floor)
+        levels = spread.tolist()
+    out = np.empty_like(data)
+    what = ("luminance", "red-green", "yellow-blue") if colour else None
+    for c in range(nch):
+        name = what[c] if what else f"channel {c + 1} of {nch}" if nch > 1 else "deblurring"
+
+        def report(done: int, total: int, c: int = c, name: str = name) -> None:
             if progress is not None:
-                progress(min(1.0, (c + done / total) / nch))
+                progress(100 * c + min(100, round(100 * done / total)), 100 * nch, name)
 
         out[..., c] = _deblur_channel(
-            data[..., c], kernel.astype(data.dtype), levels[c], method, boundary, steps, report
+            data[..., c],
+            kernel.astype(data.dtype),
+            levels[c],
+            method,
+            boundary,
+            steps,
+            report,
+            observed,
         )
-        if progress is not None:
-            progress((c + 1) / nch)
+        report(1, 1)
+    if colour:
+        out = (out @ _OPPONENT.astype(out.dtype)) / rel.astype(out.dtype)
     return _output(out, inp, channel_axis)
 
 
@@ -628,7 +682,7 @@ def _blend_levels(
     noise: list[float],
     method: str,
     steps: int,
-    report: Progress,
+    report: Callable[[float], None],
 ) -> np.ndarray:
     """Deconvolve a (H, W, C) patch at each level it needs and blend by the level weights.
 
@@ -720,8 +774,11 @@ def deblur_varying(
         is blended with no deconvolution at 0.
     family : {"gauss", "disk"}, optional
         PSF family (a disk has radius 2 sigma). Default: the blur map's, else ``"gauss"``.
-    method, noise_sigma, iterations, channel_axis, progress
-        As for :func:`deblur`; the noise is estimated once on the whole image.
+    method, noise_sigma, iterations, channel_axis
+        As for :func:`deblur`, except that channels are deconvolved one by one; the noise is
+        estimated once on the whole image.
+    progress : callable, optional
+        Called as ``progress(done, total, what)``, in percent of the work.
     tile : int, optional
         To bound memory on large images: process overlapping tiles whose centres are this
         many pixels apart, each with a margin of one kernel width, and add them with
@@ -769,7 +826,11 @@ def deblur_varying(
     noise = _noise_levels(data, noise_sigma, inp.dtype, inp.scales)
     levels = _ladder(smap)
     idx, t = _level_weights(smap, levels)
-    report = progress or (lambda fraction: None)
+
+    def report(fraction: float) -> None:
+        if progress is not None:
+            progress(min(100, round(100 * fraction)), 100, "sigma levels")
+
     if tile is None:
         out = _blend_levels(data, idx, t, levels, family, noise, method, steps, report)
         report(1.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from .._errors import BadInputError
 from ..io import read_image, write_image
 from ._common import add_input_options, check_kernel, check_sigma_map, number, read_input
 from ._outputs import add_output_options, check_image_name, check_plan
-from .psf import add_model_options, describe, model_params
+from .psf import add_model_options, describe, model_params, progress_bar
 
 #: Most iterations a deconvolution may be asked for (Richardson-Lucy's default is 200).
 MAX_ITERATIONS = 5000
@@ -74,14 +73,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _progress(fraction: float, state: list[int]) -> None:
-    """Print every tenth to stderr, so long runs show they are moving."""
-    step = int(fraction * 10)
-    if step > state[0]:
-        state[0] = step
-        print(f"deblurring: {10 * step}%", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import kernel as K  # loaded on use, so that the parser builds fast
 
@@ -95,13 +86,11 @@ def run(args: argparse.Namespace) -> int:
     inputs = [f for f in (args.image, args.kernel, args.sigma_map) if f]
     check_plan(inputs, [(out, args.image)], overwrite=args.overwrite)
     img = read_input(args.image, args)
-    state = [0]
     options = {
         "method": args.method,
         "noise_sigma": args.noise,
         "iterations": args.iterations,
         "channel_axis": img.channel_axis,
-        "progress": lambda f: _progress(f, state),
     }
     stray = [k[2:] for k, v in vars(args).items() if k.startswith("p_") and v is not None]
     if (args.kernel or args.auto) and stray:
@@ -115,9 +104,15 @@ def run(args: argparse.Namespace) -> int:
         if smap.ndim != 2:
             raise BadInputError(f"{args.sigma_map}: a sigma map must be 2-D, got {smap.shape}")
         check_sigma_map(smap, img.luminance.shape, args.sigma_map)
-        result = restore.deblur_varying(
-            img.data, smap.astype(np.float32), family=family, tile=args.tile, **options
-        )
+        with progress_bar("deblur") as progress:
+            result = restore.deblur_varying(
+                img.data,
+                smap.astype(np.float32),
+                family=family,
+                tile=args.tile,
+                progress=progress,
+                **options,
+            )
         what = f"{family} sigma map {args.sigma_map}, "
         what += f"sigma {float(smap.min()):.3g}..{float(smap.max()):.3g} px"
     else:
@@ -144,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
             kernel = P.render(args.psf, **params)
             check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
             what = describe(args.psf, params)
-        result = restore.deblur(img.data, kernel, boundary=args.boundary, **options)
+        with progress_bar("deblur") as progress:
+            result = restore.deblur(
+                img.data, kernel, boundary=args.boundary, progress=progress, **options
+            )
     write_image(out, result, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
     print(f"wrote {out}: {args.method} deconvolution with {what}")
     return 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,29 @@ def model_params(
         flags = ", ".join("--" + e.replace("_", "-") for e in extra)
         raise BadInputError(f"{model} does not take {flags}")
     return params
+
+
+@contextmanager
+def progress_bar(desc: str) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A ``progress(done, total, what)`` callback drawing a tqdm bar on stderr, or None when
+    stderr is not a terminal (logs and pipes get no bar)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(done: int, total: int, what: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what, refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def describe(model: str, params: dict[str, float]) -> str:
@@ -132,9 +158,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="estimate the blur kernel from a sharp/blurred pair and name its model",
         description=(
             "Write OUTDIR/<stem>.kernel.tif (float32, sums to 1; <stem> is BLURRY's), "
-            "<stem>.kernel.png (zoomed, with a colourbar and its radial profile) and "
-            "<stem>.kernel.json (best model and parameters, sigma, disk diameter, fit residual, "
-            "shift, gain/offset and every model's fit)."
+            "<stem>.kernel.png (square-root colour scale with a colourbar, and its radial "
+            "profile with the best model's) and <stem>.kernel.json (best model and parameters, "
+            "sigma, disk diameter, fit residual, shift, gain/offset, explained variance, "
+            "clipped pixels and every model's fit). A pair whose fit explains less than 80 %% "
+            "of the variance its noise leaves explainable does not match: a warning on stderr "
+            "and in the JSON (exit 2 with --strict)."
         ),
     )
     e.add_argument("sharp", metavar="SHARP")
@@ -147,6 +176,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="kernel side (odd; default automatic)",
     )
     e.add_argument("--no-align", dest="align", action="store_false", help="skip registration")
+    e.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 (writing nothing) when the kernel is not to be trusted: the pair does not "
+        "match, or the kernel box is too small",
+    )
     add_input_options(e)
     add_output_options(e)
     e.set_defaults(func=run_estimate)
@@ -226,9 +261,19 @@ def run_estimate(args: argparse.Namespace) -> int:
     sharp, blurry = read_input(args.sharp, args), read_input(args.blurry, args)
     if sharp.channel_axis != blurry.channel_axis:
         raise BadInputError("one image is colour and the other greyscale; give a matching pair")
-    est = estimate_kernel(
-        sharp.data, blurry.data, size=args.size, channel_axis=sharp.channel_axis, align=args.align
-    )
+    with progress_bar("psf estimate") as progress:
+        est = estimate_kernel(
+            sharp.data,
+            blurry.data,
+            size=args.size,
+            channel_axis=sharp.channel_axis,
+            align=args.align,
+            progress=progress,
+        )
+    for line in est.warnings:
+        print(f"warning: {args.blurry}: {line}", file=sys.stderr)
+    if args.strict and est.warnings:
+        raise BadInputError(f"{args.blurry}: {est.warnings[0]} (--strict)")
     k = est.kernel if est.kernel.ndim == 2 else est.kernel.mean(axis=-1)
     fit = fit_psf(k)
     best = fit.best
@@ -242,15 +287,22 @@ def run_estimate(args: argparse.Namespace) -> int:
         ),
         "fit_rel_error": best.rel_error,
         "residual_rms": est.to_dict()["residual_rms"],
+        "matches": est.matches,
+        "warnings": est.warnings,
         "kernel": est.to_dict(),
         "fit": fit.to_dict(),
     }
     title = describe(fit.model, best.params)
-    figure = kernel_figure(k, title=title)
+    model = P.render(fit.model, shape=k.shape[0], offset=best.centre, **best.params)
+    figure = kernel_figure(k, title=title, model=model, model_label=f"{fit.model} fit")
     write_map(files["tif"], k)  # float32
     save_figure(figure, files["png"])
     write_json(files["json"], summary)
-    print(f"kernel {k.shape[0]}x{k.shape[1]}, sigma {est.sigma:.4g} px; best model {title}")
+    print(
+        f"kernel {k.shape[0]}x{k.shape[1]}, sigma {est.sigma:.4g} px; best model {title}; "
+        f"{est.explained:.1%} of the variance explained (noise allows {est.explainable:.1%})"
+        + (f"; {est.clipped} clipped pixels left out" if est.clipped else "")
+    )
     print(f"wrote {files['tif']}, {files['png'].name} and {files['json'].name}")
     return 0
 
