@@ -93,10 +93,10 @@ _SIGMA_FLOOR = 0.3
 
 Progress = Callable[[int, int, str], None]
 
-# Orthonormal opponent transform (rows: luminance, red-green, yellow-blue). Orthonormal, so
-# white noise of one level in R, G and B stays white and of that level; the chroma channels
-# of natural images have a small gradient power, so the Wiener prior fitted to each channel
-# regularises them far more than the luminance and they do not ring into colour fringes.
+# Orthonormal opponent transform (rows: luminance, red-green, yellow-blue): white noise of one
+# level in R, G and B stays white and of that level. Wiener shares the luminance's filter
+# across the three; total variation and Richardson-Lucy restore each opponent channel with
+# its own noise level, so chroma noise is not amplified as the luminance's detail is.
 _OPPONENT = np.array(
     [
         [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
@@ -231,18 +231,31 @@ def _gradient_power(y: np.ndarray, observed: np.ndarray | None = None) -> float:
     return float(np.vdot(gy, gy)) / gy.size + float(np.vdot(gx, gx)) / gx.size
 
 
+def _wiener_weight(
+    y: np.ndarray, sigma: float, kernel_power: float, observed: np.ndarray | None = None
+) -> float:
+    """Weight λ of the gradient prior (see :func:`_wiener`)."""
+    g = _gradient_power(y, observed)
+    c = max(g - 4 * sigma**2, 1e-3 * g, 1e-30) / kernel_power
+    return _WIENER_SCALE * sigma**2 / c
+
+
 def _wiener(
-    prob: _Problem, sigma: float, iterations: int, report: Callable[[int, int], None]
+    prob: _Problem,
+    sigma: float,
+    iterations: int,
+    report: Callable[[int, int], None],
+    lam: float | None = None,
 ) -> np.ndarray:
     """LMMSE estimate on the whole grid (see the module notes).
 
     Prior: power spectrum ``c / |D̂|²``, for which ``c`` is the sharp image's mean squared
     gradient. Blurring multiplies the spectrum by ``|K̂|²`` and adds noise, so the data's mean
-    squared gradient is ``c Σk² + 4σ²`` (Parseval), which gives ``c``.
+    squared gradient is ``c Σk² + 4σ²`` (Parseval), which gives ``c``. ``lam`` imposes the
+    weight ``σ²/c`` instead (one filter shared by several channels).
     """
-    g = _gradient_power(prob.y, prob.observed)
-    c = max(g - 4 * sigma**2, 1e-3 * g, 1e-30) / prob.kernel_power
-    lam = _WIENER_SCALE * sigma**2 / c
+    if lam is None:
+        lam = _wiener_weight(prob.y, sigma, prob.kernel_power, prob.observed)
     k = prob.otf
     kc = np.conj(k)
     lam_d2 = (lam * prob.d2).astype(prob.dtype)
@@ -458,6 +471,7 @@ def _deblur_channel(
     iterations: int,
     report: Callable[[int, int], None],
     observed: np.ndarray | None = None,
+    lam: float | None = None,
 ) -> np.ndarray:
     if float(y.max()) == float(y.min()):  # a constant image is its own deconvolution
         return y.copy()
@@ -466,7 +480,7 @@ def _deblur_channel(
         x = _rl(prob, sigma, iterations, report)
     else:
         wiener_steps = iterations if method == "wiener" else _ITERATIONS["wiener"]
-        x = _wiener(prob, sigma, wiener_steps, report if method == "wiener" else _quiet)
+        x = _wiener(prob, sigma, wiener_steps, report if method == "wiener" else _quiet, lam)
         if method == "tv":
             x = _tv(prob, sigma, x, iterations, report)
     return x[prob.window]
@@ -564,9 +578,11 @@ def deblur(
         Richardson-Lucy); each method stops earlier once converged.
     channel_axis : int, optional
         Axis of the colour channels. Three channels (RGB) are deconvolved as luminance and
-        two chroma channels (an orthonormal opponent transform), each with the Wiener prior
-        fitted to its own gradient power, so the smooth chroma is regularised more and sharp
-        luminance edges do not ring into colour fringes; other counts channel by channel.
+        two chroma channels (an orthonormal opponent transform). Wiener applies one filter,
+        weighted by the luminance's noise and gradient power, to all three, so edges are
+        sharpened alike in every colour and do not ring into colour fringes; TV and
+        Richardson-Lucy restore each opponent channel with its own noise level. Other
+        channel counts are deconvolved one by one.
     progress : callable, optional
         Called as ``progress(done, total, what)`` as the work advances.
 
@@ -622,10 +638,11 @@ def deblur(
         # One scale for the three channels (powers of two: exact), then luminance and chroma.
         rel = inp.scales / inp.scales.max()
         data = (data * rel.astype(data.dtype)) @ _OPPONENT.T.astype(data.dtype)
-        # Given levels and quantisation floors are per RGB channel and independent; an
-        # estimate is taken on each opponent channel itself, as demosaicing correlates the
-        # noise of R, G and B.
-        spread = np.sqrt((_OPPONENT**2) @ (np.asarray(levels) * rel) ** 2)
+        # A level given per RGB channel says nothing of how the channels' noise correlates
+        # (demosaicing and compression correlate it; a kernel's misfit is mostly luminance):
+        # each opponent channel gets the most it can then hold, Σ_j |T_ij| σ_j. An estimate is
+        # taken on each opponent channel itself; quantisation floors are independent.
+        spread = np.abs(_OPPONENT) @ (np.asarray(levels) * rel)
         if noise_sigma is None:
             floors = [
                 _quantisation_noise(inp.data[..., c], inp.dtype, inp.scales[c]) for c in range(3)
@@ -634,6 +651,12 @@ def deblur(
             spread = np.maximum([haar_sigma(data[..., c]) for c in range(3)], floor)
         levels = spread.tolist()
     out = np.empty_like(data)
+    shared = None
+    if colour:
+        # One Wiener filter for the three channels, weighted by the luminance: channels
+        # sharpened alike cannot drift apart into colour fringes at edges.
+        k32 = kernel.astype(data.dtype)
+        shared = _wiener_weight(data[..., 0], levels[0], float(np.sum(k32 * k32)), observed)
     what = ("luminance", "red-green", "yellow-blue") if colour else None
     for c in range(nch):
         name = what[c] if what else f"channel {c + 1} of {nch}" if nch > 1 else "deblurring"
@@ -651,6 +674,7 @@ def deblur(
             steps,
             report,
             observed,
+            shared,
         )
         report(1, 1)
     if colour:
