@@ -569,7 +569,12 @@ def _clipped(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def _locate(sharp: np.ndarray, blurry: np.ndarray, reach: int) -> tuple[tuple[int, int], float]:
+def _locate(
+    sharp: np.ndarray,
+    blurry: np.ndarray,
+    reach: int,
+    clips: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[tuple[int, int], float]:
     """Whole-pixel displacement of ``blurry`` from ``sharp`` and a rough kernel radius.
 
     The cross-correlation of the two gradient fields is about the kernel itself (a natural
@@ -577,17 +582,22 @@ def _locate(sharp: np.ndarray, blurry: np.ndarray, reach: int) -> tuple[tuple[in
     kernel's brightest part, which for a ring or a large disk is not its centre, so the
     displacement is the centroid of the positive correlation within ``reach`` px, re-centred
     from the peak until it settles. The radius holding 90 % of that correlation is a lower
-    bound to start the support search from.
+    bound to start the support search from. The edges of ``clips`` (clipped plateaus of
+    each image) are left out: they would correlate with each other, not with the scene.
     """
     from scipy.signal.windows import tukey  # scipy.signal is slow to import: load on use
 
     shape = sharp.shape
     # A tapered window keeps the image borders from adding a cross of correlation at zero lag.
     window = np.outer(tukey(shape[0], 0.2), tukey(shape[1], 0.2))
+    wx = wy = window
+    if clips is not None:
+        wx = window * ~ndi.binary_dilation(clips[0], iterations=2)
+        wy = window * ~ndi.binary_dilation(clips[1], iterations=2)
     total = np.zeros(shape)
     for axis in (0, 1):
-        gx = np.diff(sharp, axis=axis, prepend=np.take(sharp, [0], axis=axis)) * window
-        gy = np.diff(blurry, axis=axis, prepend=np.take(blurry, [0], axis=axis)) * window
+        gx = np.diff(sharp, axis=axis, prepend=np.take(sharp, [0], axis=axis)) * wx
+        gy = np.diff(blurry, axis=axis, prepend=np.take(blurry, [0], axis=axis)) * wy
         total += scipy.fft.irfft2(np.conj(scipy.fft.rfft2(gx)) * scipy.fft.rfft2(gy), shape)
     c = scipy.fft.fftshift(total)
     c = np.maximum(c - _REGISTER_LEVEL * c.max(), 0.0)  # the kernel, not the background
@@ -775,7 +785,7 @@ def estimate_kernel(
     shift, radius = (0.0, 0.0), 0.0
     if align or size is None:
         reach = (size or min(max_size or min(x.shape[:2]) // 3, _MAX_SIZE)) // 2 + 1
-        whole, radius = _locate(x.mean(axis=-1), y.mean(axis=-1), reach)
+        whole, radius = _locate(x.mean(axis=-1), y.mean(axis=-1), reach, (x_clip, y_clip))
         if align:
             x, y = _crop_pair(x, y, whole)
             x_clip, y_clip = _crop_pair(x_clip, y_clip, whole)
@@ -807,6 +817,11 @@ def estimate_kernel(
         report(f"kernel support {size} px")
     steps[0] = len(_SIZES) + 1
 
+    no_kernel = BadInputError(
+        "the pair does not match: no positive kernel explains it (unrelated or inverted?)"
+    )
+    if not sol.g.sum() > 0:
+        raise no_kernel
     moved = False
     if align:
         # Remove the sub-pixel misregistration that the kernel's centroid reveals, when it
@@ -833,9 +848,7 @@ def estimate_kernel(
             sol = _solve(eq, sol.noise2, fixed_noise=fixed, start=first, refit=x.shape[-1] > 1)
         report(f"channel {c + 1} of {x.shape[-1]}" if x.shape[-1] > 1 else "fit")
         if not sol.g.sum() > 0:
-            raise BadInputError(
-                "the pair does not match: no positive kernel explains it (unrelated or inverted?)"
-            )
+            raise no_kernel
         k, gain, offset, residual = _intensity(eq, sol.g)
         kernels.append(k)
         gains.append(gain)
