@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data, restoration
@@ -278,3 +281,35 @@ def test_int32_near_its_maximum(method):
 def test_noise_above_the_signal_is_refused():
     with pytest.raises(BadInputError, match="intensity units"):
         deblur(data.camera()[:32, :32] / 255.0, P.disk(2.0), noise_sigma=5.0)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DEFOCUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+PCB = DATA / "real_stacks" / "focus-stack_pcb" / "pcb_001.jpg"
+
+
+@pytest.mark.skipif(not PCB.is_file(), reason="shared real data not available")
+@pytest.mark.parametrize("corner", [(1000, 400), (1100, 1300)])
+def test_real_colour_deblur_with_its_estimated_kernel_adds_no_fringes(corner):
+    from defocus.io import read_image
+    from defocus.kernel import estimate_kernel
+    from defocus.restore import _OPPONENT
+
+    y0, x0 = corner
+    full = read_image(PCB).data[y0 - 32 : y0 + 224, x0 - 32 : x0 + 224].astype(float)
+    blurred = S.add_gaussian_noise(
+        S.blur(full, P.disk(2.5), channel_axis=-1), 2.0, rng=1, channel_axis=-1
+    )
+    sharp = full[32:-32, 32:-32]
+    blurry = np.clip(np.rint(blurred[32:-32, 32:-32]), 0, 255).astype(np.uint8)
+    est = estimate_kernel(sharp, blurry, channel_axis=-1)
+    out = deblur(blurry, est.kernel.mean(axis=-1), channel_axis=-1)
+
+    def errors(image: np.ndarray) -> tuple[float, float]:
+        d = ((image.astype(float) - sharp) @ _OPPONENT.T)[16:-16, 16:-16]
+        return float(np.sqrt(np.mean(d[..., 0] ** 2))), float(np.sqrt(np.mean(d[..., 1:] ** 2)))
+
+    lum_b, chroma_b = errors(blurry)
+    lum_d, chroma_d = errors(out)
+    assert lum_d < 0.9 * lum_b  # sharper
+    assert chroma_d <= chroma_b  # and no colour fringes
