@@ -95,8 +95,9 @@ Progress = Callable[[int, int, str], None]
 
 # Orthonormal opponent transform (rows: luminance, red-green, yellow-blue): white noise of one
 # level in R, G and B stays white and of that level. Each opponent channel is restored with
-# its own noise level and (Wiener) its own gradient prior: the chroma of natural images is
-# smooth, so it is regularised far more than the luminance and does not ring into fringes.
+# its own noise level and (Wiener) its own gradient prior; the chroma's prior is anchored on
+# the data, so chroma that the noise hides is kept as observed rather than smoothed away or
+# sharpened into fringes.
 _OPPONENT = np.array(
     [
         [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
@@ -236,12 +237,18 @@ def _wiener(
     sigma: float,
     iterations: int,
     report: Callable[[int, int], None],
+    anchored: bool = False,
 ) -> np.ndarray:
     """LMMSE estimate on the whole grid (see the module notes).
 
     Prior: power spectrum ``c / |D̂|²``, for which ``c`` is the sharp image's mean squared
     gradient. Blurring multiplies the spectrum by ``|K̂|²`` and adds noise, so the data's mean
     squared gradient is ``c Σk² + 4σ²`` (Parseval), which gives ``c``.
+
+    ``anchored``: the prior is put on the difference from the data (smoothly extended,
+    :meth:`_Problem.extended`) instead of on the image, ``λ‖D(x − y)‖²``: where the data
+    cannot support restoration the estimate stays as observed instead of being smoothed
+    towards its mean. For chroma, whose detail is small beside the noise.
     """
     g = _gradient_power(prob.y, prob.observed)
     c = max(g - 4 * sigma**2, 1e-3 * g, 1e-30) / prob.kernel_power
@@ -253,7 +260,8 @@ def _wiener(
     pre = np.maximum(pre, np.finfo(prob.dtype).tiny)
     if prob.periodic:  # the model is circulant: the Wiener filter itself is the solution
         report(1, 1)
-        return prob.irfft(kc * prob.rfft(prob.y) / pre)
+        yh = prob.rfft(prob.y)
+        return prob.irfft((kc + lam_d2 if anchored else kc) * yh / pre)
     inv_pre = np.reciprocal(pre, out=pre)
     buf = np.empty_like(k)  # scratch for products, so the loop allocates only FFT outputs
 
@@ -263,14 +271,16 @@ def _wiener(
         out += np.multiply(lam_d2, xh, out=buf)
         return out
 
-    xh = kc * prob.rfft(prob.extended())
+    yh = prob.rfft(prob.extended())
+    xh = (kc + lam_d2 if anchored else kc) * yh
     xh *= inv_pre
-    # r = Kᵀ(Mᵀy − MKx) − λDᵀDx, with one transform for both data terms.
+    # r = Kᵀ(Mᵀy − MKx) − λDᵀD(x − anchor), with one transform for both data terms.
     r = prob.embed(prob.y)
     r -= prob.masked(prob.irfft(np.multiply(k, xh, out=buf)))
     r = prob.rfft(r)
     r *= kc
-    r -= np.multiply(lam_d2, xh, out=buf)
+    r -= np.multiply(lam_d2, xh - yh if anchored else xh, out=buf)
+    del yh
     z = r * inv_pre
     p = z.copy()
     rz = rz0 = prob.dot(r, z)
@@ -461,6 +471,7 @@ def _deblur_channel(
     iterations: int,
     report: Callable[[int, int], None],
     observed: np.ndarray | None = None,
+    anchored: bool = False,
 ) -> np.ndarray:
     if float(y.max()) == float(y.min()):  # a constant image is its own deconvolution
         return y.copy()
@@ -469,7 +480,7 @@ def _deblur_channel(
         x = _rl(prob, sigma, iterations, report)
     else:
         wiener_steps = iterations if method == "wiener" else _ITERATIONS["wiener"]
-        x = _wiener(prob, sigma, wiener_steps, report if method == "wiener" else _quiet)
+        x = _wiener(prob, sigma, wiener_steps, report if method == "wiener" else _quiet, anchored)
         if method == "tv":
             x = _tv(prob, sigma, x, iterations, report)
     return x[prob.window]
@@ -568,9 +579,9 @@ def deblur(
     channel_axis : int, optional
         Axis of the colour channels. Three channels (RGB) are deconvolved as luminance and
         two chroma channels (an orthonormal opponent transform), each with its own noise
-        level and gradient prior, so the smooth chroma is regularised far more than the
-        luminance and edges do not ring into colour fringes. Other channel counts are
-        deconvolved one by one.
+        level and gradient prior; the chroma's prior is on its difference from the data, so
+        chroma detail that the noise hides is kept as observed, and edges do not ring into
+        colour fringes. Other channel counts are deconvolved one by one.
     progress : callable, optional
         Called as ``progress(done, total, what)`` as the work advances.
 
@@ -655,6 +666,7 @@ def deblur(
             steps,
             report,
             observed,
+            anchored=colour and c > 0,
         )
         report(1, 1)
     if colour:
