@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import psf as P
 from .._errors import BadInputError
 from ..io import PixelSize, parse_pixel_size, write_json, write_map
@@ -304,6 +306,11 @@ def run_estimate(args: argparse.Namespace) -> int:
         + (f"; {est.clipped} clipped pixels left out" if est.clipped else "")
     )
     print(f"wrote {files['tif']}, {files['png'].name} and {files['json'].name}")
+    misfit = float(np.mean(est.residual))
+    if misfit > 2 * est.measured_noise:
+        # JPEG and registration leave a misfit far above the noise the image shows; a
+        # deconvolution regularised for that noise alone rings.
+        print(f"to deblur with this kernel, give --noise {misfit:.3g} (the fit's residual)")
     return 0
 
 
