@@ -297,7 +297,9 @@ class _Normal:
         return max(float(self.yy - 2 * self.rhs @ g + g @ self.gram @ g), 0.0)
 
 
-def _pieces(x: np.ndarray, yv: np.ndarray, m: int) -> tuple[np.ndarray, ...]:
+def _pieces(
+    x: np.ndarray, yv: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, int]:
     """Sums for the normal equations of one rectangle: ``x`` the inputs, ``yv`` its valid
     outputs (both already centred by the whole pair's means).
 
@@ -838,14 +840,16 @@ def estimate_kernel(
 
     excluded = _excluded_outputs(x_clip, y_clip, size)
     kernels, gains, offsets, residuals, noises = [], [], [], [], []
-    explained, explainable, measured = [], [], []
-    first = sol
+    explained: list[float] = []
+    explainable: list[float] = []
+    measured: list[float] = []
+    seed = sol
     for c in range(x.shape[-1]):
         if x.shape[-1] > 1 or moved:
             # Colour channels refit their weights (their noise differs from the mean's);
             # a realigned grey pair keeps them and warm-starts from the first solution.
             eq = _normal_equations(x[..., c], y[..., c], size, excluded)
-            sol = _solve(eq, sol.noise2, fixed_noise=fixed, start=first, refit=x.shape[-1] > 1)
+            sol = _solve(eq, sol.noise2, fixed_noise=fixed, start=seed, refit=x.shape[-1] > 1)
         report(f"channel {c + 1} of {x.shape[-1]}" if x.shape[-1] > 1 else "fit")
         if not sol.g.sum() > 0:
             raise no_kernel
@@ -856,7 +860,7 @@ def estimate_kernel(
         residuals.append(residual)
         noises.append(math.sqrt(sol.noise2))
         # The noise the fit cannot explain, measured on blurry alone.
-        sigma = noise if fixed else haar_sigma(y[..., c])
+        sigma = float(noise) if noise is not None else haar_sigma(y[..., c])
         measured.append(sigma)
         tss = max(eq.yy, 1e-300)
         explained.append(1.0 - residual**2 * eq.n / tss)
@@ -888,7 +892,7 @@ def estimate_kernel(
         clipped=clipped,
         excluded=float(excluded.mean()) if excluded is not None and n_fit else 0.0,
         border=float(1.0 - inner / mean_k.sum()),
-        border_noise=float(_FLOOR * first.floor * ring / max(float(first.g.sum()), 1e-300)),
+        border_noise=float(_FLOOR * seed.floor * ring / max(float(seed.g.sum()), 1e-300)),
     )
 
 
