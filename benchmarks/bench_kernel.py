@@ -410,7 +410,7 @@ def mismatch_report(res: dict[str, list], images: list[str], seconds: float) -> 
         f"- Command: `python benchmarks/bench_kernel.py --track mismatch`; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {seconds / 60:.1f} min on {os.cpu_count()} "
         "shared cores",
-        "- Warning: the fit explains less than 80 % of the variance that the blurred frame's "
+        "- Warning: the fit explains less than 90 % of the variance that the blurred frame's "
         "noise leaves explainable (`Kernel.matches`), or no positive kernel explains the pair "
         "at all (refused). Ratio: explained / explainable.",
         f"- Wrong pairs: a 256² sharp crop of {', '.join(images)} against a blurred (disk d 9, "

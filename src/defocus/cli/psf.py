@@ -163,7 +163,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "<stem>.kernel.png (square-root colour scale with a colourbar, and its radial "
             "profile with the best model's) and <stem>.kernel.json (best model and parameters, "
             "sigma, disk diameter, fit residual, shift, gain/offset, explained variance, "
-            "clipped pixels and every model's fit). A pair whose fit explains less than 80 %% "
+            "clipped pixels and every model's fit). A pair whose fit explains less than 90 %% "
             "of the variance its noise leaves explainable does not match: a warning on stderr "
             "and in the JSON (exit 2 with --strict)."
         ),
