@@ -1,8 +1,11 @@
 """Kernel estimation benchmark (issue 5): accuracy, model selection, blind diameter and speed.
 
 Run:  python benchmarks/bench_kernel.py [--quick]
+      python benchmarks/bench_kernel.py --track mismatch
 
-Writes benchmarks/results/kernel.md and kernel_example.png. Peers run side by side in the
+Writes benchmarks/results/kernel.md and kernel_example.png; the mismatch track (issue 16:
+does the warning fire on wrong pairs, and stay silent on matching ones?) writes
+kernel_mismatch.md. Peers run side by side in the
 same process on the same pairs: DIPlib's recipe (``dip.WienerDeconvolution`` with the roles
 swapped, regularisation 1e-9, option "pad") and plain Fourier division. Both peers are given
 the true support size (the crop around their output's centre); ours chooses its own.
@@ -30,6 +33,7 @@ import scipy.fft  # noqa: E402
 from skimage import data  # noqa: E402
 from skimage.color import rgb2gray  # noqa: E402
 
+from defocus import BadInputError  # noqa: E402
 from defocus import psf as P  # noqa: E402
 from defocus.kernel import estimate_kernel, fit_psf, identify  # noqa: E402
 from defocus.synth import add_gaussian_noise, blur, jpeg_compress  # noqa: E402
@@ -355,11 +359,100 @@ def write_report(args, errors, selection, blind_res, speeds, kernels, images, se
     return "\n".join(lines)
 
 
+def wrong_pairs(scene: np.ndarray, other: np.ndarray, seed: int) -> dict[str, tuple]:
+    """Pairs a user might give by mistake: the sharp crop against a blurred frame that is
+    unrelated, turned by 90°, inverted in intensity, or 200 px away in the same scene."""
+    truth = P.disk(4.5)
+    blurred = add_gaussian_noise(blur(scene, truth, mode="reflect"), 2.55, rng=seed)
+    n, c = 256, CROP_MARGIN
+    sharp = scene[c : c + n, c : c + n]
+    near = blurred[c : c + n, c : c + n]
+    far = add_gaussian_noise(blur(other, truth, mode="reflect"), 2.55, rng=seed)
+    return {
+        "unrelated scene": (sharp, far[c : c + n, c : c + n]),
+        "rotated 90°": (sharp, np.rot90(near)),
+        "inverted": (sharp, 255.0 - near),
+        "shifted 200 px": (sharp, blurred[c : c + n, c + 200 : c + 200 + n]),
+    }
+
+
+def mismatch(images: list[str]) -> dict[str, list]:
+    """Warned or not, for wrong pairs and for matching pairs of the accuracy set."""
+    scenes = {name: load(name) for name in images}
+    wrong: list[tuple[str, str, float | None, bool]] = []
+    for i, iname in enumerate(images):
+        other = scenes[images[(i + 1) % len(images)]]
+        for kind, (sharp, blurry) in wrong_pairs(scenes[iname], other, seed=i + 1).items():
+            try:
+                est = estimate_kernel(sharp, blurry)
+                wrong.append((iname, kind, est.explained / est.explainable, not est.matches))
+            except BadInputError as err:  # refused outright ("no positive kernel ...")
+                wrong.append((iname, kind, None, str(err).startswith("the pair does not match")))
+            print(f"  wrong pair {iname} {kind} done", file=sys.stderr, flush=True)
+    right: list[tuple[str, str, str, float, bool]] = []
+    for iname in images[:1]:  # the support search on the large kernels takes minutes each
+        for kname in QUICK_KERNELS:
+            for cond in CONDITIONS:
+                sharp, blurry = make_pair(scenes[iname], KERNELS[kname][1], cond, seed=1)
+                est = estimate_kernel(sharp, blurry)
+                right.append((iname, kname, cond, est.explained / est.explainable, not est.matches))
+            print(f"  matching {iname} {kname} done", file=sys.stderr, flush=True)
+    return {"wrong": wrong, "right": right}
+
+
+def mismatch_report(res: dict[str, list], images: list[str], seconds: float) -> str:
+    wrong, right = res["wrong"], res["right"]
+    hit = np.mean([w for *_, w in wrong])
+    false = np.mean([w for *_, w in right])
+    lines = [
+        "# Kernel estimation: does the mismatch warning fire? (issue 16)",
+        "",
+        f"- Command: `python benchmarks/bench_kernel.py --track mismatch`; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {seconds / 60:.1f} min on {os.cpu_count()} "
+        "shared cores",
+        "- Warning: the fit explains less than 90 % of the variance that the blurred frame's "
+        "noise leaves explainable (`Kernel.matches`), or no positive kernel explains the pair "
+        "at all (refused). Ratio: explained / explainable.",
+        f"- Wrong pairs: a 256² sharp crop of {', '.join(images)} against a blurred (disk d 9, "
+        "1 % noise) frame that is another scene, the same crop turned by 90°, inverted "
+        "(255 − value), or the crop 200 px to the right. Matching pairs: the accuracy set's "
+        f"pairs of {images[0]} (448², the 7 kernels of `--quick` × 3 conditions).",
+        "",
+        "| | target | warned |",
+        "|---|---|---|",
+        f"| wrong pairs | 100 % | {hit:.0%} ({sum(w for *_, w in wrong)}/{len(wrong)}) "
+        f"{'pass' if hit == 1 else '**FAIL**'} |",
+        f"| matching pairs | 0 % | {false:.0%} ({sum(w for *_, w in right)}/{len(right)}) "
+        f"{'pass' if false == 0 else '**FAIL**'} |",
+        "",
+        "| scene | wrong pair | ratio | warned |",
+        "|---|---|---|---|",
+    ]
+    for iname, kind, ratio, warned in wrong:
+        shown = "refused" if ratio is None else f"{ratio:.3f}"
+        lines.append(f"| {iname} | {kind} | {shown} | {'yes' if warned else '**no**'} |")
+    ratios = [r for *_, r, _ in right]
+    lines += [
+        "",
+        f"Matching pairs: ratio min {min(ratios):.4f}, median {_median(ratios):.4f}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="one scene, 7 kernels, short speed test")
+    ap.add_argument("--track", choices=("all", "mismatch"), default="all")
     args = ap.parse_args(argv)
     start = time.perf_counter()
+    if args.track == "mismatch":
+        report = mismatch_report(mismatch(list(IMAGES)), list(IMAGES), time.perf_counter() - start)
+        tmp = RESULTS / "kernel_mismatch.md.tmp"
+        tmp.write_text(report)
+        tmp.replace(RESULTS / "kernel_mismatch.md")
+        print(report)
+        return 0
     kernels = list(QUICK_KERNELS) if args.quick else list(KERNELS)
     images = list(IMAGES[:1]) if args.quick else list(IMAGES)
     errors, selection, pictures = accuracy(kernels, images)

@@ -161,3 +161,53 @@ def test_identify_bad_input_exits_2(tmp_path):
 
     write_image(tmp_path / "tiny.tif", np.random.default_rng(0).random((20, 20)).astype(np.float32))
     assert main(["psf", "identify", str(tmp_path / "tiny.tif")]) == 2
+
+
+def test_estimate_warns_on_a_wrong_pair_and_strict_refuses(tmp_path, capsys):
+    import json
+
+    from skimage import data
+
+    from defocus.io import write_image
+    from defocus.synth import blur
+
+    full = data.camera().astype(np.float32)
+    write_image(tmp_path / "sharp.tif", full[100:228, 150:278])
+    # The blurred frame turned by 90 degrees: not the same scene.
+    write_image(tmp_path / "turned.tif", np.rot90(blur(full, P.disk(3.0))[100:228, 150:278]))
+    args = ["psf", "estimate", str(tmp_path / "sharp.tif"), str(tmp_path / "turned.tif")]
+    out = tmp_path / "out"
+    assert main([*args, "--size", "9", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "the pair does not match:" in err and "% of the variance explained" in err
+    summary = json.loads((out / "turned.kernel.json").read_text())
+    assert summary["matches"] is False
+    assert summary["warnings"][0].startswith("the pair does not match")
+    assert summary["kernel"]["explained_variance"] < 0.5
+
+    strict = tmp_path / "strict"
+    assert main([*args, "--size", "9", "--strict", "-o", str(strict)]) == 2
+    assert "the pair does not match" in capsys.readouterr().err
+    assert not strict.exists() or not any(strict.iterdir())
+
+
+def test_estimate_reports_clipped_pixels(tmp_path, capsys):
+    import json
+
+    from skimage import data
+
+    from defocus.io import write_image
+    from defocus.synth import blur
+
+    full = data.camera().astype(np.float32)
+    blurry = blur(full, P.disk(3.0))[100:228, 150:278]
+    blurry[10:40, 10:40] = 255.0  # saturated
+    write_image(tmp_path / "sharp.tif", full[100:228, 150:278].astype(np.uint8))
+    write_image(tmp_path / "blurry.tif", np.clip(np.rint(blurry), 0, 255).astype(np.uint8))
+    args = ["psf", "estimate", str(tmp_path / "sharp.tif"), str(tmp_path / "blurry.tif")]
+    assert main([*args, "--size", "9", "--strict", "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "clipped pixels left out" in printed
+    summary = json.loads((tmp_path / "out" / "blurry.kernel.json").read_text())
+    assert summary["kernel"]["clipped_pixels"] >= 900
+    assert summary["matches"] is True

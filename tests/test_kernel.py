@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -250,3 +253,109 @@ def test_automatic_size_finds_a_hollow_ring():
     assert est.shift == pytest.approx((0.0, 0.0), abs=0.2)
     m = est.kernel.shape[0]
     assert _rel(est.kernel, np.pad(kernel, (m - kernel.shape[0]) // 2)) < 0.15
+
+
+# --------------------------------------------------------------------------------------------
+# trust: mismatch, clipping, border
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DEFOCUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SEM = DATA / "real" / "sem_deepfocus_wd"
+
+
+@pytest.fixture(scope="module")
+def matching() -> tuple[np.ndarray, np.ndarray]:
+    full = data.camera().astype(float)
+    blurred = add_gaussian_noise(blur(full, P.disk(3.0)), 2.55, rng=3)
+    return full[64:320, 64:320], blurred
+
+
+@pytest.mark.parametrize("kind", ["unrelated", "rotated", "inverted", "shifted 200 px"])
+def test_a_wrong_pair_is_flagged(matching, kind):
+    sharp, blurred = matching
+    blurry = {
+        "unrelated": lambda: add_gaussian_noise(
+            data.coins()[:256, :256].astype(float), 2.55, rng=3
+        ),
+        "rotated": lambda: np.rot90(blurred[64:320, 64:320]),
+        "inverted": lambda: 255.0 - blurred[64:320, 64:320],
+        "shifted 200 px": lambda: blurred[184:440, 224:480],  # (120, 160) px away
+    }[kind]()
+    try:
+        est = estimate_kernel(sharp, blurry, size=15)
+    except BadInputError as err:  # no positive kernel at all: refused outright
+        assert str(err).startswith("the pair does not match")
+        return
+    assert not est.matches
+    assert est.explained < 0.5 * est.explainable
+    assert est.warnings[0].startswith("the pair does not match:")
+    assert est.to_dict()["warnings"] == est.warnings
+
+
+def test_a_matching_pair_is_not_flagged(matching):
+    sharp, blurred = matching
+    est = estimate_kernel(sharp, blurred[64:320, 64:320])
+    assert est.matches and est.warnings == []
+    assert est.explained > 0.99
+    # The residual is the noise: 2.55 added, measured on blurry alone.
+    assert est.residual / est.measured_noise == pytest.approx(1.0, abs=0.15)
+
+
+def test_a_clipped_region_is_left_out_and_counted(matching):
+    sharp, blurred = matching
+    blurry = blurred[64:320, 64:320].copy()
+    ref = estimate_kernel(sharp, blurry, size=15)
+    assert ref.excluded < 0.01  # camera's own few saturated pixels
+    # Saturate a block of the blurred frame at its own maximum and a block of the sharp one
+    # at 255 (uint8's limit): the model does not hold there.
+    top = float(blurry.max()) + 60.0
+    blurry[20:60, 150:210] = top
+    clipped_sharp = sharp.copy()
+    clipped_sharp[180:220, 30:70] = 255.0
+    est = estimate_kernel(clipped_sharp.astype(np.uint8), blurry, size=15)
+    assert est.clipped >= ref.clipped + 40 * 60 + 40 * 40
+    assert ref.excluded < est.excluded < 0.6
+    assert _rel(est.kernel, ref.kernel) < 0.05
+    assert est.matches
+    # Fitting through the clipped pixels instead distorts the kernel.
+    import defocus.kernel as K
+
+    def nothing(image):
+        return np.zeros(image.shape[:2], bool)
+
+    try:
+        K._clipped, saved = nothing, K._clipped
+        naive = estimate_kernel(clipped_sharp.astype(np.uint8), blurry, size=15)
+    finally:
+        K._clipped = saved
+    assert _rel(naive.kernel, ref.kernel) > 2 * _rel(est.kernel, ref.kernel)
+
+
+def test_a_box_too_small_for_the_kernel_is_flagged(matching):
+    sharp, blurred = matching
+    est = estimate_kernel(sharp, blurred[64:320, 64:320], size=5)
+    assert est.border > 0.1
+    assert any(w.startswith("the kernel box (5 px) is too small") for w in est.warnings)
+
+
+def test_progress_reports_each_step(matching):
+    sharp, blurred = matching
+    seen: list[tuple[int, int, str]] = []
+    estimate_kernel(sharp, blurred[64:320, 64:320], progress=lambda *a: seen.append(a))
+    whats = [w for *_, w in seen]
+    assert whats[0] == "registration" and any(w.startswith("kernel support") for w in whats)
+    done = [d for d, *_ in seen]
+    assert done == sorted(done) and all(d <= t for d, t, _ in seen)
+
+
+@pytest.mark.skipif(not SEM.is_dir(), reason="shared real data not available")
+def test_real_sem_pair_is_reproduced_to_the_noise():
+    from defocus.io import read_image
+
+    stem = "series_0_def-13324_astx-466_asty219_"
+    sharp = read_image(SEM / f"{stem}pert5000.png").data[128:640, 256:768]
+    blurry = read_image(SEM / f"{stem}base.png").data[128:640, 256:768]
+    est = estimate_kernel(sharp, blurry)
+    assert est.clipped > 0  # the dark ends of the 8-bit range are cut at 0
+    assert est.matches and est.warnings == []
+    assert est.residual <= 1.5 * est.measured_noise

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data, restoration
@@ -100,8 +103,11 @@ def test_rgb_and_dtypes_are_kept():
     blurred = S.blur(rgb, P.gaussian(1.5), channel_axis=-1, dtype=np.uint8)
     out = deblur(blurred, P.gaussian(1.5), channel_axis=-1)
     assert out.shape == rgb.shape and out.dtype == np.uint8
-    for c in range(3):  # channels are independent
-        np.testing.assert_array_equal(out[..., c], deblur(blurred[..., c], P.gaussian(1.5)))
+    # Grey stored as RGB has no chroma: each channel comes out as the grey deblur.
+    grey = S.add_gaussian_noise(blurred[..., 0].astype(float), 2.0, rng=0)
+    tripled = deblur(np.repeat(grey[..., None], 3, axis=-1), P.gaussian(1.5), channel_axis=-1)
+    for c in range(3):
+        np.testing.assert_allclose(tripled[..., c], deblur(grey, P.gaussian(1.5)), atol=1e-6)
     first = deblur(np.moveaxis(blurred, -1, 0), P.gaussian(1.5), channel_axis=0)
     np.testing.assert_array_equal(np.moveaxis(first, 0, -1), out)
     wide = deblur(blurred[..., 0].astype(np.uint16) * 257, P.gaussian(1.5))
@@ -111,15 +117,22 @@ def test_rgb_and_dtypes_are_kept():
 
 
 def test_progress_is_monotonic_and_complete():
-    seen: list[float] = []
+    seen: list[tuple[int, int, str]] = []
+
+    def record(done: int, total: int, what: str) -> None:
+        seen.append((done, total, what))
+
     rgb = data.astronaut()[:64, :64]
-    deblur(rgb, P.disk(3.0), channel_axis=-1, method="tv", progress=seen.append)
-    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 3
+    deblur(rgb, P.disk(3.0), channel_axis=-1, method="tv", progress=record)
+    fractions = [d / t for d, t, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) > 3
+    assert {w for *_, w in seen} == {"luminance", "red-green", "yellow-blue"}
     ramp = np.tile(np.linspace(0.5, 3, 64, dtype=np.float32)[:, None], (1, 64))
     for tile in (None, 32):
         seen.clear()
-        deblur_varying(rgb, ramp, channel_axis=-1, tile=tile, progress=seen.append)
-        assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 3
+        deblur_varying(rgb, ramp, channel_axis=-1, tile=tile, progress=record)
+        fractions = [d / t for d, t, _ in seen]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) > 3
 
 
 def test_constant_image_stays_constant():
@@ -268,3 +281,38 @@ def test_int32_near_its_maximum(method):
 def test_noise_above_the_signal_is_refused():
     with pytest.raises(BadInputError, match="intensity units"):
         deblur(data.camera()[:32, :32] / 255.0, P.disk(2.0), noise_sigma=5.0)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DEFOCUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+PCB = DATA / "real_stacks" / "focus-stack_pcb" / "pcb_001.jpg"
+
+
+@pytest.mark.skipif(not PCB.is_file(), reason="shared real data not available")
+@pytest.mark.parametrize("corner", [(1000, 400), (1100, 1300)])
+def test_real_colour_deblur_with_its_estimated_kernel_adds_no_fringes(corner):
+    from defocus.io import read_image
+    from defocus.kernel import estimate_kernel
+    from defocus.restore import _OPPONENT
+
+    y0, x0 = corner
+    full = read_image(PCB).data[y0 - 32 : y0 + 224, x0 - 32 : x0 + 224].astype(float)
+    blurred = S.add_gaussian_noise(
+        S.blur(full, P.disk(2.5), channel_axis=-1), 2.0, rng=1, channel_axis=-1
+    )
+    sharp = full[32:-32, 32:-32]
+    blurry = np.clip(np.rint(blurred[32:-32, 32:-32]), 0, 255).astype(np.uint8)
+    est = estimate_kernel(sharp, blurry, channel_axis=-1)
+    out = deblur(blurry, est.kernel.mean(axis=-1), channel_axis=-1)
+
+    def errors(image: np.ndarray) -> tuple[float, float]:
+        d = ((image.astype(float) - sharp) @ _OPPONENT.T)[16:-16, 16:-16]
+        return float(np.sqrt(np.mean(d[..., 0] ** 2))), float(np.sqrt(np.mean(d[..., 1:] ** 2)))
+
+    lum_b, chroma_b = errors(blurry)
+    lum_d, chroma_d = errors(out)
+    assert lum_d < 0.9 * lum_b  # sharper
+    assert chroma_d <= 1.02 * chroma_b  # and no colour fringes
+    # Channel by channel, each with its own prior, the colours drift apart at edges.
+    apart = np.stack([deblur(blurry[..., c], est.kernel.mean(axis=-1)) for c in range(3)], -1)
+    assert errors(apart)[1] > 1.2 * chroma_b

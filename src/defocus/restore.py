@@ -91,7 +91,20 @@ _TV_MU = 0.05
 _LEVEL_RATIO = 1.25
 _SIGMA_FLOOR = 0.3
 
-Progress = Callable[[float], None]
+Progress = Callable[[int, int, str], None]
+
+# Orthonormal opponent transform (rows: luminance, red-green, yellow-blue): white noise of one
+# level in R, G and B stays white and of that level. Each opponent channel is restored with
+# its own noise level and (Wiener) its own gradient prior; the chroma's prior is anchored on
+# the data, so chroma that the noise hides is kept as observed rather than smoothed away or
+# sharpened into fringes.
+_OPPONENT = np.array(
+    [
+        [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
+        [1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],
+        [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)],
+    ]
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,13 +233,22 @@ def _gradient_power(y: np.ndarray, observed: np.ndarray | None = None) -> float:
 
 
 def _wiener(
-    prob: _Problem, sigma: float, iterations: int, report: Callable[[int, int], None]
+    prob: _Problem,
+    sigma: float,
+    iterations: int,
+    report: Callable[[int, int], None],
+    anchored: bool = False,
 ) -> np.ndarray:
     """LMMSE estimate on the whole grid (see the module notes).
 
     Prior: power spectrum ``c / |D̂|²``, for which ``c`` is the sharp image's mean squared
     gradient. Blurring multiplies the spectrum by ``|K̂|²`` and adds noise, so the data's mean
     squared gradient is ``c Σk² + 4σ²`` (Parseval), which gives ``c``.
+
+    ``anchored``: the prior is put on the difference from the data (smoothly extended,
+    :meth:`_Problem.extended`) instead of on the image, ``λ‖D(x − y)‖²``: where the data
+    cannot support restoration the estimate stays as observed instead of being smoothed
+    towards its mean. For chroma, whose detail is small beside the noise.
     """
     g = _gradient_power(prob.y, prob.observed)
     c = max(g - 4 * sigma**2, 1e-3 * g, 1e-30) / prob.kernel_power
@@ -238,7 +260,8 @@ def _wiener(
     pre = np.maximum(pre, np.finfo(prob.dtype).tiny)
     if prob.periodic:  # the model is circulant: the Wiener filter itself is the solution
         report(1, 1)
-        return prob.irfft(kc * prob.rfft(prob.y) / pre)
+        yh = prob.rfft(prob.y)
+        return prob.irfft((kc + lam_d2 if anchored else kc) * yh / pre)
     inv_pre = np.reciprocal(pre, out=pre)
     buf = np.empty_like(k)  # scratch for products, so the loop allocates only FFT outputs
 
@@ -248,14 +271,16 @@ def _wiener(
         out += np.multiply(lam_d2, xh, out=buf)
         return out
 
-    xh = kc * prob.rfft(prob.extended())
+    yh = prob.rfft(prob.extended())
+    xh = (kc + lam_d2 if anchored else kc) * yh
     xh *= inv_pre
-    # r = Kᵀ(Mᵀy − MKx) − λDᵀDx, with one transform for both data terms.
+    # r = Kᵀ(Mᵀy − MKx) − λDᵀD(x − anchor), with one transform for both data terms.
     r = prob.embed(prob.y)
     r -= prob.masked(prob.irfft(np.multiply(k, xh, out=buf)))
     r = prob.rfft(r)
     r *= kc
-    r -= np.multiply(lam_d2, xh, out=buf)
+    r -= np.multiply(lam_d2, xh - yh if anchored else xh, out=buf)
+    del yh
     z = r * inv_pre
     p = z.copy()
     rz = rz0 = prob.dot(r, z)
@@ -446,6 +471,7 @@ def _deblur_channel(
     iterations: int,
     report: Callable[[int, int], None],
     observed: np.ndarray | None = None,
+    anchored: bool = False,
 ) -> np.ndarray:
     if float(y.max()) == float(y.min()):  # a constant image is its own deconvolution
         return y.copy()
@@ -454,7 +480,7 @@ def _deblur_channel(
         x = _rl(prob, sigma, iterations, report)
     else:
         wiener_steps = iterations if method == "wiener" else _ITERATIONS["wiener"]
-        x = _wiener(prob, sigma, wiener_steps, report if method == "wiener" else _quiet)
+        x = _wiener(prob, sigma, wiener_steps, report if method == "wiener" else _quiet, anchored)
         if method == "tv":
             x = _tv(prob, sigma, x, iterations, report)
     return x[prob.window]
@@ -551,9 +577,17 @@ def deblur(
         Cap on iterations (default 8 for Wiener's conjugate gradients, 60 for TV, 200 for
         Richardson-Lucy); each method stops earlier once converged.
     channel_axis : int, optional
-        Axis of the colour channels; each channel is deconvolved alike.
+        Axis of the colour channels. Three channels (RGB) are deconvolved as luminance and
+        two chroma channels (an orthonormal opponent transform), each with its own noise
+        level and gradient prior; the chroma's prior is on its difference from the data, so
+        chroma detail that the noise hides is kept as observed, and edges do not ring into
+        colour fringes. Other channel counts are deconvolved one by one.
     progress : callable, optional
-        Called as ``progress(fraction)`` with the fraction of the work done, in [0, 1].
+        Called as ``progress(done, total, what)`` as the work advances.
+
+    With ``boundary="valid"``, saturated and clipped pixels (plateaus at the integer dtype's
+    limits or at the image's own maximum, in any channel) are kept out of the data term: they
+    are estimated like the pixels beyond the border, from their neighbours and the prior.
 
     Returns
     -------
@@ -589,18 +623,54 @@ def deblur(
     data = inp.data
     levels = _noise_levels(data, noise_sigma, inp.dtype, inp.scales)
     nch = data.shape[-1]
-    out = np.empty_like(data)
-    for c in range(nch):
+    observed = None
+    if boundary == "valid":
+        from .kernel import _clipped  # loaded on use: kernel's imports are heavy
 
-        def report(done: int, total: int, c: int = c) -> None:
+        raw = np.asarray(image)
+        clipped = _clipped(
+            raw[..., None] if channel_axis is None else np.moveaxis(raw, channel_axis, -1)
+        )
+        observed = ~clipped if clipped.any() else None
+    colour = nch == 3
+    if colour:
+        # One scale for the three channels (powers of two: exact), then luminance and chroma.
+        rel = inp.scales / inp.scales.max()
+        data = (data * rel.astype(data.dtype)) @ _OPPONENT.T.astype(data.dtype)
+        # Levels given per RGB channel are taken as independent (each opponent channel gets
+        # √(Σ_j T_ij² σ_j²)); an estimate is taken on each opponent channel itself, as
+        # demosaicing and compression correlate the channels' noise.
+        spread = np.sqrt((_OPPONENT**2) @ (np.asarray(levels) * rel) ** 2)
+        if noise_sigma is None:
+            floors = [
+                _quantisation_noise(inp.data[..., c], inp.dtype, inp.scales[c]) for c in range(3)
+            ]
+            floor = np.sqrt((_OPPONENT**2) @ (np.asarray(floors) * rel) ** 2)
+            spread = np.maximum([haar_sigma(data[..., c]) for c in range(3)], floor)
+        levels = spread.tolist()
+    out = np.empty_like(data)
+    what = ("luminance", "red-green", "yellow-blue") if colour else None
+    for c in range(nch):
+        name = what[c] if what else f"channel {c + 1} of {nch}" if nch > 1 else "deblurring"
+
+        def report(done: int, total: int, c: int = c, name: str = name) -> None:
             if progress is not None:
-                progress(min(1.0, (c + done / total) / nch))
+                progress(100 * c + min(100, round(100 * done / total)), 100 * nch, name)
 
         out[..., c] = _deblur_channel(
-            data[..., c], kernel.astype(data.dtype), levels[c], method, boundary, steps, report
+            data[..., c],
+            kernel.astype(data.dtype),
+            levels[c],
+            method,
+            boundary,
+            steps,
+            report,
+            observed,
+            anchored=colour and c > 0,
         )
-        if progress is not None:
-            progress((c + 1) / nch)
+        report(1, 1)
+    if colour:
+        out = (out @ _OPPONENT.astype(out.dtype)) / rel.astype(out.dtype)
     return _output(out, inp, channel_axis)
 
 
@@ -628,7 +698,7 @@ def _blend_levels(
     noise: list[float],
     method: str,
     steps: int,
-    report: Progress,
+    report: Callable[[float], None],
 ) -> np.ndarray:
     """Deconvolve a (H, W, C) patch at each level it needs and blend by the level weights.
 
@@ -720,8 +790,11 @@ def deblur_varying(
         is blended with no deconvolution at 0.
     family : {"gauss", "disk"}, optional
         PSF family (a disk has radius 2 sigma). Default: the blur map's, else ``"gauss"``.
-    method, noise_sigma, iterations, channel_axis, progress
-        As for :func:`deblur`; the noise is estimated once on the whole image.
+    method, noise_sigma, iterations, channel_axis
+        As for :func:`deblur`, except that channels are deconvolved one by one; the noise is
+        estimated once on the whole image.
+    progress : callable, optional
+        Called as ``progress(done, total, what)``, in percent of the work.
     tile : int, optional
         To bound memory on large images: process overlapping tiles whose centres are this
         many pixels apart, each with a margin of one kernel width, and add them with
@@ -769,7 +842,11 @@ def deblur_varying(
     noise = _noise_levels(data, noise_sigma, inp.dtype, inp.scales)
     levels = _ladder(smap)
     idx, t = _level_weights(smap, levels)
-    report = progress or (lambda fraction: None)
+
+    def report(fraction: float) -> None:
+        if progress is not None:
+            progress(min(100, round(100 * fraction)), 100, "sigma levels")
+
     if tile is None:
         out = _blend_levels(data, idx, t, levels, family, noise, method, steps, report)
         report(1.0)

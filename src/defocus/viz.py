@@ -337,19 +337,39 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110) -> None
         tmp.write_bytes(buf.getvalue())
 
 
-def kernel_figure(kernel: np.ndarray, *, title: str | None = None) -> Figure:
+def _radial_profile(k: np.ndarray, centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``k`` in 1-px rings about ``centre``: radii and values of the rings present."""
+    y, x = np.indices(k.shape)
+    bins = np.rint(np.hypot(y - centre[0], x - centre[1])).astype(int).ravel()
+    counts = np.bincount(bins)
+    profile = np.bincount(bins, weights=k.ravel()) / np.maximum(counts, 1)
+    return np.arange(profile.size)[counts > 0], profile[counts > 0]
+
+
+def kernel_figure(
+    kernel: np.ndarray,
+    *,
+    title: str | None = None,
+    model: np.ndarray | None = None,
+    model_label: str = "model",
+) -> Figure:
     """Show a PSF kernel with a colourbar beside its azimuthally averaged radial profile.
 
-    The profile is taken about the kernel's centroid, in pixels, and drawn on linear and
-    logarithmic axes so both the core and faint rings (Airy, defocus) are visible.
+    The kernel is drawn on a square-root (gamma 0.5) colour scale, so faint wings and rings
+    show beside a bright core, and its colourbar reads in kernel weights. The profile is taken
+    about the kernel's centroid, in pixels, and drawn on linear and logarithmic axes so both
+    the core and faint rings (Airy, defocus) are visible. A fitted ``model`` kernel (same
+    centre convention, any odd size) is overlaid on the profile as a dashed line.
 
     Examples
     --------
-    >>> from defocus.psf import disk
-    >>> fig = kernel_figure(disk(4.0), title="disk R = 4 px")
+    >>> from defocus.psf import disk, gaussian
+    >>> fig = kernel_figure(disk(4.0), title="disk R = 4 px", model=gaussian(2.0))
     >>> [ax.get_xlabel() for ax in fig.axes[:2]]
     ['x (px)', 'radius (px)']
     """
+    from matplotlib.colors import PowerNorm
+
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all():
         raise BadInputError(f"kernel must be a finite 2-D array, got shape {k.shape}")
@@ -357,29 +377,40 @@ def kernel_figure(kernel: np.ndarray, *, title: str | None = None) -> Figure:
     weights = k / total if total > 0 else k
     y, x = np.indices(k.shape)
     cy, cx = (float((weights * y).sum()), float((weights * x).sum())) if total > 0 else (0, 0)
-    r = np.hypot(y - cy, x - cx)
-    bins = np.rint(r).astype(int).ravel()
-    counts = np.bincount(bins)
-    profile = np.bincount(bins, weights=k.ravel()) / np.maximum(counts, 1)
-    radii = np.arange(profile.size)[counts > 0]
-    profile = profile[counts > 0]
+    radii, profile = _radial_profile(k, (cy, cx))
 
     fig = Figure(figsize=(10.0, 4.2), layout="constrained")
     ax_img, ax_prof = fig.subplots(1, 2, width_ratios=(1.0, 1.3))
-    im = ax_img.imshow(k, cmap="magma", interpolation="nearest")
+    top = float(k.max()) if float(k.max()) > 0 else 1.0
+    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=top)
+    im = ax_img.imshow(np.clip(k, 0, None), cmap="magma", interpolation="nearest", norm=norm)
     ax_img.set_xlabel("x (px)")
     ax_img.set_ylabel("y (px)")
-    fig.colorbar(im, ax=ax_img, shrink=0.85, label="weight")
-    ax_prof.plot(radii, profile, "o-", ms=3, color="C0", label="mean at radius")
+    fig.colorbar(im, ax=ax_img, shrink=0.85, label="weight (square-root scale)")
+    ax_prof.plot(radii, profile, "o-", ms=3, color="C0", label="kernel, mean at radius")
+    curves = [(radii, profile, "C1", "-", "kernel (log scale)")]
+    if model is not None:
+        mk = np.asarray(model, dtype=np.float64)
+        mc = (
+            (mk.shape[0] - 1) / 2 + cy - (k.shape[0] - 1) / 2,
+            (mk.shape[1] - 1) / 2 + cx - (k.shape[1] - 1) / 2,
+        )
+        mr, mp = _radial_profile(mk, mc)
+        ax_prof.plot(mr, mp, "--", color="C3", lw=1.5, label=model_label)
+        curves.append((mr, mp, "C3", "--", f"{model_label} (log scale)"))
     ax_prof.set_xlabel("radius (px)")
     ax_prof.set_ylabel("weight")
     ax_prof.grid(alpha=0.3)
+    ax_prof.legend(fontsize=8, loc="upper right")
     # Six decades show Airy and defocus rings without rounding noise in empty corners.
-    positive = profile > profile.max() * 1e-6
-    if positive.sum() > 1:
-        ax_log = ax_prof.twinx()
-        ax_log.semilogy(radii[positive], profile[positive], color="C1", lw=1, alpha=0.7)
-        ax_log.set_ylabel("weight (log scale)", color="C1")
+    ax_log = None
+    for r, p, colour, style, _ in curves:
+        positive = p > profile.max() * 1e-6
+        if positive.sum() > 1:
+            ax_log = ax_log or ax_prof.twinx()
+            ax_log.semilogy(r[positive], p[positive], color=colour, ls=style, lw=1, alpha=0.6)
+    if ax_log is not None:
+        ax_log.set_ylabel("weight (log scale, thin lines)")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,12 +82,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with progress_bar("deblurring") as bar:
-        # restore reports the fraction done; the bar counts thousandths
-        return _run(args, lambda fraction: bar(round(1000 * fraction), 1000, ""))
-
-
-def _run(args: argparse.Namespace, progress: Callable[[float], None]) -> int:
     from .. import kernel as K  # loaded on use, so that the parser builds fast
 
     sources = [s for s in (args.kernel, args.sigma_map, args.auto) if s]
@@ -100,12 +94,19 @@ def _run(args: argparse.Namespace, progress: Callable[[float], None]) -> int:
     inputs = [f for f in (args.image, args.kernel, args.sigma_map) if f]
     check_plan(inputs, [(out, args.image)], overwrite=args.overwrite)
     img = read_input(args.image, args)
+    if args.noise is None and Path(args.image).suffix.lower() in (".jpg", ".jpeg"):
+        # JPEG removes the finest detail where the noise is measured: the estimate comes out
+        # far too low and the deconvolution rings into a lattice.
+        print(
+            f"warning: {args.image}: JPEG hides its noise from the estimate; if the result "
+            "rings, give --noise (e.g. the residual_rms of `defocus psf estimate`)",
+            file=sys.stderr,
+        )
     options = {
         "method": args.method,
         "noise_sigma": args.noise,
         "iterations": args.iterations,
         "channel_axis": img.channel_axis,
-        "progress": progress,
     }
     stray = [k[2:] for k, v in vars(args).items() if k.startswith("p_") and v is not None]
     if (args.kernel or args.auto) and stray:
@@ -119,9 +120,15 @@ def _run(args: argparse.Namespace, progress: Callable[[float], None]) -> int:
         if smap.ndim != 2:
             raise BadInputError(f"{args.sigma_map}: a sigma map must be 2-D, got {smap.shape}")
         check_sigma_map(smap, img.luminance.shape, args.sigma_map)
-        result = restore.deblur_varying(
-            img.data, smap.astype(np.float32), family=family, tile=args.tile, **options
-        )
+        with progress_bar("deblur") as progress:
+            result = restore.deblur_varying(
+                img.data,
+                smap.astype(np.float32),
+                family=family,
+                tile=args.tile,
+                progress=progress,
+                **options,
+            )
         what = f"{family} sigma map {args.sigma_map}, "
         what += f"sigma {float(smap.min()):.3g}..{float(smap.max()):.3g} px"
     else:
@@ -148,7 +155,10 @@ def _run(args: argparse.Namespace, progress: Callable[[float], None]) -> int:
             kernel = P.render(args.psf, **params)
             check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
             what = describe(args.psf, params)
-        result = restore.deblur(img.data, kernel, boundary=args.boundary, **options)
+        with progress_bar("deblur") as progress:
+            result = restore.deblur(
+                img.data, kernel, boundary=args.boundary, progress=progress, **options
+            )
     write_image(out, result, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
     print(f"wrote {out}: {args.method} deconvolution with {what}")
     return 0

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .. import psf as P
 from .._errors import BadInputError
 from ..io import PixelSize, parse_pixel_size, write_json, write_map
-from ._common import add_input_options, number, pixel_size_option, read_input, stem_of
+from ._common import (
+    add_input_options,
+    number,
+    pixel_size_option,
+    progress_bar,
+    read_input,
+    stem_of,
+)
 from ._outputs import add_output_options, check_plan
 
 # Numeric model parameters as command-line options: name -> help text.
@@ -132,9 +142,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="estimate the blur kernel from a sharp/blurred pair and name its model",
         description=(
             "Write OUTDIR/<stem>.kernel.tif (float32, sums to 1; <stem> is BLURRY's), "
-            "<stem>.kernel.png (zoomed, with a colourbar and its radial profile) and "
-            "<stem>.kernel.json (best model and parameters, sigma, disk diameter, fit residual, "
-            "shift, gain/offset and every model's fit)."
+            "<stem>.kernel.png (square-root colour scale with a colourbar, and its radial "
+            "profile with the best model's) and <stem>.kernel.json (best model and parameters, "
+            "sigma, disk diameter, fit residual, shift, gain/offset, explained variance, "
+            "clipped pixels and every model's fit). A pair whose fit explains less than 90 %% "
+            "of the variance its noise leaves explainable does not match: a warning on stderr "
+            "and in the JSON (exit 2 with --strict)."
         ),
     )
     e.add_argument("sharp", metavar="SHARP")
@@ -147,6 +160,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="kernel side (odd; default automatic)",
     )
     e.add_argument("--no-align", dest="align", action="store_false", help="skip registration")
+    e.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 (writing nothing) when the kernel is not to be trusted: the pair does not "
+        "match, or the kernel box is too small",
+    )
     add_input_options(e)
     add_output_options(e)
     e.set_defaults(func=run_estimate)
@@ -226,9 +245,19 @@ def run_estimate(args: argparse.Namespace) -> int:
     sharp, blurry = read_input(args.sharp, args), read_input(args.blurry, args)
     if sharp.channel_axis != blurry.channel_axis:
         raise BadInputError("one image is colour and the other greyscale; give a matching pair")
-    est = estimate_kernel(
-        sharp.data, blurry.data, size=args.size, channel_axis=sharp.channel_axis, align=args.align
-    )
+    with progress_bar("psf estimate") as progress:
+        est = estimate_kernel(
+            sharp.data,
+            blurry.data,
+            size=args.size,
+            channel_axis=sharp.channel_axis,
+            align=args.align,
+            progress=progress,
+        )
+    for line in est.warnings:
+        print(f"warning: {args.blurry}: {line}", file=sys.stderr)
+    if args.strict and est.warnings:
+        raise BadInputError(f"{args.blurry}: {est.warnings[0]} (--strict)")
     k = est.kernel if est.kernel.ndim == 2 else est.kernel.mean(axis=-1)
     fit = fit_psf(k)
     best = fit.best
@@ -242,16 +271,28 @@ def run_estimate(args: argparse.Namespace) -> int:
         ),
         "fit_rel_error": best.rel_error,
         "residual_rms": est.to_dict()["residual_rms"],
+        "matches": est.matches,
+        "warnings": est.warnings,
         "kernel": est.to_dict(),
         "fit": fit.to_dict(),
     }
     title = describe(fit.model, best.params)
-    figure = kernel_figure(k, title=title)
+    model = P.render(fit.model, shape=k.shape[0], offset=best.centre, **best.params)
+    figure = kernel_figure(k, title=title, model=model, model_label=f"{fit.model} fit")
     write_map(files["tif"], k)  # float32
     save_figure(figure, files["png"])
     write_json(files["json"], summary)
-    print(f"kernel {k.shape[0]}x{k.shape[1]}, sigma {est.sigma:.4g} px; best model {title}")
+    print(
+        f"kernel {k.shape[0]}x{k.shape[1]}, sigma {est.sigma:.4g} px; best model {title}; "
+        f"{est.explained:.1%} of the variance explained (noise allows {est.explainable:.1%})"
+        + (f"; {est.clipped} clipped pixels left out" if est.clipped else "")
+    )
     print(f"wrote {files['tif']}, {files['png'].name} and {files['json'].name}")
+    misfit = float(np.mean(est.residual))
+    if misfit > 2 * est.measured_noise:
+        # JPEG and registration leave a misfit far above the noise the image shows; a
+        # deconvolution regularised for that noise alone rings.
+        print(f"to deblur with this kernel, give --noise {misfit:.3g} (the fit's residual)")
     return 0
 
 
