@@ -28,7 +28,10 @@ def test_psf_model_matches_the_library_and_keeps_dtype(blurred_tif, tmp_path, ca
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "wiener deconvolution with disk(radius=3), sigma 1.5 px" in captured.out
-    assert captured.err == ""  # no progress bar when stderr is not a terminal
+    assert "100%" in captured.err  # progress went to stderr
+    monkeypatch.delenv("DEFOCUS_PROGRESS")
+    assert main([*args, "--overwrite"]) == 0
+    assert capsys.readouterr().err == ""  # no bar when stderr is not a terminal
     result = read_image(out)
     src = read_image(blurred_tif).data
     assert result.data.dtype == np.uint8 and result.data.shape == src.shape
