@@ -797,10 +797,13 @@ def _starts(
         )
     if model == "airy":
         r = max(s / 0.3443, 1.0)
-        return [{"radius": r * f} for f in (0.5, 1.0)], {"radius": (0.3, m)}
+        return [{"radius": r * f} for f in (0.5, 1.0)], {"radius": (0.3, max(m / 2, 1.0))}
     # Wave-optics models: a sharp core (sampled or not) and a core as wide as the kernel, each
     # with the blur circle of the disk fit (``radius``), or a little less.
-    airys = sorted({0.8, 1.5, 2.5, 4.0, max(min(s / 0.3443, m / 4), 0.5)})
+    # A core wider than a sixth of the kernel is a blob that the Gaussian describes; the bound
+    # also keeps the pupil grid (32 samples a pupil radius) small.
+    amax = max(m / 6, 1.0)
+    airys = sorted({0.8, 1.5, 2.5, 4.0, max(min(s / 0.3443, amax), 0.5)})
     if model == "defocus":
         starts = [
             {"waves": frac * radius * _cutoff_of(a) / 4, "spherical": 0.0, "airy_radius": a}
@@ -817,7 +820,7 @@ def _starts(
         return starts, {
             "waves": (-wmax, wmax),
             "spherical": (0.0, wmax / 2),
-            "airy_radius": (0.3, m),
+            "airy_radius": (0.3, amax),
         }
     sa, sb, angle = _principal(k)
     if model == "elliptical_gauss":
@@ -837,7 +840,7 @@ def _starts(
             "radius_major": (0.0, m),
             "radius_minor": (0.0, m),
             "angle": (-360.0, 360.0),
-            "airy_radius": (0.3, m),
+            "airy_radius": (0.3, amax),
         }
     if model == "motion":
         vals, vecs = np.linalg.eigh(mo.covariance)
