@@ -186,8 +186,12 @@ def picture(kept: list, sem: dict | None, path: Path) -> None:
         th = math.radians(e["angle"])
         u, v = 2 * e["sigma_major"] * np.cos(t), 2 * e["sigma_minor"] * np.sin(t)
         # Angle counter-clockwise from +x as displayed: rows run downwards.
-        axes[1, -1].plot(cx + u * math.cos(th) - v * math.sin(th),
-                         cy - u * math.sin(th) - v * math.cos(th), "c-", lw=1)
+        axes[1, -1].plot(
+            cx + u * math.cos(th) - v * math.sin(th),
+            cy - u * math.sin(th) - v * math.cos(th),
+            "c-",
+            lw=1,
+        )
         axes[0, -1].set_title("SEM kernel (−8.3 → −13.3 µm)", fontsize=8)
         axes[1, -1].set_title(
             f"2σ ellipse: {e['sigma_major']:.2f}/{e['sigma_minor']:.2f} px at {e['angle']:.0f}°",

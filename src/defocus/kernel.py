@@ -775,9 +775,7 @@ def _cutoff_of(airy_radius: float) -> float:
     return _psf._J1_ZERO / (math.pi * airy_radius)
 
 
-def _starts(
-    model: str, k: np.ndarray, radius: float
-) -> tuple[list[Start], Bounds]:
+def _starts(model: str, k: np.ndarray, radius: float) -> tuple[list[Start], Bounds]:
     """Initial parameters from the kernel's moments and the disk fit's ``radius``.
 
     Several where the misfit has local minima (the wave-optics models).
@@ -1023,9 +1021,7 @@ def fit_psf(
     disk = _fit_one("disk", k)
     radius = disk.params["radius"]
     fits = {name: disk if name == "disk" else _fit_one(name, k, radius) for name in models}
-    best = min(
-        (name for name in fits if _significant(fits[name], fits)), key=lambda n: fits[n].bic
-    )
+    best = min((name for name in fits if _significant(fits[name], fits)), key=lambda n: fits[n].bic)
     return PSFFit(model=best, fits=fits)
 
 

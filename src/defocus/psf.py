@@ -922,8 +922,6 @@ def astigmatic(
     )
 
 
-
-
 def as_kernel(array: Any, *, normalize: bool = True) -> np.ndarray:
     """Validate a user-supplied kernel and return it as float64, summing to 1 by default.
 
