@@ -181,7 +181,8 @@ def picture(kept: list, sem: dict | None, path: Path) -> None:
             axes[row, -1].imshow(np.sqrt(np.clip(k, 0, None)), cmap="magma")
             axes[row, -1].set_axis_off()
         e = sem["fit"].fits["elliptical_gauss"].derived
-        cy, cx = (n // 2 + c for n, c in zip(k.shape, sem["fit"].fits["elliptical_gauss"].centre))
+        centre = sem["fit"].fits["elliptical_gauss"].centre
+        cy, cx = (n // 2 + c for n, c in zip(k.shape, centre, strict=True))
         t = np.linspace(0, 2 * np.pi, 200)
         th = math.radians(e["angle"])
         u, v = 2 * e["sigma_major"] * np.cos(t), 2 * e["sigma_minor"] * np.sin(t)
