@@ -211,3 +211,27 @@ def test_estimate_reports_clipped_pixels(tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "blurry.kernel.json").read_text())
     assert summary["kernel"]["clipped_pixels"] >= 900
     assert summary["matches"] is True
+
+
+def test_estimate_reports_an_anisotropic_kernel(tmp_path, capsys):
+    import json
+
+    from skimage import data
+
+    from defocus.io import write_image
+    from defocus.synth import blur
+
+    full = data.camera().astype(np.float32)
+    kernel = P.elliptical_gauss(3.0, 1.0, angle=30.0, shape=15)
+    write_image(tmp_path / "sharp.tif", full[100:228, 150:278])
+    write_image(tmp_path / "blurry.tif", blur(full, kernel)[100:228, 150:278])
+    out = tmp_path / "out"
+    args = ["psf", "estimate", str(tmp_path / "sharp.tif"), str(tmp_path / "blurry.tif")]
+    assert main([*args, "--size", "15", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "anisotropic" in printed and "axis ratio" in printed
+    summary = json.loads((out / "blurry.kernel.json").read_text())
+    assert summary["model"] in ("elliptical_gauss", "astigmatic")
+    d = summary["derived"]
+    assert d["sigma_major"] > 2 * d["sigma_minor"]
+    assert abs((d["angle"] - 30.0 + 90) % 180 - 90) < 3

@@ -359,3 +359,93 @@ def test_real_sem_pair_is_reproduced_to_the_noise():
     assert est.clipped > 0  # the dark ends of the 8-bit range are cut at 0
     assert est.matches and est.warnings == []
     assert est.residual <= 1.5 * est.measured_noise
+
+
+def _noisy(k: np.ndarray, seed: int = 0) -> np.ndarray:
+    return k + np.random.default_rng(seed).normal(0, 0.01 * k.max(), k.shape)
+
+
+def _angle_gap(a: float, b: float) -> float:
+    """Difference of two axis directions in degrees, modulo 180."""
+    return abs((a - b + 90) % 180 - 90)
+
+
+@pytest.mark.parametrize("angle", [-60.0, 15.0, 75.0])
+@pytest.mark.parametrize("swap", [False, True])
+def test_fit_recovers_the_astigmatic_axes_and_angle(angle, swap):
+    # (7, 3) along ``angle`` is the same ellipse as (3, 7) across it: both must read (7, 3).
+    axes = (
+        {"radius_major": 3.0, "radius_minor": 7.0, "angle": angle - 90}
+        if swap
+        else {
+            "radius_major": 7.0,
+            "radius_minor": 3.0,
+            "angle": angle,
+        }
+    )
+    k = _noisy(P.astigmatic(**axes, airy_radius=1.5, shape=31))
+    fit = fit_psf(k, models=("gauss", "defocus", "astigmatic"))
+    assert fit.model == "astigmatic"
+    p, d = fit.best.params, fit.best.derived
+    assert p["radius_major"] == pytest.approx(7.0, abs=0.3)
+    assert p["radius_minor"] == pytest.approx(3.0, abs=0.3)
+    assert _angle_gap(p["angle"], angle) < 2 and -90 < d["angle"] <= 90
+    assert d["sigma_major"] > d["sigma_minor"] and d["axis_ratio"] > 1.5
+
+
+@pytest.mark.parametrize("angle", [-30.0, 50.0, 90.0])
+@pytest.mark.parametrize("swap", [False, True])
+def test_fit_recovers_the_elliptical_gaussian(angle, swap):
+    params = (1.5, 3.5, angle - 90) if swap else (3.5, 1.5, angle)
+    k = _noisy(P.elliptical_gauss(params[0], params[1], angle=params[2], shape=25))
+    fit = fit_psf(k, models=("gauss", "elliptical_gauss"))
+    assert fit.model == "elliptical_gauss"
+    d = fit.best.derived
+    assert (d["sigma_major"], d["sigma_minor"]) == pytest.approx((3.5, 1.5), abs=0.05)
+    assert _angle_gap(d["angle"], angle) < 1
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [("gauss", {"sigma": 2.5}), ("disk", {"radius": 6.0}), ("defocus", {"waves": 1.2})],
+)
+def test_round_blur_is_not_called_anisotropic(model, params):
+    extra = {"airy_radius": 2.0} if model == "defocus" else {}
+    k = _noisy(P.render(model, shape=25, **params, **extra), seed=3)
+    fit = fit_psf(k)
+    assert fit.model == model
+
+
+BEADS = (
+    Path(os.environ.get("DEFOCUS_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+    / "real"
+    / "psf_beads_pyotf"
+    / "psf_wl520nm_z300nm_x130nm_na0.85_n1.0.tif"
+)
+
+
+@pytest.mark.skipif(not BEADS.exists(), reason="the shared bead PSF stack is not present")
+def test_measured_bead_psf_is_airy_in_focus_and_defocus_linear_in_z():
+    import tifffile
+
+    stack = tifffile.imread(BEADS).astype(float)
+    focus = int(np.argmax(stack.reshape(len(stack), -1).max(axis=1)))
+    cy, cx = np.unravel_index(int(np.argmax(stack[focus])), stack[focus].shape)
+
+    def frame(i: int) -> np.ndarray:
+        crop = stack[i, cy - 32 : cy + 33, cx - 32 : cx + 33]
+        return crop - np.median(stack[i, :16])  # the camera offset
+
+    models = ("gauss", "ring", "airy", "defocus")
+    fit = fit_psf(frame(focus), models=models)
+    assert fit.model in ("airy", "defocus")
+    assert abs(fit.fits["defocus"].params["waves"]) < 0.3
+    z, w = [], []
+    for step in (3, 6, 9, 12):
+        fit = fit_psf(frame(focus + step), models=models)
+        assert fit.model == "defocus"
+        z.append(0.3 * step)
+        w.append(fit.best.params["waves"])
+    slope, icept = np.polyfit(z, w, 1)
+    resid = np.array(w) - (slope * np.array(z) + icept)
+    assert 1 - resid @ resid / np.sum((np.array(w) - np.mean(w)) ** 2) >= 0.95

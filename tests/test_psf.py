@@ -26,6 +26,9 @@ CASES = [
     ("box", {"width": 3.5, "height": 2.0}),
     ("motion", {"length": 7.0, "angle": 30.0}),
     ("motion", {"length": 0.0}),
+    ("defocus", {"waves": -0.8, "spherical": 0.5, "airy_radius": 2.5}),
+    ("elliptical_gauss", {"sigma_major": 2.5, "sigma_minor": 1.0, "angle": 30.0}),
+    ("astigmatic", {"radius_major": 5.0, "radius_minor": 2.0, "angle": -20.0, "airy_radius": 2.5}),
 ]
 
 
@@ -130,6 +133,15 @@ def _mtf_error(model, params, fmax, n=128):
         ("box", {"width": 4.0, "height": 7.0}, 0.25, 0.04),
         ("motion", {"length": 9.0, "angle": 30.0}, 0.25, 0.05),
         ("motion", {"length": 15.0, "angle": 60.0}, 0.25, 0.05),
+        ("elliptical_gauss", {"sigma_major": 3.0, "sigma_minor": 1.2, "angle": 25.0}, 0.71, 0.01),
+        # The pupil models' OTF is the pupil's autocorrelation, an independent computation.
+        ("defocus", {"waves": 1.0, "spherical": 0.6, "airy_radius": 2.5}, 0.71, 0.01),
+        (
+            "astigmatic",
+            {"radius_major": 6.0, "radius_minor": 2.0, "angle": 40.0, "airy_radius": 2.5},
+            0.71,
+            0.01,
+        ),
     ],
 )
 def test_rendered_mtf_matches_analytic_otf(model, params, fmax, tol):
@@ -181,6 +193,8 @@ def test_defocus_limits():
         ("defocus", {"airy_radius": 2.0}, 3.0),
         ("box", {"height": 3.0}, 2.0),
         ("motion", {"angle": 10.0}, 2.5),
+        ("elliptical_gauss", {"sigma_minor": 1.0, "angle": 10.0}, 2.5),
+        ("astigmatic", {"radius_minor": 2.0, "airy_radius": 2.0}, 3.0),
     ],
 )
 def test_natural_parameter_round_trip(model, fixed, sigma):
@@ -297,3 +311,57 @@ def test_non_numeric_parameters_are_refused(model):
         for bad in ("two", [1.0, 2.0]):
             with pytest.raises(BadInputError, match=name):
                 P.render(model, **{**params, name: bad})
+
+
+@pytest.mark.parametrize("waves", [0.0, 0.7, 2.5])
+@pytest.mark.parametrize("airy_radius", [0.8, 2.5])
+def test_pupil_rendering_matches_hopkins(waves, airy_radius):
+    # Two independent computations of the same PSF: the pupil's Fourier transform (taken when
+    # spherical aberration is present, here a negligible amount) and the Hopkins OTF.
+    hopkins = P.defocus(waves=waves, airy_radius=airy_radius, shape=41, offset=(0.2, -0.3))
+    pupil = P.defocus(
+        waves=waves, spherical=1e-9, airy_radius=airy_radius, shape=41, offset=(0.2, -0.3)
+    )
+    assert np.linalg.norm(pupil - hopkins) / np.linalg.norm(hopkins) < 0.01
+
+
+def test_spherical_aberration_tells_the_sides_of_focus():
+    a = {"airy_radius": 2.5, "shape": 41}
+    before = P.defocus(waves=-1.0, spherical=0.6, **a)
+    after = P.defocus(waves=1.0, spherical=0.6, **a)
+    assert np.linalg.norm(before - after) / np.linalg.norm(after) > 0.2
+    # Only the relative sign is visible in an intensity PSF.
+    flipped = P.defocus(waves=1.0, spherical=-0.6, **a)
+    assert np.allclose(before, flipped, atol=1e-12)
+    # Spherical aberration balances defocus on one side: the core is brighter there.
+    assert before.max() > after.max()
+    assert P.sigma_of("defocus", waves=-1.0, spherical=0.6, airy_radius=2.5) < P.sigma_of(
+        "defocus", waves=1.0, spherical=0.6, airy_radius=2.5
+    )
+
+
+@pytest.mark.parametrize("angle", [-70.0, 0.0, 30.0, 90.0])
+@pytest.mark.parametrize(("major", "minor"), [(3.0, 1.2), (1.2, 3.0)])
+def test_elliptical_gauss_moments_follow_the_angle(angle, major, minor):
+    k = P.elliptical_gauss(major, minor, angle=angle)
+    t = np.radians(angle)
+    a = np.array([-np.sin(t), np.cos(t)])  # (dy, dx): counter-clockwise as displayed
+    b = np.array([np.cos(t), np.sin(t)])
+    expected = major**2 * np.outer(a, a) + minor**2 * np.outer(b, b)
+    # The default box holds 99.9 % of the energy, so the variance is within 0.5 %.
+    assert np.allclose(P.moments(k).covariance, expected, atol=0.005 * max(major, minor) ** 2)
+
+
+@pytest.mark.parametrize("angle", [-45.0, 0.0, 60.0])
+def test_astigmatic_is_a_stretched_defocus(angle):
+    # Equal axes give the round defocus PSF; unequal ones stretch it along ``angle``.
+    round_ = P.astigmatic(5.0, 5.0, angle=angle, airy_radius=2.0, shape=41)
+    assert np.linalg.norm(round_ - P.defocus(5.0, airy_radius=2.0, shape=41)) < 0.01 * (
+        np.linalg.norm(round_)
+    )
+    k = P.astigmatic(9.0, 3.0, angle=angle, airy_radius=1.5, shape=51)
+    vals, vecs = np.linalg.eigh(P.moments(k).covariance)
+    dy, dx = vecs[:, 1]
+    found = np.degrees(np.arctan2(-dy, dx))
+    assert (found - angle + 90) % 180 - 90 == pytest.approx(0, abs=1.0)
+    assert math.sqrt(vals[1] / vals[0]) > 2

@@ -57,12 +57,15 @@ __all__ = [
     "airy",
     "airy_radius",
     "as_kernel",
+    "astigmatic",
+    "astigmatic_axes",
     "blur_width",
     "box",
     "convert_width",
     "defocus",
     "defocus_otf",
     "disk",
+    "elliptical_gauss",
     "gaussian",
     "moments",
     "motion",
@@ -623,6 +626,7 @@ def defocus(
     radius: float | None = None,
     *,
     waves: float | None = None,
+    spherical: float = 0.0,
     airy_radius: float | None = None,
     wavelength: float | None = None,
     na: float | None = None,
@@ -643,7 +647,13 @@ def defocus(
     radius : float, optional
         Geometric blur-circle radius in pixels.
     waves : float, optional
-        Defocus W020 in waves.
+        Defocus W020 in waves. Its sign shows in the PSF only together with ``spherical``.
+    spherical : float
+        Primary spherical aberration W040 in waves. The pupil phase is then
+        ``2π (W020 ρ² + W040 ρ⁴)`` (ρ = 1 at the pupil edge), so the two sides of focus differ:
+        where W020 and W040 have opposite signs the defocus is partly balanced (Born & Wolf
+        §9.3). Flipping both signs gives the same intensity PSF, so only their relative sign
+        can be measured.
     airy_radius : float, optional
         First-dark-ring radius of the in-focus Airy pattern in pixels; or give
         ``wavelength``, ``na`` and ``pixel_size`` as for :func:`airy`.
@@ -655,9 +665,26 @@ def defocus(
     >>> k = defocus(waves=1.0, airy_radius=2.5, shape=31)  # one wave: a dark centre
     >>> round(float(k.sum()), 12), bool(k[15, 15] < k.max() / 10)
     (1.0, True)
+    >>> near = defocus(waves=-0.5, spherical=0.5, airy_radius=2.5, shape=31)
+    >>> far = defocus(waves=0.5, spherical=0.5, airy_radius=2.5, shape=31)
+    >>> bool(near[15, 15] > far[15, 15])  # the side where spherical aberration balances defocus
+    True
     """
     cutoff = _cutoff(airy_radius, wavelength, na, pixel_size, "airy_radius", "defocus")
     w = _defocus_waves(radius, waves, cutoff)
+    spherical = _number("spherical", spherical)
+    if spherical != 0:
+        spread = (2 * abs(w) + 4 * abs(spherical)) / (cutoff / 2)
+        return _render_pupil(
+            cutoff,
+            lambda uy, ux: _wavefront(uy * uy + ux * ux, w, spherical),
+            spread,
+            1.2 * spread + _tail_support(cutoff),
+            shape,
+            offset,
+            "defocus",
+        )
+    w = abs(w)
     return _render_band_limited(
         lambda rho: defocus_otf(rho, waves=w, cutoff=cutoff),
         cutoff,
@@ -669,11 +696,230 @@ def defocus(
 
 
 def _defocus_waves(radius: float | None, waves: float | None, cutoff: float) -> float:
+    """W020 in waves (signed when given as waves); the blur-circle radius is 4 |W020| / cutoff."""
     if (radius is None) == (waves is None):
         raise BadInputError("defocus PSF needs exactly one of radius (px) and waves")
     if waves is not None:
-        return _positive("waves", waves)
+        return _number("waves", waves)
     return _positive("radius", radius) * cutoff / 4  # type: ignore[arg-type]
+
+
+def _wavefront(rho2: np.ndarray, defocus: float, spherical: float) -> np.ndarray:
+    """W020 ρ² + W040 ρ⁴ in waves, from ρ²."""
+    return defocus * rho2 + spherical * rho2 * rho2
+
+
+def _number(name: str, value: float) -> float:
+    """A finite number of either sign."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise BadInputError(f"{name} must be finite, got {value:g}")
+    return value
+
+
+def _axes(angle: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Unit vectors (dy, dx) of the major axis at ``angle`` degrees and of the minor axis.
+
+    The angle is counter-clockwise from +x (columns) as displayed, rows running downwards, as
+    for :func:`motion`.
+    """
+    t = math.radians(_number("angle", angle))
+    return (-math.sin(t), math.cos(t)), (math.cos(t), math.sin(t))
+
+
+def _render_pupil(
+    cutoff: float,
+    aberration: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    spread: float,
+    support: float,
+    shape: Shape,
+    offset: Offset,
+    model: str,
+) -> np.ndarray:
+    """Point samples of ``|FT{pupil · exp(2πi W)}|²`` for a circular pupil and wavefront W.
+
+    ``aberration(uy, ux)`` is W in waves at pupil coordinates normalised to the pupil edge (``ux``
+    along +x, ``uy`` along the rows); ``spread`` bounds the rays' distance from the centre in px,
+    ``max |∇W| / fc`` (Born & Wolf §5.1). The amplitude's spectrum is the pupil, zero beyond the
+    coherent cutoff ``fc = cutoff / 2``; folding it over the aliases ``f + k`` gives the
+    amplitude's exact point samples, and their squared modulus the intensity's (Goodman,
+    *Introduction to Fourier Optics*, §6.2). The pupil edge is anti-aliased over one sample.
+    """
+    requested = shape is not None
+    shape, (cy, cx) = _layout(shape, offset, support)
+    fc = cutoff / 2
+    # The periodic grid holds the kernel plus every ray, samples the pupil radius 32 times or
+    # more, and the wavefront at under a quarter wave per sample (side >= 4 · spread).
+    side = scipy.fft.next_fast_len(int(max(max(shape) + 64 + 2 * spread, 4 * spread, 32 / fc)))
+    iy, ix = (shape[0] - 1) // 2, (shape[1] - 1) // 2
+    dy, dx = cy - iy, cx - ix
+    # Frequencies in ascending order (index j is (j - h) / side), so that the part of each
+    # alias f + k that meets the pupil is one block of the array.
+    h = side // 2
+    spec = np.zeros((side, side), dtype=complex)
+    kmax = math.ceil(fc + 0.5)
+    for ky in range(-kmax, kmax + 1):
+        ys = _pupil_slice(ky, fc, side, h)
+        for kx in range(-kmax, kmax + 1):
+            xs = _pupil_slice(kx, fc, side, h)
+            if ys.start >= ys.stop or xs.start >= xs.stop:
+                continue
+            gy = (np.arange(ys.start, ys.stop) - h) / side + ky
+            gx = (np.arange(xs.start, xs.stop) - h) / side + kx
+            gy, gx = gy[:, None], gx[None, :]
+            weight = np.clip((fc - np.hypot(gy, gx)) * side + 0.5, 0.0, 1.0)
+            spec[ys, xs] += weight * np.exp(
+                2j * np.pi * (aberration(gy / fc, gx / fc) - (gy * dy + gx * dx))
+            )
+    spec = scipy.fft.ifftshift(spec)
+    full = np.roll(np.abs(scipy.fft.ifft2(spec)) ** 2, (iy, ix), axis=(0, 1))
+    kernel = full[: shape[0], : shape[1]]
+    if not requested:
+        kernel = _crop_energy(kernel)
+    return _normalised(kernel, model)
+
+
+def _pupil_slice(k: int, fc: float, side: int, h: int) -> slice:
+    """Indices j (frequency (j − h)/side + k) within one sample of the pupil |f| <= fc."""
+    lo = max(math.floor((-fc - k) * side) + h - 1, 0)
+    hi = min(math.ceil((fc - k) * side) + h + 2, side)
+    return slice(lo, max(hi, lo))
+
+
+def _pupil_otf(
+    fy: np.ndarray,
+    fx: np.ndarray,
+    cutoff: float,
+    aberration: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """OTF of an aberrated circular pupil: its normalised autocorrelation (Goodman §6.3).
+
+    The pupil is sampled 64 times a radius; the autocorrelation, taken by FFT, is interpolated
+    linearly at the requested frequencies (cycles per pixel). Real for a centro-symmetric W.
+    """
+    a = 64
+    n = scipy.fft.next_fast_len(4 * a + 8)
+    u = (np.arange(n) - n // 2) / a
+    uy, ux = u[:, None], u[None, :]
+    weight = np.clip((1 - np.hypot(uy, ux)) * a + 0.5, 0.0, 1.0)
+    pupil = weight * np.exp(2j * np.pi * aberration(uy, ux))
+    auto = scipy.fft.fftshift(scipy.fft.ifft2(np.abs(scipy.fft.fft2(pupil)) ** 2).real)
+    auto /= auto[n // 2, n // 2]
+    fc = cutoff / 2
+    fy, fx = np.broadcast_arrays(np.asarray(fy, float), np.asarray(fx, float))
+    coords = np.array([fy / fc * a + n // 2, fx / fc * a + n // 2])
+    return ndi.map_coordinates(auto, coords, order=1, mode="constant", cval=0.0)
+
+
+def elliptical_gauss(
+    sigma_major: float,
+    sigma_minor: float,
+    *,
+    angle: float = 0.0,
+    shape: Shape = None,
+    offset: Offset = (0.0, 0.0),
+) -> np.ndarray:
+    """Anisotropic Gaussian PSF (astigmatic or directional blur), point-sampled.
+
+    Parameters
+    ----------
+    sigma_major, sigma_minor : float
+        Standard deviations in pixels along the major axis and across it (either may be the
+        larger; both 0 give the identity kernel).
+    angle : float
+        Direction of the ``sigma_major`` axis in degrees, counter-clockwise from the +x
+        (column) axis as displayed, with rows running downwards (as for :func:`motion`).
+    shape, offset
+        As for :func:`gaussian`.
+
+    Examples
+    --------
+    >>> k = elliptical_gauss(3.0, 1.0, angle=90.0)  # long along the rows
+    >>> m = moments(k)
+    >>> round(m.sigma_y, 2), round(m.sigma_x, 2)
+    (3.0, 1.0)
+    """
+    sa = _positive("sigma_major", sigma_major)
+    sb = _positive("sigma_minor", sigma_minor)
+    (ay, ax), (by, bx) = _axes(angle)
+    shape, (cy, cx) = _layout(shape, offset, _GAUSS_HALF_WIDTH * max(sa, sb))
+    if max(sa, sb) == 0:
+        return _delta(shape, (cy, cx))
+    # A zero width is a line: give it a tenth of a pixel so that it stays sampled.
+    sa, sb = max(sa, 0.1), max(sb, 0.1)
+    y = np.arange(shape[0])[:, None] - cy
+    x = np.arange(shape[1])[None, :] - cx
+    u, v = y * ay + x * ax, y * by + x * bx
+    return _normalised(np.exp(-0.5 * ((u / sa) ** 2 + (v / sb) ** 2)), "elliptical_gauss")
+
+
+def _astigmatism(
+    radius_major: float, radius_minor: float, angle: float, cutoff: float
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Wavefront whose rays fill an ellipse of the two semi-axes (px) along ``angle``."""
+    (ay, ax), (by, bx) = _axes(angle)
+    wa, wb = radius_major * cutoff / 4, radius_minor * cutoff / 4
+
+    def w(uy: np.ndarray, ux: np.ndarray) -> np.ndarray:
+        return wa * (uy * ay + ux * ax) ** 2 + wb * (uy * by + ux * bx) ** 2
+
+    return w
+
+
+def astigmatic(
+    radius_major: float,
+    radius_minor: float,
+    *,
+    angle: float = 0.0,
+    airy_radius: float | None = None,
+    wavelength: float | None = None,
+    na: float | None = None,
+    pixel_size: float | None = None,
+    shape: Shape = None,
+    offset: Offset = (0.0, 0.0),
+) -> np.ndarray:
+    """Astigmatic defocus of a circular pupil: the defocus pattern stretched along an angle.
+
+    The wavefront is ``Wa (u·a)² + Wb (u·b)²`` over the unit pupil, with ``a`` the unit vector
+    at ``angle`` and ``b`` across it; its rays fill an ellipse of semi-axes ``radius_major`` and
+    ``radius_minor`` (``W = radius · cutoff / 4`` per axis, as for :func:`defocus`), so for
+    large blur the PSF tends to a uniform ellipse, a stretched :func:`disk`, and with equal
+    radii it is :func:`defocus`. Both focal lines lie on the same side of the image.
+
+    Parameters
+    ----------
+    radius_major, radius_minor : float
+        Geometric semi-axes of the blur ellipse in pixels (either may be the larger).
+    angle : float
+        Direction of the ``radius_major`` axis in degrees, counter-clockwise from +x as
+        displayed (rows running downwards).
+    airy_radius, wavelength, na, pixel_size
+        The diffraction limit, as for :func:`defocus`.
+    shape, offset
+        As for :func:`gaussian`.
+
+    Examples
+    --------
+    >>> k = astigmatic(8.0, 2.0, angle=0.0, airy_radius=1.5, shape=31)
+    >>> m = moments(k)
+    >>> bool(m.sigma_x > 2 * m.sigma_y)  # stretched along x
+    True
+    """
+    cutoff = _cutoff(airy_radius, wavelength, na, pixel_size, "airy_radius", "astigmatic")
+    ra = _positive("radius_major", radius_major)
+    rb = _positive("radius_minor", radius_minor)
+    return _render_pupil(
+        cutoff,
+        _astigmatism(ra, rb, angle, cutoff),
+        max(ra, rb),
+        1.2 * max(ra, rb) + _tail_support(cutoff),
+        shape,
+        offset,
+        "astigmatic",
+    )
 
 
 def as_kernel(array: Any, *, normalize: bool = True) -> np.ndarray:
@@ -825,6 +1071,12 @@ def _otf_defocus(fy: np.ndarray, fx: np.ndarray, **p: float) -> np.ndarray:
         "defocus",
     )
     w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
+    spherical = _number("spherical", p.get("spherical", 0.0))
+    if spherical != 0:
+        return _pupil_otf(
+            fy, fx, cutoff, lambda uy, ux: _wavefront(uy * uy + ux * ux, w, spherical)
+        )
+    w = abs(w)
     rho = np.hypot(fy, fx)
     # Radial and smooth: evaluate on the distinct radii only.
     uniq, inv = np.unique(np.round(rho, 12), return_inverse=True)
@@ -862,9 +1114,71 @@ def _sigma_defocus(**p: float) -> float:
         "airy_radius",
         "defocus",
     )
-    geometric = 4 * _defocus_waves(p.get("radius"), p.get("waves"), cutoff) / cutoff
+    w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
+    s = _number("spherical", p.get("spherical", 0.0))
+    # Rays of W = w ρ² + s ρ⁴ land (2wρ + 4sρ³)/fc px from the centre; over the uniformly lit
+    # pupil their per-axis variance is (w² + 8ws/3 + 2s²)/fc², i.e. (R/2)² when s = 0.
+    geometric = math.sqrt(max(w * w + 8 * w * s / 3 + 2 * s * s, 0.0)) / (cutoff / 2)
     airy_sigma = _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
-    return math.hypot(geometric / 2, airy_sigma)
+    return math.hypot(geometric, airy_sigma)
+
+
+def _otf_elliptical(
+    fy: np.ndarray, fx: np.ndarray, *, sigma_major: float, sigma_minor: float, angle: float = 0.0
+) -> np.ndarray:
+    (ay, ax), (by, bx) = _axes(angle)
+    fa, fb = fy * ay + fx * ax, fy * by + fx * bx
+    return np.exp(-2 * np.pi**2 * ((sigma_major * fa) ** 2 + (sigma_minor * fb) ** 2))
+
+
+def _otf_astigmatic(
+    fy: np.ndarray, fx: np.ndarray, *, radius_major: float, radius_minor: float, **p: float
+) -> np.ndarray:
+    cutoff = _cutoff(
+        p.get("airy_radius"),
+        p.get("wavelength"),
+        p.get("na"),
+        p.get("pixel_size"),
+        "airy_radius",
+        "astigmatic",
+    )
+    w = _astigmatism(radius_major, radius_minor, p.get("angle", 0.0), cutoff)
+    return _pupil_otf(fy, fx, cutoff, w)
+
+
+def astigmatic_axes(
+    *, radius_major: float, radius_minor: float, angle: float = 0.0, **optics: float
+) -> tuple[float, float, float]:
+    """Per-axis sigma (px) of :func:`astigmatic` along its major and minor axes, and the angle.
+
+    Each axis combines the blur ellipse's uniform spread (semi-axis / 2) with the in-focus
+    Airy core's sigma in quadrature.
+
+    Examples
+    --------
+    >>> [round(v, 3) for v in astigmatic_axes(radius_major=6.0, radius_minor=2.0,
+    ...                                       angle=30.0, airy_radius=1.0)]
+    [3.02, 1.058, 30.0]
+    """
+    cutoff = _cutoff(
+        optics.get("airy_radius"),
+        optics.get("wavelength"),
+        optics.get("na"),
+        optics.get("pixel_size"),
+        "airy_radius",
+        "astigmatic",
+    )
+    airy_sigma = _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+    return (
+        math.hypot(_positive("radius_major", radius_major) / 2, airy_sigma),
+        math.hypot(_positive("radius_minor", radius_minor) / 2, airy_sigma),
+        _number("angle", angle),
+    )
+
+
+def _sigma_astigmatic(**p: float) -> float:
+    sa, sb, _ = astigmatic_axes(**p)
+    return math.sqrt((sa * sa + sb * sb) / 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -933,7 +1247,27 @@ MODELS: Mapping[str, PSFModel] = MappingProxyType(
             _otf_defocus,
             _sigma_defocus,
             "radius",
-            ("radius", "waves", "airy_radius", *_OPTICS),
+            ("radius", "waves", "spherical", "airy_radius", *_OPTICS),
+            False,
+        ),
+        "elliptical_gauss": PSFModel(
+            "elliptical_gauss",
+            elliptical_gauss,
+            _otf_elliptical,
+            lambda *, sigma_major, sigma_minor, angle=0.0: math.sqrt(
+                (sigma_major**2 + sigma_minor**2) / 2
+            ),
+            "sigma_major",
+            ("sigma_major", "sigma_minor", "angle"),
+            False,
+        ),
+        "astigmatic": PSFModel(
+            "astigmatic",
+            astigmatic,
+            _otf_astigmatic,
+            _sigma_astigmatic,
+            "radius_major",
+            ("radius_major", "radius_minor", "angle", "airy_radius", *_OPTICS),
             False,
         ),
         "box": PSFModel(

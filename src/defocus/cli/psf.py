@@ -31,10 +31,15 @@ _PARAMS = {
     "height": "box height in px (default: the width)",
     "softness": "ring edge softness (Gaussian sigma) in px",
     "waves": "defocus W020 in waves (instead of --radius)",
-    "airy_radius": "in-focus Airy first-dark-ring radius in px (defocus)",
+    "spherical": "spherical aberration W040 in waves (defocus)",
+    "airy_radius": "in-focus Airy first-dark-ring radius in px (defocus, astigmatic)",
+    "sigma_major": "elliptical Gaussian sigma along --angle, px",
+    "sigma_minor": "elliptical Gaussian sigma across --angle, px",
+    "radius_major": "astigmatic blur-ellipse semi-axis along --angle, px",
+    "radius_minor": "astigmatic blur-ellipse semi-axis across --angle, px",
     "na": "numerical aperture (airy, defocus; with --wavelength and a pixel size)",
     "length": "motion length in px",
-    "angle": "motion direction in degrees, counter-clockwise from +x",
+    "angle": "motion direction or major axis in degrees, counter-clockwise from +x",
 }
 
 
@@ -267,8 +272,11 @@ def run_estimate(args: argparse.Namespace) -> int:
         "sigma_px": est.sigma,
         "model_sigma_px": best.sigma,
         "diameter_px": (
-            2 * best.params["radius"] if fit.model in ("disk", "ring", "defocus") else None
+            2 * (best.params | best.derived)["radius"]
+            if fit.model in ("disk", "ring", "defocus")
+            else None
         ),
+        "derived": best.derived,
         "fit_rel_error": best.rel_error,
         "residual_rms": est.to_dict()["residual_rms"],
         "matches": est.matches,
@@ -287,6 +295,13 @@ def run_estimate(args: argparse.Namespace) -> int:
         f"{est.explained:.1%} of the variance explained (noise allows {est.explainable:.1%})"
         + (f"; {est.clipped} clipped pixels left out" if est.clipped else "")
     )
+    if "axis_ratio" in best.derived:
+        d = best.derived
+        print(
+            f"anisotropic: sigma {d['sigma_major']:.3g} px along {d['angle']:.1f} deg "
+            f"(counter-clockwise from +x), {d['sigma_minor']:.3g} px across; "
+            f"axis ratio {d['axis_ratio']:.2f}"
+        )
     print(f"wrote {files['tif']}, {files['png'].name} and {files['json'].name}")
     misfit = float(np.mean(est.residual))
     if misfit > 2 * est.measured_noise:
