@@ -13,6 +13,7 @@ from skimage import data
 from defocus import BadInputError
 from defocus.blurmap import BlurMap, blur_map
 from defocus.io import PixelSize
+from defocus.psf import blur_width
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,12 @@ def test_deterministic(sharp):
 def test_conversions_and_summary(sharp):
     est = blur_map(_noisy(ndi.gaussian_filter(sharp, 2.0)), psf="disk", pixel_size=5e-9)
     assert np.allclose(est.to_parameter(), 2 * est.sigma)
-    assert np.allclose(est.to_parameter("fwhm"), 2.3548 * est.sigma, rtol=1e-4)
+    # A disk's FWHM is its diameter: a disk map of sigma 2 is 8 px wide, as psf.blur_width says.
+    fwhm_at_sigma_2 = blur_width("disk", "fwhm", radius=4.0)  # 8 px
+    assert np.allclose(est.to_parameter("fwhm"), fwhm_at_sigma_2 / 2 * est.sigma, rtol=1e-4)
+    gauss = blur_map(_noisy(ndi.gaussian_filter(sharp, 2.0)), psf="gauss")
+    assert np.allclose(gauss.to_parameter("fwhm"), 2.3548 * gauss.sigma, rtol=1e-4)
+    assert np.allclose(gauss.to_parameter("edge_width"), 1.6832 * gauss.sigma, rtol=1e-4)
     assert np.allclose(est.to_physical("nm"), 5 * est.sigma, rtol=1e-5)
     assert est.pixel_size == PixelSize(5e-9, 5e-9, "m")
     s = json.loads(json.dumps(est.summary()))

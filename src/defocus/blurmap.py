@@ -61,8 +61,9 @@ from scipy import ndimage as ndi
 
 from ._array import as_float_image
 from ._errors import BadInputError
-from .io import PixelSize
+from .io import PixelSize, as_pixel_size
 from .noise import NoiseModel, estimate_noise, quantum
+from .psf import convert_width
 
 __all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
 
@@ -420,18 +421,6 @@ def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return up[: shape[0], : shape[1]]
 
 
-def _as_pixel_size(pixel_size: float | PixelSize | None) -> PixelSize | None:
-    if pixel_size is None or isinstance(pixel_size, PixelSize):
-        return pixel_size
-    try:
-        value = float(pixel_size)
-    except (TypeError, ValueError):
-        raise BadInputError(
-            f"pixel_size must be metres per pixel or a PixelSize, got {pixel_size!r}"
-        ) from None
-    return PixelSize(value, value, "m")
-
-
 def _centred(image: np.ndarray) -> np.ndarray:
     """Data wider than float32 minus its median, in float64: a large offset (1e6 + small
     variations, 64-bit counts) would otherwise lose its detail in the float32 analysis. Blur
@@ -497,27 +486,33 @@ class BlurMap:
         Parameters
         ----------
         kind : {"sigma", "radius", "diameter", "fwhm", "edge_width"}, optional
-            ``radius``/``diameter`` of the uniform disk (R = 2 sigma), Gaussian ``fwhm``
-            (2.3548 sigma) or 20-80 % ``edge_width`` of a Gaussian (1.683 sigma). Default:
-            ``radius`` for a disk PSF, else ``sigma``.
+            ``radius``/``diameter`` of the uniform disk of the same sigma (R = 2 sigma);
+            ``fwhm`` and the 20-80 % ``edge_width`` of the map's own PSF family (a Gaussian's
+            FWHM is 2.3548 sigma, a disk's is its diameter), as :func:`defocus.psf.convert_width`
+            gives them. Default: ``radius`` for a disk PSF, else ``sigma``.
 
         Examples
         --------
         >>> bm = blur_map(np.random.default_rng(0).random((64, 64)), psf="disk")
         >>> bool(np.allclose(bm.to_parameter(), 2 * bm.sigma))
         True
+        >>> bool(np.allclose(bm.to_parameter("fwhm"), 4 * bm.sigma))
+        True
         """
-        factors = {
-            "sigma": 1.0,
-            "radius": 2.0,
-            "diameter": 4.0,
-            "fwhm": 2.0 * np.sqrt(2.0 * np.log(2.0)),
-            "edge_width": 1.683,
+        measures = {
+            "sigma": "sigma",
+            "radius": "radius",
+            "diameter": "diameter",
+            "fwhm": "fwhm",
+            "edge_width": "edge",
         }
         kind = kind or ("radius" if self.psf == "disk" else "sigma")
-        if kind not in factors:
-            raise BadInputError(f"unknown parameter {kind!r}; choose from {sorted(factors)}")
-        return (self.sigma * np.float32(factors[kind])).astype(np.float32)
+        if kind not in measures:
+            raise BadInputError(f"unknown parameter {kind!r}; choose from {sorted(measures)}")
+        # Both families scale with sigma, so one conversion of sigma = 1 gives the factor.
+        model = "disk" if self.psf == "disk" or kind in ("radius", "diameter") else "gauss"
+        factor = convert_width(1.0, from_="sigma", to=measures[kind], model=model)
+        return (self.sigma * np.float32(factor)).astype(np.float32)
 
     def to_physical(self, unit: str = "µm", *, kind: str = "sigma") -> np.ndarray:
         """Sigma (or another parameter, see :meth:`to_parameter`) in a length unit.
@@ -685,7 +680,7 @@ def blur_map(
         stride=STRIDE,
         noise_sigma=float(np.median(nm.std(img[:: max(1, img.shape[0] // 256)]))),
         psf=psf,
-        pixel_size=_as_pixel_size(pixel_size),
+        pixel_size=as_pixel_size(pixel_size),
         lower_bound=_upsample(lb_share, img.shape) > 0.5,
         noise=nm,
     )
