@@ -256,8 +256,8 @@ def _jpeg_error_variance(img: np.ndarray) -> float:
         return 0.0
     excess = []
     for axis in (0, 1):
-        d = np.diff(img, axis=axis).astype(np.float64)
-        per_line = (d * d).mean(axis=1 - axis)
+        d = np.diff(img.astype(np.float32, copy=False), axis=axis)
+        per_line = np.square(d, out=d).mean(axis=1 - axis, dtype=np.float64)
         n = len(per_line) // 16 * 16
         lines = per_line[:n].reshape(-1, 2, 8).mean(0)  # (line mod 16 // 8, phase)
         phases = lines.mean(0)
