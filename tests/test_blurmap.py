@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 
@@ -13,6 +14,7 @@ from skimage import data
 from defocus import BadInputError
 from defocus.blurmap import BlurMap, blur_map
 from defocus.io import PixelSize
+from defocus.psf import blur_width
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,12 @@ def test_deterministic(sharp):
 def test_conversions_and_summary(sharp):
     est = blur_map(_noisy(ndi.gaussian_filter(sharp, 2.0)), psf="disk", pixel_size=5e-9)
     assert np.allclose(est.to_parameter(), 2 * est.sigma)
-    assert np.allclose(est.to_parameter("fwhm"), 2.3548 * est.sigma, rtol=1e-4)
+    # A disk's FWHM is its diameter: a disk map of sigma 2 is 8 px wide, as psf.blur_width says.
+    fwhm_at_sigma_2 = blur_width("disk", "fwhm", radius=4.0)  # 8 px
+    assert np.allclose(est.to_parameter("fwhm"), fwhm_at_sigma_2 / 2 * est.sigma, rtol=1e-4)
+    gauss = blur_map(_noisy(ndi.gaussian_filter(sharp, 2.0)), psf="gauss")
+    assert np.allclose(gauss.to_parameter("fwhm"), 2.3548 * gauss.sigma, rtol=1e-4)
+    assert np.allclose(gauss.to_parameter("edge_width"), 1.6832 * gauss.sigma, rtol=1e-4)
     assert np.allclose(est.to_physical("nm"), 5 * est.sigma, rtol=1e-5)
     assert est.pixel_size == PixelSize(5e-9, 5e-9, "m")
     s = json.loads(json.dumps(est.summary()))
@@ -208,3 +215,23 @@ def test_a_large_offset_loses_no_detail():
     for plain, shifted in ((cam / 1000, 1e6 + cam / 1000), (counts, counts + 10**12)):
         ref = blur_map(plain).summary()["sigma"]["median"]
         assert blur_map(shifted).summary()["sigma"]["median"] == pytest.approx(ref, rel=0.02)
+
+
+@pytest.mark.parametrize("quality", [50, 75])
+def test_jpeg_leftovers_in_a_defocused_frame_do_not_read_sharp(quality):
+    # Compression flattens flat blocks exactly, so only the block grid reveals its error; without
+    # it, block steps and ringing in a smooth frame read as detail (22 % of cells < 2 px at q 50).
+    from PIL import Image
+
+    blurred = ndi.gaussian_filter(data.camera().astype(np.float32), 6.0)
+    blurred += np.random.default_rng(0).normal(0, 0.7, blurred.shape).astype(np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(blurred, 0, 255).round().astype(np.uint8)).save(
+        buf, "JPEG", quality=quality
+    )
+    jpg = np.asarray(Image.open(buf))
+    for img in (jpg, jpg[3:, 5:]):  # the grid is found at any phase
+        est = blur_map(img)
+        cells = est.sparse[np.isfinite(est.sparse)]
+        assert np.mean(cells < 2.0) < 0.06
+        assert 4.5 < est.summary()["sigma"]["median"] < 7.5

@@ -84,3 +84,19 @@ def test_bundled_fib_image_reads_the_substrate_far_blurrier_than_the_needle():
         med[name] = bench.weighted_median(est.sigma[m], est.confidence[m])
     assert med["substrate"] >= 4.0, med
     assert med["substrate"] >= 3 * med["needle"], med
+
+
+@pytest.mark.skipif(not (DATA / "real_stacks").is_dir(), reason="shared real data not available")
+def test_defocused_background_of_a_real_jpeg_reads_blurred():
+    # An in-camera JPEG (focus-stack_pcb): its flat blocks are exactly flat, so only the block
+    # grid shows the compression error. The heat sinks behind the board are far out of focus
+    # (their edges span tens of px); the pin header is in focus. Same rule as the FIB check.
+    frame = read_image(DATA / "real_stacks" / "focus-stack_pcb" / "pcb_001.jpg").data
+    med = {
+        name: defocus.blur_map(
+            frame[r : r + 320, c : c + 448], psf="disk", channel_axis=-1
+        ).summary()["sigma"]["median"]
+        for name, (r, c) in {"background": (300, 400), "pins": (1100, 1300)}.items()
+    }
+    assert med["background"] >= 4.0, med
+    assert med["background"] >= 3 * med["pins"], med

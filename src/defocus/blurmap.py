@@ -7,7 +7,10 @@ quantisation cannot pass for detail, and nothing in it is learned.
 
 1. **Noise.** :func:`defocus.noise.estimate_noise` fits a signal-dependent, spatially correlated,
    quantised noise model. For every scale below it gives the noise energy a pixel would show
-   without any structure, at that pixel's own intensity.
+   without any structure, at that pixel's own intensity. JPEG leaves flat blocks exactly flat,
+   so its compression error escapes that model; where the image shows the 8 x 8 block grid, the
+   steps across it bound the error's variance from below, and that bound is a floor on the
+   noise (Wallace 1992 describes the block coding).
 2. **Scale space.** Gradient energies ``|∇L_s|²`` at 15 scales ``s`` = 0.5 ... 64 px (half-octave
    steps) on a block-mean pyramid; the exact scale each level applies (Gaussian increments, the
    pyramid's averaging and the difference operator) is tracked, not assumed.
@@ -38,6 +41,8 @@ quantisation cannot pass for detail, and nothing in it is learned.
 References
 ----------
 Canny J. (1986) A computational approach to edge detection. IEEE TPAMI 8(6).
+Wallace G. K. (1992) The JPEG still picture compression standard. IEEE Trans. Consumer
+Electronics 38(1).
 Elder J. H., Zucker S. W. (1998) Local scale control for edge detection and blur estimation.
 IEEE TPAMI 20(7).
 Lindeberg T. (1998) Edge detection and ridge detection with automatic scale selection.
@@ -61,8 +66,9 @@ from scipy import ndimage as ndi
 
 from ._array import as_float_image
 from ._errors import BadInputError
-from .io import PixelSize
+from .io import PixelSize, as_pixel_size
 from .noise import NoiseModel, estimate_noise, quantum
+from .psf import convert_width
 
 __all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
 
@@ -228,6 +234,48 @@ def _scale_space(img: np.ndarray, cells: tuple[int, int]):
         )
 
 
+def _jpeg_error_variance(img: np.ndarray) -> float:
+    """A lower bound on the per-pixel variance of JPEG's compression error (0 without a grid).
+
+    JPEG quantises each 8 x 8 block's cosine coefficients on its own, so its error ``e`` is
+    correlated within a block (lag-1 correlation ``rho``) but independent across a block border.
+    The mean squared pixel difference across the grid lines, ``2 v``, then exceeds that at the
+    other seven phases, ``2 v (1 - rho)``, by ``2 rho v <= 2 v``: half the excess bounds the
+    error variance ``v`` from below, whatever ``rho`` (the scene's own detail is the same at every
+    phase and cancels). Flat blocks come out exactly flat, so the noise measured there misses
+    this error, and in smooth (defocused) regions it would read as fine detail.
+
+    The grid must show on both axes: 5-400 % above the median phase (far more is a sharp blocky
+    scene's own edges), confined to the grid line (JPEG leaves the phases beside it at or below
+    the median; a blurred blocky scene raises them with it: their mean excess must stay under
+    3/4 of the grid's) and on every grid line alike (the lines at 8 and at 16 mod 16 within 2x,
+    unlike a scene with a 16-px period). It is found at any phase, so a tile cut anywhere on the
+    grid sees it.
+    """
+    if min(img.shape) < 64:
+        return 0.0
+    excess = []
+    for axis in (0, 1):
+        d = np.diff(img.astype(np.float32, copy=False), axis=axis)
+        per_line = np.square(d, out=d).mean(axis=1 - axis, dtype=np.float64)
+        n = len(per_line) // 16 * 16
+        lines = per_line[:n].reshape(-1, 2, 8).mean(0)  # (line mod 16 // 8, phase)
+        phases = lines.mean(0)
+        grid = int(np.argmax(phases))
+        rest = float(np.median(np.delete(phases, grid)))
+        ex = phases - rest
+        halves = lines[:, grid] - rest
+        if not (
+            rest > 0
+            and 0.05 * rest < ex[grid] < 4 * rest
+            and ex[grid - 1] + ex[(grid + 1) % 8] < 1.5 * ex[grid]
+            and halves.min() > 0.5 * halves.max()
+        ):
+            return 0.0
+        excess.append(ex[grid])
+    return float(np.mean(excess)) / 2
+
+
 @functools.cache
 def _white_gains() -> tuple[np.ndarray, np.ndarray]:
     """Mean and (1 - ALPHA) quantile of the cell edge energy for unit white noise, per scale.
@@ -258,10 +306,11 @@ def _white_gains() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _estimate(
-    img: np.ndarray, nm: NoiseModel, scale: float
+    img: np.ndarray, nm: NoiseModel, scale: float, floor_var: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-cell (sigma, log-sigma standard error, lower-bound flag, repeat); sigma NaN = no
-    edge. ``repeat`` is the side, in cells, of the pyramid pixel the measurement came from."""
+    edge. ``repeat`` is the side, in cells, of the pyramid pixel the measurement came from;
+    ``floor_var`` a least noise variance (compression error) in units of ``img``."""
     cells = (-(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE))
     gain_mean, gain_q = _white_gains()
     k = len(SCALES)
@@ -276,6 +325,7 @@ def _estimate(
     for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i], factor[i], last = se, f, i
         var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
+        var = np.maximum(var, np.float32(floor_var))
         weight[i] = nm.spectral_weight(se)
         var *= np.float32(weight[i])
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
@@ -420,18 +470,6 @@ def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return up[: shape[0], : shape[1]]
 
 
-def _as_pixel_size(pixel_size: float | PixelSize | None) -> PixelSize | None:
-    if pixel_size is None or isinstance(pixel_size, PixelSize):
-        return pixel_size
-    try:
-        value = float(pixel_size)
-    except (TypeError, ValueError):
-        raise BadInputError(
-            f"pixel_size must be metres per pixel or a PixelSize, got {pixel_size!r}"
-        ) from None
-    return PixelSize(value, value, "m")
-
-
 def _centred(image: np.ndarray) -> np.ndarray:
     """Data wider than float32 minus its median, in float64: a large offset (1e6 + small
     variations, 64-bit counts) would otherwise lose its detail in the float32 analysis. Blur
@@ -497,27 +535,33 @@ class BlurMap:
         Parameters
         ----------
         kind : {"sigma", "radius", "diameter", "fwhm", "edge_width"}, optional
-            ``radius``/``diameter`` of the uniform disk (R = 2 sigma), Gaussian ``fwhm``
-            (2.3548 sigma) or 20-80 % ``edge_width`` of a Gaussian (1.683 sigma). Default:
-            ``radius`` for a disk PSF, else ``sigma``.
+            ``radius``/``diameter`` of the uniform disk of the same sigma (R = 2 sigma);
+            ``fwhm`` and the 20-80 % ``edge_width`` of the map's own PSF family (a Gaussian's
+            FWHM is 2.3548 sigma, a disk's is its diameter), as :func:`defocus.psf.convert_width`
+            gives them. Default: ``radius`` for a disk PSF, else ``sigma``.
 
         Examples
         --------
         >>> bm = blur_map(np.random.default_rng(0).random((64, 64)), psf="disk")
         >>> bool(np.allclose(bm.to_parameter(), 2 * bm.sigma))
         True
+        >>> bool(np.allclose(bm.to_parameter("fwhm"), 4 * bm.sigma))
+        True
         """
-        factors = {
-            "sigma": 1.0,
-            "radius": 2.0,
-            "diameter": 4.0,
-            "fwhm": 2.0 * np.sqrt(2.0 * np.log(2.0)),
-            "edge_width": 1.683,
+        measures = {
+            "sigma": "sigma",
+            "radius": "radius",
+            "diameter": "diameter",
+            "fwhm": "fwhm",
+            "edge_width": "edge",
         }
         kind = kind or ("radius" if self.psf == "disk" else "sigma")
-        if kind not in factors:
-            raise BadInputError(f"unknown parameter {kind!r}; choose from {sorted(factors)}")
-        return (self.sigma * np.float32(factors[kind])).astype(np.float32)
+        if kind not in measures:
+            raise BadInputError(f"unknown parameter {kind!r}; choose from {sorted(measures)}")
+        # Both families scale with sigma, so one conversion of sigma = 1 gives the factor.
+        model = "disk" if self.psf == "disk" or kind in ("radius", "diameter") else "gauss"
+        factor = convert_width(1.0, from_="sigma", to=measures[kind], model=model)
+        return (self.sigma * np.float32(factor)).astype(np.float32)
 
     def to_physical(self, unit: str = "µm", *, kind: str = "sigma") -> np.ndarray:
         """Sigma (or another parameter, see :meth:`to_parameter`) in a length unit.
@@ -618,7 +662,9 @@ def blur_map(
         Metres per pixel (float) or a :class:`defocus.io.PixelSize`, for
         :meth:`BlurMap.to_physical`.
     noise_sigma : float, optional
-        Standard deviation of the white noise, in intensity units. Estimated if omitted.
+        Standard deviation of the white noise, in intensity units, taken as the whole noise.
+        Estimated if omitted, JPEG's compression error included where the image shows its
+        8 x 8 block grid.
     channel_axis : int, optional
         Axis of the colour channels; they are combined to luminance.
 
@@ -660,7 +706,10 @@ def blur_map(
         nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
-    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale)
+    # JPEG's error is noise the flat-block noise model cannot see (see _jpeg_error_variance);
+    # a given noise level is the whole noise, so tiles with a shared level match the whole map.
+    jpeg_var = _jpeg_error_variance(img) / scale**2 if noise_sigma is None else 0.0
+    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale, jpeg_var)
     if psf == "disk":
         cell_sigma *= np.float32(_DISK_SIGMA_RATIO)
     found = np.isfinite(cell_sigma)
@@ -685,7 +734,7 @@ def blur_map(
         stride=STRIDE,
         noise_sigma=float(np.median(nm.std(img[:: max(1, img.shape[0] // 256)]))),
         psf=psf,
-        pixel_size=_as_pixel_size(pixel_size),
+        pixel_size=as_pixel_size(pixel_size),
         lower_bound=_upsample(lb_share, img.shape) > 0.5,
         noise=nm,
     )
