@@ -153,10 +153,10 @@ def _layout(shape: Shape, offset: Offset, support: float) -> tuple[tuple[int, in
         n = 2 * math.ceil(reach) + 1
         out = (n, n)
     else:
-        out = (shape, shape) if isinstance(shape, int | np.integer) else tuple(shape)
-        if len(out) != 2 or min(out) < 1:
+        given = (shape, shape) if isinstance(shape, int | np.integer) else tuple(shape)
+        if len(given) != 2 or min(given) < 1:
             raise BadInputError(f"kernel shape must be two positive integers, got {shape!r}")
-        out = (int(out[0]), int(out[1]))
+        out = (int(given[0]), int(given[1]))
     if max(out) > MAX_KERNEL_SIZE:
         raise BadInputError(
             f"kernel {out[0]}x{out[1]} px is above the limit of {MAX_KERNEL_SIZE} px a side; "
@@ -1499,12 +1499,12 @@ def blur_width(model: str, measure: str = "sigma", **params: float) -> float:
         if m.natural != "radius":
             raise BadInputError(f"{model} has no radius; use sigma, fwhm or edge")
         if model == "airy" and params.get("radius") is None:
-            r = _J1_ZERO / (
-                math.pi * _cutoff(None, *(params.get(k) for k in _OPTICS), "radius", "airy")
-            )
+            wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
+            r = _J1_ZERO / (math.pi * _cutoff(None, wavelength, na, pixel_size, "radius", "airy"))
         elif model == "defocus" and params.get("radius") is None:
+            wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
             cutoff = _cutoff(
-                params.get("airy_radius"), *(params.get(k) for k in _OPTICS), "airy_radius", model
+                params.get("airy_radius"), wavelength, na, pixel_size, "airy_radius", model
             )
             r = 4 * _defocus_waves(None, params.get("waves"), cutoff) / cutoff
         else:
