@@ -195,14 +195,24 @@ class Kernel:
         }
 
 
-def _band_matrix(m: int) -> np.ndarray:
-    """0/1 weights (m, 2(m−1)) that sum an edge band of the Gram matrix for each window offset.
+def _band_sum(f: np.ndarray, axis: int) -> np.ndarray:
+    """Sum an edge band of the Gram matrix for each window offset (see :func:`_gram`).
 
-    Offset v covers low-band positions i >= v and high-band positions j < v (see :func:`_gram`).
+    ``f`` holds 2(m−1) band positions along ``axis``: m−1 low, then m−1 high. Offset v
+    (0..m−1) covers low positions i >= v and high positions i < v, so the result is the low
+    band's suffix sums plus the high band's prefix sums: O(m) per line, not O(m²). The sums
+    run as whole-slice additions (numpy's cumsum along an outer axis does not vectorise).
     """
-    i = np.arange(m - 1)[None, :]
-    v = np.arange(m)[:, None]
-    return np.hstack([i >= v, i < v]).astype(float)
+    f = np.moveaxis(f, axis, 0)
+    k = f.shape[0] // 2
+    out = np.zeros((k + 1, *f.shape[1:]), dtype=f.dtype)
+    for i in range(k - 1, -1, -1):
+        np.add(out[i + 1], f[i], out=out[i])
+    acc = np.zeros_like(out[0])
+    for i in range(k):
+        acc += f[k + i]
+        out[i + 1] += acc
+    return np.moveaxis(out, 0, axis)
 
 
 def _column_correlations(x: np.ndarray, m: int, band: np.ndarray, core: slice) -> np.ndarray:
@@ -232,7 +242,7 @@ def _gram(x: np.ndarray, m: int) -> np.ndarray:
     part inside the central region common to every window offset is a plain autocorrelation
     (one 2-D FFT); the bands of width m−1 along the four edges depend on the offset and come
     from per-column and per-row correlations (1-D FFTs) and direct products in the corners,
-    summed by :func:`_band_matrix`. Total O(N log N + N m + m⁵) instead of O(N m⁴).
+    summed by :func:`_band_sum`. Total O(N log N + N m + m⁴) instead of O(N m⁴).
     """
     h, w = x.shape
     hv, wv = h - m + 1, w - m + 1
@@ -247,15 +257,12 @@ def _gram(x: np.ndarray, m: int) -> np.ndarray:
     )
     lags = np.arange(-(m - 1), m)
     centre = auto[np.ix_(lags % shape[0], lags % shape[1])]  # [dy, dx]
-    wb = _band_matrix(m)
-    cols = np.tensordot(_column_correlations(x, m, band_x, ry), wb, axes=([2], [1]))
-    rows = np.tensordot(_column_correlations(x.T, m, band_y, rx), wb, axes=([2], [1]))
-    rows = rows.transpose(1, 0, 2)  # [dy, dx, vy]
+    cols = _band_sum(_column_correlations(x, m, band_x, ry), 2)
+    rows = _band_sum(_column_correlations(x.T, m, band_y, rx), 2).transpose(1, 0, 2)  # [dy, dx, vy]
     # Corner products in float32: they are sums of at most (2m)² terms, far below the total.
     padded = np.pad(x, m).astype(np.float32)
     corner = padded[np.ix_(band_y + m, band_x + m)]
-    col_idx = band_x[None, :] + lags[:, None] + m  # [dx, j]
-    wb32 = wb.astype(np.float32)
+    first_col = band_x + 1  # window start of column band_j − (m−1) in padded
     v = np.arange(m)
     dxg = v[:, None] - v[None, :] + m - 1  # dx index for (ux, vx)
     g = np.empty((m, m, m, m))
@@ -263,13 +270,15 @@ def _gram(x: np.ndarray, m: int) -> np.ndarray:
     for a in range(m - 1, 2 * m - 1):
         dy = int(lags[a])
         vy = np.arange(m - dy)
-        q = padded[band_y + dy + m][:, col_idx] * corner[:, None, :]  # [i, dx, j]
-        q = (wb32 @ q.reshape(q.shape[0], -1)).reshape(m, -1, q.shape[2]) @ wb32.T
+        # [i, j, dx]: the band sums run over the outer axes, dx stays contiguous
+        near = np.lib.stride_tricks.sliding_window_view(padded[band_y + dy + m], 2 * m - 1, 1)
+        q = near[:, first_col] * corner[:, :, None]
+        q = _band_sum(_band_sum(q, 0), 1)  # [vy, vx, dx]
         g[vy + dy, :, vy, :] = (
             centre[a][dxg][None]
             + cols[a][dxg, v[None, :]][None]
             + rows[a][:, vy].T[:, dxg]
-            + q[vy][:, dxg, v[None, :]]
+            + q[vy][:, v[None, :], dxg]
         )
     g = g.reshape(m * m, m * m)
     lower = np.repeat(np.arange(m), m)
