@@ -257,6 +257,31 @@ def test_automatic_size_finds_a_hollow_ring():
     assert _rel(est.kernel, np.pad(kernel, (m - kernel.shape[0]) // 2)) < 0.15
 
 
+def test_given_size_registers_a_ring_from_its_rim():
+    # The gradient correlation peaks on the ring's rim, 12 px from its centre; a box of 31 px
+    # once registered the pair on the rim (a 9 px shift) and returned half a ring.
+    kernel = P.ring(12.0, width=2.0)
+    full = data.camera().astype(float)
+    sharp = full[32:-32, 32:-32]
+    blurry = add_gaussian_noise(blur(full, kernel, mode="reflect")[32:-32, 32:-32], 0.255, rng=2)
+    est = estimate_kernel(sharp, blurry, size=31)
+    assert est.shift == pytest.approx((0.0, 0.0), abs=0.2)
+    assert _rel(est.kernel, np.pad(kernel, 2)) < 0.1
+
+
+def test_colour_kernels_match_the_grey_fit():
+    # Channels fit from the luminance fit's weights and solution; an achromatic blur gives
+    # each channel the grey kernel.
+    kernel = P.disk(3.5)
+    rgb = data.astronaut()[100:260, 150:310].astype(float)
+    blurry = add_gaussian_noise(blur(rgb, kernel, channel_axis=-1), 1.0, rng=5, channel_axis=-1)
+    est = estimate_kernel(rgb, blurry, channel_axis=-1, size=kernel.shape[0])
+    grey = estimate_kernel(rgb.mean(-1), blurry.mean(-1), size=kernel.shape[0])
+    for c in range(3):
+        assert _rel(est.kernel[..., c], grey.kernel) < 0.15
+    assert _rel(est.kernel.mean(-1), kernel) < 0.1
+
+
 # --------------------------------------------------------------------------------------------
 # trust: mismatch, clipping, border
 

@@ -655,14 +655,16 @@ def _locate(
     total = scipy.fft.irfft2(spectrum, shape, workers=_WORKERS)
     # Only a box around the peak is searched: the displacement's neighbourhood.
     peak = np.array(np.unravel_index(int(np.argmax(total)), shape))
-    box = min(3 * reach, min(shape) // 2 - 1)
+    box = min(4 * reach, min(shape) // 2 - 1)
     offsets = np.arange(-box, box + 1)
     c = total[np.ix_((peak[0] + offsets) % shape[0], (peak[1] + offsets) % shape[1])]
     c = np.maximum(c - _REGISTER_LEVEL * total.max(), 0.0)  # the kernel, not the background
     yy, xx = np.meshgrid(offsets, offsets, indexing="ij")
     centre = np.zeros(2)
-    for _ in range(5):
-        near = np.hypot(yy - centre[0], xx - centre[1]) <= reach
+    for step in range(6):
+        # The peak may lie on the kernel's rim: the first centroid takes in a kernel's full
+        # width around it, the later ones ``reach`` around the centre found.
+        near = np.hypot(yy - centre[0], xx - centre[1]) <= (2 * reach if step == 0 else reach)
         wgt = c * near
         moved = np.array([(wgt * yy).sum(), (wgt * xx).sum()]) / max(wgt.sum(), 1e-300)
         if np.allclose(moved, centre, atol=0.25):
