@@ -538,6 +538,34 @@ def _solve(
     return _Solution(g.reshape(m, m), eq.rss(g), gamma, noise2, floor, _SMOOTH * lam, edges)
 
 
+def _carried(eq: _Normal, seed: _Solution, noise2: float | None) -> _Solution | None:
+    """``seed``'s weights carried over to another channel of the same pair, or None.
+
+    One step of the evidence updates of :func:`_solve` with the seed's kernel shape and number
+    of well-determined entries, at this channel's gain and noise: ``λ = σ² γ / ‖Dg‖²`` scales
+    as σ²/gain² and the total-variation weight as σ²/gain. The noise, unless given, is the
+    seed kernel's residual on this channel (a channel whose kernel differs reads noisier and
+    is smoothed more). None when the seed kernel does not fit the channel with a positive gain.
+    """
+    total = float(seed.g.sum())
+    unit = seed.g.ravel() / total
+    gain = float(eq.rhs @ unit) / max(float(unit @ eq.gram @ unit), 1e-300)
+    if not gain > 0:
+        return None
+    if noise2 is None:
+        noise2 = max(eq.rss(gain * unit) / max(eq.n - seed.dof, 1.0), 1e-30 * eq.yy / eq.n)
+    ratio = noise2 / seed.noise2
+    return _Solution(
+        seed.g * (gain / total),
+        eq.rss(gain * unit),
+        seed.dof,
+        noise2,
+        seed.floor * math.sqrt(ratio),
+        seed.smooth * ratio * (total / gain) ** 2,
+        seed.edges * ratio * (total / gain),
+    )
+
+
 def _auto_size(
     x: np.ndarray,
     y: np.ndarray,
@@ -905,10 +933,12 @@ def estimate_kernel(
     seed = sol
     for c in range(x.shape[-1]):
         if x.shape[-1] > 1 or moved:
-            # Colour channels refit their weights (their noise differs from the mean's);
-            # a realigned grey pair keeps them and warm-starts from the first solution.
+            # Colour channels carry the mean's weights over to their own gain and noise, and
+            # warm-start from its kernel: about one ADMM each, no evidence iterations. A
+            # realigned grey pair keeps the weights and warm-starts from the first solution.
             eq = _normal_equations(x[..., c], y[..., c], size, excluded)
-            sol = _solve(eq, sol.noise2, fixed_noise=fixed, start=seed, refit=x.shape[-1] > 1)
+            start = seed if x.shape[-1] == 1 else _carried(eq, seed, noise2 if fixed else None)
+            sol = _solve(eq, sol.noise2, fixed_noise=fixed, start=start or seed, refit=not start)
         report(f"channel {c + 1} of {x.shape[-1]}" if x.shape[-1] > 1 else "fit")
         if not sol.g.sum() > 0:
             raise no_kernel
