@@ -122,6 +122,22 @@ def test_gram_matrix_is_exact():
         np.testing.assert_allclose(_gram(x, m), exact, atol=1e-7 * np.abs(exact).max())
 
 
+def test_dropped_tiles_are_covered_once_by_few_rectangles():
+    from defocus.kernel import _CLIP_TILE, _dropped_runs
+
+    t = _CLIP_TILE
+    dropped = np.zeros((5 * t, 4 * t), bool)
+    dropped[10, 70] = dropped[t + 5, t + 3] = dropped[2 * t + 1, t + 1] = True  # one column
+    dropped[4 * t + 2, 3 * t + 9] = True
+    runs = _dropped_runs(dropped)
+    cover = np.zeros(dropped.shape, int)
+    for r0, r1, c0, c1 in runs:
+        cover[r0:r1, c0:c1] += 1
+    tiles = dropped.reshape(5, t, 4, t).any(axis=(1, 3))
+    np.testing.assert_array_equal(cover, np.kron(tiles, np.ones((t, t), int)))
+    assert len(runs) == 2  # three tiles stacked in one column merge into one rectangle
+
+
 def test_beats_fourier_division_at_one_percent_noise(sharp):
     kernel = P.disk(5.5)
     blurry = _pair(sharp, kernel, 2.55)

@@ -335,22 +335,34 @@ def _pieces(
 def _dropped_runs(dropped: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Rectangles (r0, r1, c0, c1) of valid outputs covering the tiles with excluded outputs.
 
-    Neighbouring dropped tiles of a tile row merge into one rectangle, so the Gram matrix of
-    each costs one call of :func:`_gram`.
+    Neighbouring dropped tiles of a tile row merge into one rectangle, and so do runs of
+    consecutive tile rows over the same columns (the same tiles, fewer pieces), so the Gram
+    matrix of each costs one call of :func:`_gram`.
     """
     t = _CLIP_TILE
     hv, wv = dropped.shape
     rows = range(0, hv, t)
-    runs = []
+    runs: list[tuple[int, int, int, int]] = []
+    above: dict[tuple[int, int], int] = {}  # (c0, c1) -> index of the run ending on this row
     for r0 in rows:
         bad = [dropped[r0 : r0 + t, c0 : c0 + t].any() for c0 in range(0, wv, t)]
         start = None
+        here: dict[tuple[int, int], int] = {}
         for j, b in enumerate([*bad, False]):
             if b and start is None:
                 start = j
             elif not b and start is not None:
-                runs.append((r0, min(r0 + t, hv), start * t, min(j * t, wv)))
+                cols = (start * t, min(j * t, wv))
+                r1 = min(r0 + t, hv)
+                if cols in above:
+                    i = above[cols]
+                    runs[i] = (runs[i][0], r1, *cols)
+                else:
+                    i = len(runs)
+                    runs.append((r0, r1, *cols))
+                here[cols] = i
                 start = None
+        above = here
     return runs
 
 
