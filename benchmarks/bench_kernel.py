@@ -2,14 +2,17 @@
 
 Run:  python benchmarks/bench_kernel.py [--quick] [--selection-only]
       python benchmarks/bench_kernel.py --track mismatch
+      python benchmarks/bench_kernel.py --track speed [--repeat N]
 
 Writes benchmarks/results/kernel.md and kernel_example.png; with ``--selection-only`` just the
 model-selection part (every kernel, scene and condition), to results/kernel_selection.md; the
 mismatch track (issue 16: does the warning fire on wrong pairs, and stay silent on matching
-ones?) writes kernel_mismatch.md. Peers run side by side in the same process on the same
-pairs: DIPlib's recipe (``dip.WienerDeconvolution`` with the roles swapped, regularisation
-1e-9, option "pad") and plain Fourier division. Both peers are given the true support size
-(the crop around their output's centre); ours chooses its own.
+ones?) writes kernel_mismatch.md; the speed track (issue 17: size given and automatic against
+DIPlib's recipe, interleaved, with each method's kernel error, and colour against grey) writes
+kernel_speed.md. Peers run side by side in the same process on the same pairs: DIPlib's recipe
+(``dip.WienerDeconvolution`` with the roles swapped, regularisation 1e-9, option "pad") and
+plain Fourier division. Both peers are given the true support size (the crop around their
+output's centre); ours chooses its own.
 """
 
 from __future__ import annotations
@@ -237,6 +240,92 @@ def speed(quick: bool) -> dict[str, dict[str, float]]:
     return out
 
 
+def speed_track(repeat: int) -> tuple[list[tuple[str, str, float, float]], str]:
+    """Seconds and kernel error of ours (size given and automatic) and the peers on the speed
+    pairs, interleaved in one process; plus a colour pair against its own grey fit."""
+    truth = P.disk(20.5)
+    tiles = [load(n) for n in ("camera", "brick", "gravel", "grass")]
+    big = np.block([[np.rot90(tiles[(r + c) % 4], r) for c in range(4)] for r in range(4)])
+    rows: list[tuple[str, str, float, float]] = []
+    for label, scene in (("512×512", load("camera")), ("2048×2048 (4.2 MP)", big)):
+        blurry = add_gaussian_noise(blur(scene, truth), 2.55, rng=5)
+        methods = {
+            "defocus (size=41)": lambda s=scene, b=blurry: estimate_kernel(s, b, size=41).kernel,
+            "defocus (automatic size)": lambda s=scene, b=blurry: estimate_kernel(s, b).kernel,
+            "DIPlib recipe": lambda s=scene, b=blurry: diplib_recipe(s, b, 41),
+            "Fourier division": lambda s=scene, b=blurry: fourier_division(s, b, 41),
+        }
+        times: dict[str, list[float]] = {m: [] for m in methods}
+        errs: dict[str, float] = {}
+        for _ in range(repeat):  # interleaved: every method once per round
+            for m, fn in methods.items():
+                t = time.perf_counter()
+                k = fn()
+                times[m].append(time.perf_counter() - t)
+                errs[m] = rel_error(k, truth)
+        rows += [(label, m, _median(times[m]), errs[m]) for m in methods]
+        print(f"  speed {label} done", file=sys.stderr, flush=True)
+    rgb = data.astronaut()[:448, :448].astype(np.float64)
+    blurry = add_gaussian_noise(blur(rgb, truth, channel_axis=-1), 2.55, rng=6, channel_axis=-1)
+    grey_t, colour_t = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        grey = estimate_kernel(rgb.mean(-1), blurry.mean(-1), size=41)
+        grey_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        colour = estimate_kernel(rgb, blurry, channel_axis=-1, size=41)
+        colour_t.append(time.perf_counter() - t)
+    rows.append(
+        (
+            "448×448 astronaut",
+            "defocus grey (size=41)",
+            _median(grey_t),
+            rel_error(grey.kernel, truth),
+        )
+    )
+    rows.append(
+        (
+            "448×448 astronaut",
+            "defocus colour (size=41), channel mean",
+            _median(colour_t),
+            rel_error(colour.kernel.mean(-1), truth),
+        )
+    )
+    return rows, f"{repeat} rounds"
+
+
+def speed_report(rows: list[tuple[str, str, float, float]], repeat: int, seconds: float) -> str:
+    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        "# Kernel estimation speed against DIPlib's recipe (issue 17)",
+        "",
+        "- Command: `python benchmarks/bench_kernel.py --track speed`; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {seconds / 60:.1f} min on {os.cpu_count()} "
+        f"shared cores, load average {load1:.1f} at the end; BLAS limited to one thread",
+        f"- Median of {repeat} rounds, every method once per round in one process. Pair: the "
+        "speed pairs of the full benchmark (disk d 41, 1 % noise); error: relative L2 against "
+        "the true kernel (peers cropped to 41 px). Colour: scikit-image astronaut, the same disk.",
+        "",
+        "| pair | method | median s | kernel error |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {p} | {m} | {t:.2f} | {e:.3f} |" for p, m, t, e in rows]
+    lines.append("")
+    for pair in dict.fromkeys(p for p, *_ in rows):
+        t = {m: v for p, m, v, _ in rows if p == pair}
+        if "DIPlib recipe" in t:
+            lines.append(
+                f"- {pair}: size given {t['defocus (size=41)'] / t['DIPlib recipe']:.2f}× "
+                f"DIPlib (target ≤ 1), automatic size "
+                f"{t['defocus (automatic size)'] / t['DIPlib recipe']:.2f}× (target ≤ 2)."
+            )
+        else:
+            grey, colour = t.values()
+            lines.append(f"- {pair}: colour costs {colour / grey:.2f}× the grey fit.")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def picture(pictures: dict[str, np.ndarray], path: Path) -> None:
     from matplotlib.figure import Figure
 
@@ -460,7 +549,8 @@ def mismatch_report(res: dict[str, list], images: list[str], seconds: float) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="one scene, 7 kernels, short speed test")
-    ap.add_argument("--track", choices=("all", "mismatch"), default="all")
+    ap.add_argument("--track", choices=("all", "mismatch", "speed"), default="all")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the speed track")
     ap.add_argument(
         "--selection-only",
         action="store_true",
@@ -468,6 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     start = time.perf_counter()
+    if args.track == "speed":
+        rows, _ = speed_track(args.repeat)
+        report = speed_report(rows, args.repeat, time.perf_counter() - start)
+        tmp = RESULTS / "kernel_speed.md.tmp"
+        tmp.write_text(report)
+        tmp.replace(RESULTS / "kernel_speed.md")
+        print(report)
+        return 0
     if args.track == "mismatch":
         report = mismatch_report(mismatch(list(IMAGES)), list(IMAGES), time.perf_counter() - start)
         tmp = RESULTS / "kernel_mismatch.md.tmp"

@@ -114,10 +114,28 @@ def test_gram_matrix_is_exact():
     from defocus.kernel import _gram
 
     rng = np.random.default_rng(3)
-    for shape, m in (((21, 26), 5), ((17, 19), 9)):
+    for shape, m in (((21, 26), 5), ((17, 19), 9), ((50, 57), 21), ((9, 12), 1), ((30, 23), 2)):
         x = rng.normal(size=shape)
         windows = sliding_window_view(x, (m, m)).reshape(-1, m * m)
-        np.testing.assert_allclose(_gram(x, m), windows.T @ windows, atol=1e-5)
+        exact = windows.T @ windows
+        # The corner bands are summed in float32: relative error ~1e-7 of the diagonal.
+        np.testing.assert_allclose(_gram(x, m), exact, atol=1e-7 * np.abs(exact).max())
+
+
+def test_dropped_tiles_are_covered_once_by_few_rectangles():
+    from defocus.kernel import _CLIP_TILE, _dropped_runs
+
+    t = _CLIP_TILE
+    dropped = np.zeros((5 * t, 4 * t), bool)
+    dropped[10, 70] = dropped[t + 5, t + 3] = dropped[2 * t + 1, t + 1] = True  # one column
+    dropped[4 * t + 2, 3 * t + 9] = True
+    runs = _dropped_runs(dropped)
+    cover = np.zeros(dropped.shape, int)
+    for r0, r1, c0, c1 in runs:
+        cover[r0:r1, c0:c1] += 1
+    tiles = dropped.reshape(5, t, 4, t).any(axis=(1, 3))
+    np.testing.assert_array_equal(cover, np.kron(tiles, np.ones((t, t), int)))
+    assert len(runs) == 2  # three tiles stacked in one column merge into one rectangle
 
 
 def test_beats_fourier_division_at_one_percent_noise(sharp):
@@ -253,6 +271,31 @@ def test_automatic_size_finds_a_hollow_ring():
     assert est.shift == pytest.approx((0.0, 0.0), abs=0.2)
     m = est.kernel.shape[0]
     assert _rel(est.kernel, np.pad(kernel, (m - kernel.shape[0]) // 2)) < 0.15
+
+
+def test_given_size_registers_a_ring_from_its_rim():
+    # The gradient correlation peaks on the ring's rim, 12 px from its centre; a box of 31 px
+    # once registered the pair on the rim (a 9 px shift) and returned half a ring.
+    kernel = P.ring(12.0, width=2.0)
+    full = data.camera().astype(float)
+    sharp = full[32:-32, 32:-32]
+    blurry = add_gaussian_noise(blur(full, kernel, mode="reflect")[32:-32, 32:-32], 0.255, rng=2)
+    est = estimate_kernel(sharp, blurry, size=31)
+    assert est.shift == pytest.approx((0.0, 0.0), abs=0.2)
+    assert _rel(est.kernel, np.pad(kernel, 2)) < 0.1
+
+
+def test_colour_kernels_match_the_grey_fit():
+    # Channels fit from the luminance fit's weights and solution; an achromatic blur gives
+    # each channel the grey kernel.
+    kernel = P.disk(3.5)
+    rgb = data.astronaut()[100:260, 150:310].astype(float)
+    blurry = add_gaussian_noise(blur(rgb, kernel, channel_axis=-1), 1.0, rng=5, channel_axis=-1)
+    est = estimate_kernel(rgb, blurry, channel_axis=-1, size=kernel.shape[0])
+    grey = estimate_kernel(rgb.mean(-1), blurry.mean(-1), size=kernel.shape[0])
+    for c in range(3):
+        assert _rel(est.kernel[..., c], grey.kernel) < 0.15
+    assert _rel(est.kernel.mean(-1), kernel) < 0.1
 
 
 # --------------------------------------------------------------------------------------------
