@@ -267,7 +267,7 @@ def _gram(x: np.ndarray, m: int) -> np.ndarray:
     first_col = band_x + 1  # window start of column band_j − (m−1) in padded
     v = np.arange(m)
     dxg = v[:, None] - v[None, :] + m - 1  # dx index for (ux, vx)
-    g = np.empty((m, m, m, m))
+    g: np.ndarray = np.empty((m, m, m, m))
     # G is symmetric: fill the rows with uy >= vy (dy >= 0) and mirror the rest.
     for a in range(m - 1, 2 * m - 1):
         dy = int(lags[a])
@@ -904,7 +904,7 @@ def estimate_kernel(
         )
     xs, ys = x.mean(axis=-1), y.mean(axis=-1)
     fixed = noise is not None
-    noise2 = (_psf._positive("noise", noise) if fixed else haar_sigma(ys)) ** 2
+    noise2 = (_psf._positive("noise", noise) if noise is not None else haar_sigma(ys)) ** 2
     clips = (x_clip, y_clip)
     if size is None:
         # Start no smaller than the kernel the gradient correlation shows (a ring's best
@@ -954,20 +954,23 @@ def estimate_kernel(
         report(f"channel {c + 1} of {x.shape[-1]}" if x.shape[-1] > 1 else "fit")
         if not sol.g.sum() > 0:
             raise no_kernel
-        k, gain, offset, residual = _intensity(eq, sol.g)
+        k, gain_c, offset_c, residual_c = _intensity(eq, sol.g)
         kernels.append(k)
-        gains.append(gain)
-        offsets.append(offset)
-        residuals.append(residual)
+        gains.append(gain_c)
+        offsets.append(offset_c)
+        residuals.append(residual_c)
         noises.append(math.sqrt(sol.noise2))
         # The noise the fit cannot explain, measured on blurry alone.
         sigma = float(noise) if noise is not None else haar_sigma(y[..., c])
         measured.append(sigma)
         tss = max(eq.yy, 1e-300)
-        explained.append(1.0 - residual**2 * eq.n / tss)
+        explained.append(1.0 - residual_c**2 * eq.n / tss)
         explainable.append(max(1.0 - sigma**2 * eq.n / tss, 0.0))
 
     kernel = np.stack(kernels, axis=-1)
+    gain: float | np.ndarray
+    offset: float | np.ndarray
+    residual: float | np.ndarray
     if channel_axis is None:
         kernel = kernel[..., 0]
         gain, offset, residual = gains[0], offsets[0], residuals[0]
@@ -1432,7 +1435,8 @@ class Identification:
 
     def kernel(self) -> np.ndarray:
         """The identified PSF rendered by :func:`psf.render` (sums to 1)."""
-        return _psf.render(self.model, **self.params)
+        params: dict[str, Any] = dict(self.params)
+        return _psf.render(self.model, **params)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON summary."""
@@ -1728,15 +1732,15 @@ def _identify(lum: np.ndarray, models: tuple[str, ...]) -> Identification:
         j = int(np.argmin(cost))
         best[model] = (float(fine[j]), float(cost[j]))
     chosen = min(best, key=lambda name: best[name][1])
-    value, cost = best[chosen]
+    value, chosen_cost = best[chosen]
     n = f.size
     # Model probability from the Schwarz criterion (equal parameter counts: the residual ratio).
     others = [c for name, (_, c) in best.items() if name != chosen]
     p_model = 1.0
     if others:
-        delta = 0.5 * n * math.log(min(others) / max(cost, 1e-300))
+        delta = 0.5 * n * math.log(min(others) / max(chosen_cost, 1e-300))
         p_model = 1.0 / (1.0 + math.exp(-min(delta, 700.0)))
-    explained = max(0.0, 1.0 - cost / max(none_cost, 1e-300))
+    explained = max(0.0, 1.0 - chosen_cost / max(none_cost, 1e-300))
     confidence = p_model * explained
     if chosen == "disk":
         ceps = _cepstrum_diameter(lum, 2 * value + 8)
