@@ -13,6 +13,7 @@ import numpy as np
 from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES, blur_map
 from ..io import DEFAULT_MAX_PIXELS, scratch_path, write_json, write_map
+from . import COMMANDS
 from ._common import (
     add_input_options,
     blur_line,
@@ -29,7 +30,7 @@ from ._outputs import add_output_options, check_plan
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "map",
-        help="per-pixel blur sigma (px) with confidence, and the focal plane",
+        help=COMMANDS["map"],
         description=(
             "For each IMAGE write <stem>.blur.sigma.tif (float32, px), "
             "<stem>.blur.confidence.tif, <stem>.blur.png (heatmap with a colourbar in px, and in "
