@@ -1048,43 +1048,44 @@ def _colour(
         return y
     out = np.empty((*shape[:2], shape[2]), np.float32)
     used = np.bincount(source.ravel(), minlength=n) > 0
-    # A worker thread reads the next source frame while this one is sampled (as in fuse).
-    pool = ThreadPoolExecutor(max_workers=1)
-    reads = {k: pool.submit(_load, frames[k], k, channel_axis) for k in np.flatnonzero(used)[:1]}
-    try:
-        for k in range(n):
-            if used[k]:
-                data = reads.pop(k).result().data
-                later = np.flatnonzero(used[k + 1 :])
-                if later.size:
-                    j = k + 1 + int(later[0])
-                    reads[j] = pool.submit(_load, frames[j], j, channel_axis)
-                hit = source == k
-                rows, cols = np.nonzero(hit)
-                t = transforms[k]
-                if np.allclose(t, np.eye(3), atol=1e-4):
-                    vals = data[rows, cols].astype(np.float32)
-                else:
-                    coords = np.stack(
-                        [
-                            t[0, 0] * rows + t[0, 1] * cols + t[0, 2],
-                            t[1, 0] * rows + t[1, 1] * cols + t[1, 2],
-                        ]
-                    ).astype(np.float32)
-                    vals = np.stack(
-                        [
-                            ndimage.map_coordinates(
-                                data[..., ch], coords, order=1, mode="nearest", output=np.float32
-                            )
-                            for ch in range(shape[2])
-                        ],
-                        axis=-1,
+
+    def paint(k: int) -> None:
+        data = _load(frames[k], k, channel_axis).data
+        rows, cols = np.nonzero(source == k)
+        t = transforms[k]
+        if np.allclose(t, np.eye(3), atol=1e-4):
+            vals = data[rows, cols].astype(np.float32)
+        else:
+            coords = np.stack(
+                [
+                    t[0, 0] * rows + t[0, 1] * cols + t[0, 2],
+                    t[1, 0] * rows + t[1, 1] * cols + t[1, 2],
+                ]
+            ).astype(np.float32)
+            vals = np.stack(
+                [
+                    ndimage.map_coordinates(
+                        data[..., ch], coords, order=1, mode="nearest", output=np.float32
                     )
-                out[rows, cols] = vals * np.float32(gain[k])
-                del data
-            tick(f"colour from frame {k + 1}/{n}")
-    finally:
-        pool.shutdown(cancel_futures=True)
+                    for ch in range(shape[2])
+                ],
+                axis=-1,
+            )
+        out[rows, cols] = vals * np.float32(gain[k])
+
+    # Every pixel has one source frame, so the frames fill disjoint pixels: two workers read
+    # and sample them at once (the codecs, numpy and scipy.ndimage release the GIL).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(paint, k) if used[k] else None for k in range(n)]
+        try:
+            for k, job in enumerate(jobs):
+                if job is not None:
+                    job.result()
+                tick(f"colour from frame {k + 1}/{n}")
+        finally:
+            for job in jobs:
+                if job is not None:
+                    job.cancel()
     nch = shape[2]
     delta = y - _lum(_Frame(out, "fused"))
     if nch in (3, 4):
