@@ -54,7 +54,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -740,30 +740,37 @@ def fuse(
 
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as mill:
         ahead = reader.submit(read, 0)
-        pending = None
+        pending: list[Future] = []  # the frame being decomposed, at most one
+
+        def drain() -> None:
+            for job in pending:
+                job.result()
+                tick(f"aligned and decomposed frame {len(energies)}/{n}")
+            pending.clear()
+
         for k in range(n):
-            fr, y, lv = ahead.result()
+            try:
+                fr, y, lv = ahead.result()
+                if fr.data.shape != shape:
+                    raise BadInputError(
+                        f"{fr.name}: shape {fr.data.shape} differs from the first frame's {shape}"
+                    )
+                if fr.data.dtype != dtype:
+                    raise BadInputError(
+                        f"{fr.name}: dtype {fr.data.dtype} differs from the first's {dtype}"
+                    )
+            except BaseException:
+                drain()  # the frames before this one count as done
+                raise
             if k + 1 < n:
                 ahead = reader.submit(read, k + 1)
-            if fr.data.shape != shape:
-                raise BadInputError(
-                    f"{fr.name}: shape {fr.data.shape} differs from the first frame's {shape}"
-                )
-            if fr.data.dtype != dtype:
-                raise BadInputError(
-                    f"{fr.name}: dtype {fr.data.dtype} differs from the first's {dtype}"
-                )
             if lv is not None:
                 register_frame(k, fr, *lv)
             job = mill.submit(decompose, k, y)
             del fr, y, lv
-            if pending is not None:
-                pending.result()
-                tick(f"aligned and decomposed frame {k}/{n}")
-            pending = job
-        if pending is not None:
-            pending.result()
-            tick(f"aligned and decomposed frame {n}/{n}")
+            drain()
+            pending.append(job)
+        drain()
     return _finish(
         frames,
         coeffs,
