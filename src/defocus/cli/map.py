@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -140,87 +140,97 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     # Two workers: matplotlib loads while the blur map runs in numpy and scipy (which release
     # the GIL), then the TIFFs compress and the summary sorts while this thread draws.
     with ThreadPoolExecutor(2) as pool:
-        viz = pool.submit(_viz)
-        img = read_input(path, args)
-        bm = blur_map(
-            img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis
-        )
-        calibration = _calibration(args)
-        files = map_outputs(path, out, height=calibration is not None)
-        written = [
-            pool.submit(write_map, files[name], values, pixel_size=img.pixel_size)
-            for name, values in (("sigma", bm.sigma), ("confidence", bm.confidence))
-        ]
-        blur_summary = pool.submit(bm.summary)
+        written: dict[Path, Future] = {}
         try:
-            fp = focal_plane(bm)
-        except BadInputError as exc:  # e.g. no confident measurements: still write the map
-            fp, fp_note = None, str(exc)
-        # physical unit for the summary: geometric mean of the x and y sizes, as in the heatmap
-        physical = None
-        if img.pixel_size is not None:
-            ps = img.pixel_size.readable()
-            physical = (ps.unit, float(np.sqrt(ps.x * ps.y)))
-        draw = viz.result()
-        draw.save_figure(
-            draw.sigma_heatmap(
-                img.data,
-                bm.sigma,
-                channel_axis=img.channel_axis,
-                pixel_size=img.pixel_size,
-                title=f"{display_name(path)}: blur sigma ({args.psf} PSF)",
-            ),
-            files["heatmap"],
-        )
-        summary: dict[str, Any] = {
-            "input": str(path),
-            "shape": list(img.data.shape),
-            "dtype": str(img.data.dtype),
-            "pixel_size": img.pixel_size,
-            "pixel_size_source": img.pixel_size_source,
-            "blur": blur_summary.result(),
-        }
-        if physical is not None and summary["blur"]["sigma"] is not None:
-            unit, factor = physical
-            summary["blur"]["sigma_physical"] = {
-                k: round(v * factor, 4) for k, v in summary["blur"]["sigma"].items()
-            } | {"unit": unit}
-        if fp is None:
-            summary["focal_plane"] = {"error": fp_note}
-            files.pop("profile")
-        else:
-            summary["focal_plane"] = fp.summary()
-            if fp.significant:
-                summary["sharpest_band"] = {
-                    "axis": fp.axis,
-                    "position": round(fp.position, 4),
-                    "position_from_end": round(1 - fp.position, 4),
-                }
+            viz = pool.submit(_viz)
+            img = read_input(path, args)
+            bm = blur_map(
+                img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis
+            )
+            calibration = _calibration(args)
+            files = map_outputs(path, out, height=calibration is not None)
+            for name, values in (("sigma", bm.sigma), ("confidence", bm.confidence)):
+                written[files[name]] = pool.submit(
+                    write_map, files[name], values, pixel_size=img.pixel_size
+                )
+            blur_summary = pool.submit(bm.summary)
+            try:
+                fp = focal_plane(bm)
+            except BadInputError as exc:  # e.g. no confident measurements: still write the map
+                fp, fp_note = None, str(exc)
+            # physical unit for the summary: geometric mean of the x and y sizes, as in the heatmap
+            physical = None
+            if img.pixel_size is not None:
+                ps = img.pixel_size.readable()
+                physical = (ps.unit, float(np.sqrt(ps.x * ps.y)))
+            draw = viz.result()
             draw.save_figure(
-                draw.focal_plane_figure(
-                    bm,
-                    fp,
-                    title=(
-                        f"{display_name(path)}: sharpest at {fp.position:.1%}, "
-                        f"tilt {fp.angle:.1f}°\n"
-                        f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
-                        if fp.significant
-                        else f"{display_name(path)}: no significant blur gradient: no focal line"
-                    ),
+                draw.sigma_heatmap(
+                    img.data,
+                    bm.sigma,
+                    channel_axis=img.channel_axis,
+                    pixel_size=img.pixel_size,
+                    title=f"{display_name(path)}: blur sigma ({args.psf} PSF)",
                 ),
-                files["profile"],
+                files["heatmap"],
             )
-        if calibration is not None:
-            from ..zseries import height_map
+            summary: dict[str, Any] = {
+                "input": str(path),
+                "shape": list(img.data.shape),
+                "dtype": str(img.data.dtype),
+                "pixel_size": img.pixel_size,
+                "pixel_size_source": img.pixel_size_source,
+                "blur": blur_summary.result(),
+            }
+            if physical is not None and summary["blur"]["sigma"] is not None:
+                unit, factor = physical
+                summary["blur"]["sigma_physical"] = {
+                    k: round(v * factor, 4) for k, v in summary["blur"]["sigma"].items()
+                } | {"unit": unit}
+            if fp is None:
+                summary["focal_plane"] = {"error": fp_note}
+                files.pop("profile")
+            else:
+                summary["focal_plane"] = fp.summary()
+                if fp.significant:
+                    summary["sharpest_band"] = {
+                        "axis": fp.axis,
+                        "position": round(fp.position, 4),
+                        "position_from_end": round(1 - fp.position, 4),
+                    }
+                draw.save_figure(
+                    draw.focal_plane_figure(
+                        bm,
+                        fp,
+                        title=(
+                            f"{display_name(path)}: sharpest at {fp.position:.1%}, "
+                            f"tilt {fp.angle:.1f}°\n"
+                            f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
+                            if fp.significant
+                            else f"{display_name(path)}: no significant blur gradient: "
+                            "no focal line"
+                        ),
+                    ),
+                    files["profile"],
+                )
+            if calibration is not None:
+                from ..zseries import height_map
 
-            k, unit = calibration
-            hm = height_map(bm, k=k, unit=unit, z0_side=args.z0_side, focal=fp)
-            written.append(
-                pool.submit(write_map, files["height"], hm.height, pixel_size=img.pixel_size)
-            )
-            summary["height"] = hm.summary()
-        for job in written:
-            job.result()  # a failed write raises here
+                k, unit = calibration
+                hm = height_map(bm, k=k, unit=unit, z0_side=args.z0_side, focal=fp)
+                written[files["height"]] = pool.submit(
+                    write_map, files["height"], hm.height, pixel_size=img.pixel_size
+                )
+                summary["height"] = hm.summary()
+            for job in written.values():
+                job.result()  # a failed write raises here
+        except BaseException:
+            # Nothing of an interrupted or failed image is left: a write on a worker cannot be
+            # stopped halfway, so it finishes and its file is removed.
+            for dest, job in written.items():
+                if not job.cancel() and job.exception() is None:
+                    dest.unlink(missing_ok=True)
+            raise
     summary["outputs"] = {k: str(v) for k, v in files.items()}
     write_json(files["summary"], summary)
     return summary
