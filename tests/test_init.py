@@ -43,3 +43,30 @@ def test_namespace_is_complete():
     assert defocus.focal_plane is importlib.import_module("defocus.focalplane").focal_plane
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = defocus.nope
+
+
+def test_help_builds_no_sub_command():
+    """``defocus --help`` lists every command without importing scipy or any command module."""
+    code = (
+        "import contextlib, io\nfrom defocus.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+        "import json, sys\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy' "
+        "or m.startswith('defocus.cli.'))))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(defocus.__file__).parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_partial_parser_matches_the_full_one():
+    from defocus.cli import COMMANDS, build_parser
+
+    full = build_parser()
+    assert build_parser([]).format_help() == full.format_help()
+    one = build_parser(["map"])
+    argv = ["map", "a.tif", "-o", "out", "--psf", "disk"]
+    assert vars(one.parse_args(argv)) == vars(full.parse_args(argv))
+    assert set(COMMANDS) == set(full._subparsers._group_actions[0].choices)

@@ -71,6 +71,27 @@ def test_heatmap_png_has_colourbar_unit_and_is_written(tmp_path):
     assert png.data.dtype == np.uint8 and png.data.ndim == 3
 
 
+def test_large_heatmap_draws_block_means_in_image_coordinates(tmp_path, monkeypatch):
+    import defocus.viz as viz
+
+    cam = data.camera()[:400]  # 400 x 512, each pixel repeated 4 x 4: 1600 x 2048
+    big = np.repeat(np.repeat(cam, 4, axis=0), 4, axis=1)
+    sigma = np.repeat(np.repeat(np.linspace(0, 5, cam.size).reshape(cam.shape), 4, 0), 4, 1)
+    ps = PixelSize(97.66, 97.66, "nm")
+    fig = heatmap_figure(big, sigma, label="sigma", pixel_size=ps)
+    drawn = fig.axes[0].images[0]
+    assert max(drawn.get_array().shape) <= 1536
+    assert drawn.get_extent() == [-0.5, 2047.5, 1599.5, -0.5]
+    save_figure(fig, tmp_path / "fast.png")
+    monkeypatch.setattr(viz, "_DRAW_PX", 10**6)  # every pixel drawn: the reference picture
+    full = heatmap_figure(big, sigma, label="sigma", pixel_size=ps)
+    assert full.axes[0].images[0].get_array().shape == big.shape
+    save_figure(full, tmp_path / "full.png")
+    a, b = (read_image(tmp_path / f).data.astype(float) for f in ("fast.png", "full.png"))
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 0.3  # grey levels out of 255 (measured 0.05)
+
+
 def test_heatmap_rejects_mismatched_map():
     with pytest.raises(BadInputError):
         heatmap_figure(np.zeros((4, 4)), np.zeros((5, 4)), label="x")

@@ -54,7 +54,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -678,52 +678,41 @@ def fuse(
     last = 0  # the last frame that aligned
     ref_level = 0.0
 
-    # Two-stage pipeline: a worker thread reads and decodes the next frame (the image codecs
-    # and numpy release the GIL) while this thread registers and decomposes the current one.
-    # Frames are taken in order, so errors surface in frame order as in a plain loop.
-    def read(k: int) -> tuple[_Frame, np.ndarray]:
+    # Three-stage pipeline, each stage in frame order: a worker thread reads and decodes frame
+    # k + 1 and builds its registration pyramid while this thread registers frame k, and a
+    # second worker resamples and decomposes frame k - 1 (image codecs, numpy, scipy.ndimage
+    # and scikit-image's warp release the GIL). Errors surface in frame order, as in a loop.
+    def read(k: int) -> tuple[_Frame, np.ndarray, tuple[list[np.ndarray], int] | None]:
         fr = first if k == 0 else _load(frames[k], k, channel_axis)
-        return fr, _lum(fr)
+        y = _lum(fr)
+        return fr, y, _align_levels(y) if align else None
 
-    def ingest(k: int, fr: _Frame, y: np.ndarray) -> None:
-        nonlocal prev_lv, last, ref_level
-        if fr.data.shape != shape:
-            raise BadInputError(
-                f"{fr.name}: shape {fr.data.shape} differs from the first frame's {shape}"
+    def register_frame(k: int, fr: _Frame, lv: list[np.ndarray], f_align: int) -> None:
+        nonlocal prev_lv, last
+        if k == 0:
+            prev_lv, last = lv, 0
+            return
+        # Register to the last frame that aligned: neighbours differ least in focus, and a
+        # failed frame must not pull its successors off.
+        m, ncc = _register_levels(prev_lv, lv, f_align, motion)
+        scale = np.sqrt(abs(np.linalg.det(m[:2, :2])))
+        far = np.abs(m[:2, 2] - (np.eye(2) - m[:2, :2]) @ ((np.array(hw) - 1) / 2))
+        if ncc < _MIN_NCC or not (0.8 < scale < 1.25) or (far > 0.2 * np.array(hw)).any():
+            name = f"frame {k}" if isinstance(frames[k], np.ndarray) else f"{fr.name} (frame {k})"
+            warnings.warn(
+                f"{name}: alignment failed (correlation {ncc:.2f} with frame {last}, "
+                f"scale {scale:.3f}); it keeps frame {last}'s position",
+                AlignmentWarning,
+                stacklevel=2,
             )
-        if fr.data.dtype != dtype:
-            raise BadInputError(
-                f"{fr.name}: dtype {fr.data.dtype} differs from the first's {dtype}"
-            )
-        fr_name = fr.name
-        del fr
-        if align:
-            lv, f = _align_levels(y)
-            if k == 0:
-                prev_lv, last = lv, 0
-            else:
-                # Register to the last frame that aligned: neighbours differ least in focus,
-                # and a failed frame must not pull its successors off.
-                m, ncc = _register_levels(prev_lv, lv, f, motion)
-                scale = np.sqrt(abs(np.linalg.det(m[:2, :2])))
-                far = np.abs(m[:2, 2] - (np.eye(2) - m[:2, :2]) @ ((np.array(hw) - 1) / 2))
-                if ncc < _MIN_NCC or not (0.8 < scale < 1.25) or (far > 0.2 * np.array(hw)).any():
-                    name = (
-                        f"frame {k}"
-                        if isinstance(frames[k], np.ndarray)
-                        else f"{fr_name} (frame {k})"
-                    )
-                    warnings.warn(
-                        f"{name}: alignment failed (correlation {ncc:.2f} with frame {last}, "
-                        f"scale {scale:.3f}); it keeps frame {last}'s position",
-                        AlignmentWarning,
-                        stacklevel=2,
-                    )
-                    transforms[k] = transforms[last]
-                    aligned[k] = False
-                else:
-                    transforms[k] = transforms[last] @ m
-                    prev_lv, last = lv, k
+            transforms[k] = transforms[last]
+            aligned[k] = False
+        else:
+            transforms[k] = transforms[last] @ m
+            prev_lv, last = lv, k
+
+    def decompose(k: int, y: np.ndarray) -> None:
+        nonlocal ref_level
         if k > 0 and not np.allclose(transforms[k], np.eye(3), atol=1e-4):
             y = warp(y, transforms[k])
         if align:
@@ -747,21 +736,41 @@ def fuse(
         low = _reduce(y)
         guide[better] = low[better]
         guide_e[better] = e[better]
-        if method == "wavelet":
-            coeffs.append(_wavelet(y, nlev))
-        else:
-            coeffs.append(pyr)
-        del y, pyr, low
-        tick(f"aligned and decomposed frame {k + 1}/{n}")
+        coeffs.append(_wavelet(y, nlev) if method == "wavelet" else pyr)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(read, 0)
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as mill:
+        ahead = reader.submit(read, 0)
+        pending: list[Future] = []  # the frame being decomposed, at most one
+
+        def drain() -> None:
+            for job in pending:
+                job.result()
+                tick(f"aligned and decomposed frame {len(energies)}/{n}")
+            pending.clear()
+
         for k in range(n):
-            fr, y = ahead.result()
+            try:
+                fr, y, lv = ahead.result()
+                if fr.data.shape != shape:
+                    raise BadInputError(
+                        f"{fr.name}: shape {fr.data.shape} differs from the first frame's {shape}"
+                    )
+                if fr.data.dtype != dtype:
+                    raise BadInputError(
+                        f"{fr.name}: dtype {fr.data.dtype} differs from the first's {dtype}"
+                    )
+            except BaseException:
+                drain()  # the frames before this one count as done
+                raise
             if k + 1 < n:
-                ahead = pool.submit(read, k + 1)
-            ingest(k, fr, y)
-            del fr, y
+                ahead = reader.submit(read, k + 1)
+            if lv is not None:
+                register_frame(k, fr, *lv)
+            job = mill.submit(decompose, k, y)
+            del fr, y, lv
+            drain()
+            pending.append(job)
+        drain()
     return _finish(
         frames,
         coeffs,
@@ -946,44 +955,57 @@ def _finish(
         depth_radius = max(4.0, 0.01 * float(np.hypot(*hw)))
     if not np.isfinite(depth_radius) or depth_radius <= 0:
         raise BadInputError(f"depth_radius must be a positive number of pixels, got {depth_radius}")
-    depth_h, conf_h = _depth(energies, guide, max(1, round(depth_radius / 2)))
-    del energies
-    depth = np.clip(_expand(depth_h, hw), 0, n - 1)
-    confidence = np.clip(_expand(conf_h, hw), 0, 1)
-    source = np.rint(depth).astype(np.uint16)
-
-    # Coarsest level (and, for "depthmap", every level): blend by the source-frame masks.
     blend_all = method == "depthmap"
-    top_shape = coeffs[0][-1].shape
     fused: list[np.ndarray] = [np.zeros_like(b) for b in coeffs[0]]
-    # The top level only needs the masks at low resolution: start them from the half-resolution
-    # depth, one pyramid level down.
-    source_h = np.rint(depth_h).astype(np.uint16)
-    for k in range(n):
-        if blend_all:
-            mask = (source == k).astype(np.float32)
+
+    def select(lv: int, depth_h: np.ndarray | None) -> np.ndarray:
+        shape_lv = coeffs[0][lv].shape[-2:]
+        scale = 2 ** (lv + 1) if method == "wavelet" else 2**lv
+        covered = [
+            _covered(transforms[k], shape_lv, scale, hw) if k > 0 else None for k in range(n)
+        ]
+        gate = None if depth_h is None else _resize_to(depth_h, shape_lv)
+        return _select([c[lv] for c in coeffs], covered, depth=gate, average_flat=lv == 0)
+
+    # Band-pass levels below the depth gate do not need the depth map: two workers select them
+    # (numpy releases the GIL) while this thread maps the depth and blends the coarsest level.
+    gated = range(_GATE_FROM_LEVEL if method == "pyramid" else nlev, nlev)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = (
+            {}
+            if blend_all
+            else {lv: pool.submit(select, lv, None) for lv in range(nlev) if lv not in gated}
+        )
+        depth_h, conf_h = _depth(energies, guide, max(1, round(depth_radius / 2)))
+        del energies
+        depth = np.clip(_expand(depth_h, hw), 0, n - 1)
+        confidence = np.clip(_expand(conf_h, hw), 0, 1)
+        source = np.rint(depth).astype(np.uint16)
+
+        # Coarsest level (and, for "depthmap", every level): blend by the source-frame masks.
+        top_shape = coeffs[0][-1].shape
+        # The top level only needs the masks at low resolution: start them from the
+        # half-resolution depth, one pyramid level down.
+        source_h = np.rint(depth_h).astype(np.uint16)
+        for k in range(n):
+            if blend_all:
+                mask = (source == k).astype(np.float32)
+                if mask.any():
+                    weights = _gaussian(mask, nlev)
+                    for lv in range(nlev + 1):
+                        fused[lv] += weights[lv] * coeffs[k][lv]
+                continue
+            mask = (source_h == k).astype(np.float32)
             if mask.any():
-                weights = _gaussian(mask, nlev)
-                for lv in range(nlev + 1):
-                    fused[lv] += weights[lv] * coeffs[k][lv]
-            continue
-        mask = (source_h == k).astype(np.float32)
-        if mask.any():
-            top = _gaussian(mask, nlev - 1)[-1]
-            fused[-1] += _resize_to(top, top_shape) * coeffs[k][-1]
-    if not blend_all:
-        for lv in range(len(fused) - 1):
-            shape_lv = coeffs[0][lv].shape[-2:]
-            scale = 2 ** (lv + 1) if method == "wavelet" else 2**lv
-            covered = [
-                _covered(transforms[k], shape_lv, scale, hw) if k > 0 else None for k in range(n)
-            ]
-            gated = method == "pyramid" and lv >= _GATE_FROM_LEVEL
-            gate = _resize_to(depth_h, shape_lv) if gated else None
-            fused[lv] = _select([c[lv] for c in coeffs], covered, depth=gate, average_flat=lv == 0)
-            for c in coeffs:
-                c[lv] = c[lv][:0]  # release as we go: the band is no longer needed
-    del coeffs
+                top = _gaussian(mask, nlev - 1)[-1]
+                fused[-1] += _resize_to(top, top_shape) * coeffs[k][-1]
+        if not blend_all:
+            jobs |= {lv: pool.submit(select, lv, depth_h) for lv in gated}
+            for lv in sorted(jobs):
+                fused[lv] = jobs[lv].result()
+                for c in coeffs:
+                    c[lv] = c[lv][:0]  # release as we go: the band is no longer needed
+    coeffs.clear()  # the caller holds the list too
     y = _unwavelet(fused, hw, nlev) if method == "wavelet" else _collapse(fused)
     del fused
     tick("fused")
@@ -1033,43 +1055,44 @@ def _colour(
         return y
     out = np.empty((*shape[:2], shape[2]), np.float32)
     used = np.bincount(source.ravel(), minlength=n) > 0
-    # A worker thread reads the next source frame while this one is sampled (as in fuse).
-    pool = ThreadPoolExecutor(max_workers=1)
-    reads = {k: pool.submit(_load, frames[k], k, channel_axis) for k in np.flatnonzero(used)[:1]}
-    try:
-        for k in range(n):
-            if used[k]:
-                data = reads.pop(k).result().data
-                later = np.flatnonzero(used[k + 1 :])
-                if later.size:
-                    j = k + 1 + int(later[0])
-                    reads[j] = pool.submit(_load, frames[j], j, channel_axis)
-                hit = source == k
-                rows, cols = np.nonzero(hit)
-                t = transforms[k]
-                if np.allclose(t, np.eye(3), atol=1e-4):
-                    vals = data[rows, cols].astype(np.float32)
-                else:
-                    coords = np.stack(
-                        [
-                            t[0, 0] * rows + t[0, 1] * cols + t[0, 2],
-                            t[1, 0] * rows + t[1, 1] * cols + t[1, 2],
-                        ]
-                    ).astype(np.float32)
-                    vals = np.stack(
-                        [
-                            ndimage.map_coordinates(
-                                data[..., ch], coords, order=1, mode="nearest", output=np.float32
-                            )
-                            for ch in range(shape[2])
-                        ],
-                        axis=-1,
+
+    def paint(k: int) -> None:
+        data = _load(frames[k], k, channel_axis).data
+        rows, cols = np.nonzero(source == k)
+        t = transforms[k]
+        if np.allclose(t, np.eye(3), atol=1e-4):
+            vals = data[rows, cols].astype(np.float32)
+        else:
+            coords = np.stack(
+                [
+                    t[0, 0] * rows + t[0, 1] * cols + t[0, 2],
+                    t[1, 0] * rows + t[1, 1] * cols + t[1, 2],
+                ]
+            ).astype(np.float32)
+            vals = np.stack(
+                [
+                    ndimage.map_coordinates(
+                        data[..., ch], coords, order=1, mode="nearest", output=np.float32
                     )
-                out[rows, cols] = vals * np.float32(gain[k])
-                del data
-            tick(f"colour from frame {k + 1}/{n}")
-    finally:
-        pool.shutdown(cancel_futures=True)
+                    for ch in range(shape[2])
+                ],
+                axis=-1,
+            )
+        out[rows, cols] = vals * np.float32(gain[k])
+
+    # Every pixel has one source frame, so the frames fill disjoint pixels: two workers read
+    # and sample them at once (the codecs, numpy and scipy.ndimage release the GIL).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(paint, k) if used[k] else None for k in range(n)]
+        try:
+            for k, job in enumerate(jobs):
+                if job is not None:
+                    job.result()
+                tick(f"colour from frame {k + 1}/{n}")
+        finally:
+            for job in jobs:
+                if job is not None:
+                    job.cancel()
     nch = shape[2]
     delta = y - _lum(_Frame(out, "fused"))
     if nch in (3, 4):

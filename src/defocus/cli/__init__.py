@@ -15,27 +15,27 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import NoReturn
 
 from .._errors import BadInputError
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
-# Sub-command modules in this package; each defines ``add_parser(subparsers)`` and sets
-# ``func(args) -> int`` as the parser default.
-_COMMANDS = (
-    "focus",
-    "map",
-    "blur",
-    "psf",
-    "batch",
-    "deblur",
-    "stack",
-    "zseries",
-    "report",
-    "demo",
-)
+# Sub-command modules in this package with their one-line help; each module defines
+# ``add_parser(subparsers)`` and sets ``func(args) -> int`` as the parser default.
+COMMANDS = {
+    "focus": "focus maps, tile grid, profile, sharpest band and in-focus mask",
+    "map": "per-pixel blur sigma (px) with confidence, and the focal plane",
+    "blur": "blur an image with a PSF model, a kernel file or a sigma map",
+    "psf": "render PSF kernels, convert blur sizes, estimate and identify kernels",
+    "batch": "QC many images on Dask: one table, resumable, one row per image",
+    "deblur": "deconvolve an image with a PSF model, a kernel file, a sigma map or --auto",
+    "stack": "fuse a focus stack into one all-in-focus image, with a depth map",
+    "zseries": "best focus, blur growth and a height map (µm) from a through-focus series",
+    "report": "one self-contained HTML page: image, blur heatmap, focal plane, histograms",
+    "demo": "run defocus on the bundled sample images",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,8 +44,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"defocus: error: {command + ': ' if command else ''}{message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level argument parser with every sub-command registered."""
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """Return the top-level argument parser with every sub-command registered.
+
+    ``commands`` names the sub-commands to build in full (default: all); the others are listed
+    by name and help only, so that ``defocus --help`` or one command loads no other command's
+    modules (each costs scipy and more at import).
+    """
     from .. import __version__
 
     parser = _Parser(
@@ -54,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defocus {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in _COMMANDS:
-        importlib.import_module(f".{name}", __name__).add_parser(sub)
+    for name, text in COMMANDS.items():
+        if commands is None or name in commands:
+            importlib.import_module(f".{name}", __name__).add_parser(sub)
+        else:
+            sub.add_parser(name, help=text)
     return parser
 
 
@@ -88,7 +96,10 @@ def _signals_interrupt() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the sub-command is the first word; top-level options (--help, --version) take no value
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser([command] if command in COMMANDS else [])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a bad option (2), --help or --version (0): nothing was run

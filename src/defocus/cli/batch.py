@@ -17,6 +17,7 @@ from ..batch import (  # defocus.batch imports Dask lazily
 )
 from ..blurmap import PSF_FAMILIES
 from ..focus import DEFAULT_MEASURE, DEFAULT_SCALE, list_measures
+from . import COMMANDS
 from ._common import MAX_SCALE, add_input_options, number, progress_bar, stem_of
 from ._outputs import add_output_options, check_plan
 
@@ -37,7 +38,7 @@ def scheduler_address(text: str) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "batch",
-        help="QC many images on Dask: one table, resumable, one row per image",
+        help=COMMANDS["batch"],
         description=(
             "Run one task per IMAGE on a dask.distributed cluster (a LocalCluster unless "
             "--scheduler is given) and write OUTDIR/qc.csv (and qc.parquet when pyarrow is "

@@ -12,6 +12,7 @@ from .. import psf as P
 from .. import synth
 from .._errors import BadInputError
 from ..io import read_image, write_image
+from . import COMMANDS
 from ._common import add_input_options, check_kernel, check_sigma_map, read_input
 from ._outputs import add_output_options, check_image_name, check_plan
 from .psf import add_model_options, describe, model_params
@@ -20,7 +21,7 @@ from .psf import add_model_options, describe, model_params
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "blur",
-        help="blur an image with a PSF model, a kernel file or a sigma map",
+        help=COMMANDS["blur"],
         description=(
             "Blur IMAGE and write OUT, keeping the input's dtype (values rounded and clipped "
             "to its range). Give a model with --psf and its parameters (uniform blur), "

@@ -12,6 +12,7 @@ from .. import psf as P
 from .. import restore, synth
 from .._errors import BadInputError
 from ..io import read_image, write_image
+from . import COMMANDS
 from ._common import (
     add_input_options,
     check_kernel,
@@ -30,7 +31,7 @@ MAX_ITERATIONS = 5000
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "deblur",
-        help="deconvolve an image with a PSF model, a kernel file, a sigma map or --auto",
+        help=COMMANDS["deblur"],
         description=(
             "Deblur IMAGE and write OUT with the input's dtype (rounded and clipped to its "
             "range). Give the blur as a model (--psf disk --radius R, --psf gauss --sigma S, "

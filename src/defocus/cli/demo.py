@@ -10,13 +10,14 @@ import numpy as np
 from ..data import sample_path, tilted_gravel
 from ..focus import DEFAULT_MEASURE, DEFAULT_SCALE
 from ..io import read_image
+from . import COMMANDS
 from ._outputs import add_output_options, check_plan
 from .focus import band_line, focus_one, focus_outputs
 from .map import map_one, map_outputs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run defocus on the bundled sample images")
+    p = sub.add_parser("demo", help=COMMANDS["demo"])
     p.add_argument("-o", "--output", default="out", metavar="OUTDIR", help="default ./out")
     add_output_options(p)
     p.set_defaults(func=run)

@@ -14,6 +14,7 @@ from .. import focus as F
 from .._array import as_float_image
 from .._errors import BadInputError
 from ..io import write_json, write_map, write_png
+from . import COMMANDS
 from ._common import (
     MAX_SCALE,
     add_input_options,
@@ -30,7 +31,7 @@ from ._outputs import add_output_options, check_plan
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "focus",
-        help="focus maps, tile grid, profile, sharpest band and in-focus mask",
+        help=COMMANDS["focus"],
         description=(
             "For each IMAGE write <stem>.focus.tif (float32 map, higher = sharper), "
             "<stem>.focus.png (heatmap overlay), <stem>.focus.mask.png (in-focus pixels over a "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES, blur_map
 from ..io import DEFAULT_MAX_PIXELS, scratch_path, write_json, write_map
+from . import COMMANDS
 from ._common import (
     add_input_options,
     blur_line,
@@ -29,7 +32,7 @@ from ._outputs import add_output_options, check_plan
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "map",
-        help="per-pixel blur sigma (px) with confidence, and the focal plane",
+        help=COMMANDS["map"],
         description=(
             "For each IMAGE write <stem>.blur.sigma.tif (float32, px), "
             "<stem>.blur.confidence.tif, <stem>.blur.png (heatmap with a colourbar in px, and in "
@@ -124,81 +127,110 @@ def map_outputs(path: str, out: Path, *, height: bool = False) -> dict[str, Path
     return files
 
 
+def _viz() -> ModuleType:
+    from .. import viz  # matplotlib: about a second of pure Python at import
+
+    return viz
+
+
 def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Estimate one image's blur map and write its maps, pictures and summary."""
-    # matplotlib (viz, report) loads on use, so that the parser builds fast
     from ..focalplane import focal_plane
-    from ..viz import focal_plane_figure, save_figure, sigma_heatmap
 
-    img = read_input(path, args)
-    bm = blur_map(img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
-    try:
-        fp = focal_plane(bm)
-    except BadInputError as exc:  # e.g. no confident measurements: still write the map
-        fp, fp_note = None, str(exc)
-    calibration = _calibration(args)
-    files = map_outputs(path, out, height=calibration is not None)
-    write_map(files["sigma"], bm.sigma, pixel_size=img.pixel_size)
-    write_map(files["confidence"], bm.confidence, pixel_size=img.pixel_size)
-    # physical unit for the summary: geometric mean of the x and y sizes, as in the heatmap
-    physical = None
-    if img.pixel_size is not None:
-        ps = img.pixel_size.readable()
-        physical = (ps.unit, float(np.sqrt(ps.x * ps.y)))
-    save_figure(
-        sigma_heatmap(
-            img.data,
-            bm.sigma,
-            channel_axis=img.channel_axis,
-            pixel_size=img.pixel_size,
-            title=f"{display_name(path)}: blur sigma ({args.psf} PSF)",
-        ),
-        files["heatmap"],
-    )
-    summary: dict[str, Any] = {
-        "input": str(path),
-        "shape": list(img.data.shape),
-        "dtype": str(img.data.dtype),
-        "pixel_size": img.pixel_size,
-        "pixel_size_source": img.pixel_size_source,
-        "blur": bm.summary(),
-    }
-    if physical is not None and summary["blur"]["sigma"] is not None:
-        unit, factor = physical
-        summary["blur"]["sigma_physical"] = {
-            k: round(v * factor, 4) for k, v in summary["blur"]["sigma"].items()
-        } | {"unit": unit}
-    if fp is None:
-        summary["focal_plane"] = {"error": fp_note}
-        files.pop("profile")
-    else:
-        summary["focal_plane"] = fp.summary()
-        if fp.significant:
-            summary["sharpest_band"] = {
-                "axis": fp.axis,
-                "position": round(fp.position, 4),
-                "position_from_end": round(1 - fp.position, 4),
-            }
-        save_figure(
-            focal_plane_figure(
-                bm,
-                fp,
-                title=(
-                    f"{display_name(path)}: sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°\n"
-                    f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
-                    if fp.significant
-                    else f"{display_name(path)}: no significant blur gradient: no focal line"
+    # Two workers: matplotlib loads while the blur map runs in numpy and scipy (which release
+    # the GIL), then the TIFFs compress and the summary sorts while this thread draws.
+    with ThreadPoolExecutor(2) as pool:
+        written: dict[Path, Future] = {}
+        try:
+            viz = pool.submit(_viz)
+            img = read_input(path, args)
+            bm = blur_map(
+                img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis
+            )
+            calibration = _calibration(args)
+            files = map_outputs(path, out, height=calibration is not None)
+            for name, values in (("sigma", bm.sigma), ("confidence", bm.confidence)):
+                written[files[name]] = pool.submit(
+                    write_map, files[name], values, pixel_size=img.pixel_size
+                )
+            blur_summary = pool.submit(bm.summary)
+            try:
+                fp = focal_plane(bm)
+            except BadInputError as exc:  # e.g. no confident measurements: still write the map
+                fp, fp_note = None, str(exc)
+            # physical unit for the summary: geometric mean of the x and y sizes, as in the heatmap
+            physical = None
+            if img.pixel_size is not None:
+                ps = img.pixel_size.readable()
+                physical = (ps.unit, float(np.sqrt(ps.x * ps.y)))
+            draw = viz.result()
+            draw.save_figure(
+                draw.sigma_heatmap(
+                    img.data,
+                    bm.sigma,
+                    channel_axis=img.channel_axis,
+                    pixel_size=img.pixel_size,
+                    title=f"{display_name(path)}: blur sigma ({args.psf} PSF)",
                 ),
-            ),
-            files["profile"],
-        )
-    if calibration is not None:
-        from ..zseries import height_map
+                files["heatmap"],
+            )
+            summary: dict[str, Any] = {
+                "input": str(path),
+                "shape": list(img.data.shape),
+                "dtype": str(img.data.dtype),
+                "pixel_size": img.pixel_size,
+                "pixel_size_source": img.pixel_size_source,
+                "blur": blur_summary.result(),
+            }
+            if physical is not None and summary["blur"]["sigma"] is not None:
+                unit, factor = physical
+                summary["blur"]["sigma_physical"] = {
+                    k: round(v * factor, 4) for k, v in summary["blur"]["sigma"].items()
+                } | {"unit": unit}
+            if fp is None:
+                summary["focal_plane"] = {"error": fp_note}
+                files.pop("profile")
+            else:
+                summary["focal_plane"] = fp.summary()
+                if fp.significant:
+                    summary["sharpest_band"] = {
+                        "axis": fp.axis,
+                        "position": round(fp.position, 4),
+                        "position_from_end": round(1 - fp.position, 4),
+                    }
+                draw.save_figure(
+                    draw.focal_plane_figure(
+                        bm,
+                        fp,
+                        title=(
+                            f"{display_name(path)}: sharpest at {fp.position:.1%}, "
+                            f"tilt {fp.angle:.1f}°\n"
+                            f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
+                            if fp.significant
+                            else f"{display_name(path)}: no significant blur gradient: "
+                            "no focal line"
+                        ),
+                    ),
+                    files["profile"],
+                )
+            if calibration is not None:
+                from ..zseries import height_map
 
-        k, unit = calibration
-        hm = height_map(bm, k=k, unit=unit, z0_side=args.z0_side, focal=fp)
-        write_map(files["height"], hm.height, pixel_size=img.pixel_size)
-        summary["height"] = hm.summary()
+                k, unit = calibration
+                hm = height_map(bm, k=k, unit=unit, z0_side=args.z0_side, focal=fp)
+                written[files["height"]] = pool.submit(
+                    write_map, files["height"], hm.height, pixel_size=img.pixel_size
+                )
+                summary["height"] = hm.summary()
+            for job in written.values():
+                job.result()  # a failed write raises here
+        except BaseException:
+            # Nothing of an interrupted or failed image is left: a write on a worker cannot be
+            # stopped halfway, so it finishes and its file is removed.
+            for dest, job in written.items():
+                if not job.cancel() and job.exception() is None:
+                    dest.unlink(missing_ok=True)
+            raise
     summary["outputs"] = {k: str(v) for k, v in files.items()}
     write_json(files["summary"], summary)
     return summary

@@ -13,6 +13,7 @@ import numpy as np
 from .. import psf as P
 from .._errors import BadInputError
 from ..io import PixelSize, parse_pixel_size, write_json, write_map
+from . import COMMANDS
 from ._common import (
     add_input_options,
     number,
@@ -87,9 +88,7 @@ def describe(model: str, params: dict[str, float]) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "psf", help="render PSF kernels, convert blur sizes, estimate and identify kernels"
-    )
+    p = sub.add_parser("psf", help=COMMANDS["psf"])
     cmds = p.add_subparsers(dest="psf_command", required=True, parser_class=type(p))
 
     r = cmds.add_parser(

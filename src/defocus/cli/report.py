@@ -10,6 +10,7 @@ from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES
 from ..io import atomic_path
 from ..psf import MODELS
+from . import COMMANDS
 from ._common import add_input_options, blur_line, for_each_image, read_input
 from ._outputs import add_output_options, check_plan
 
@@ -17,7 +18,7 @@ from ._outputs import add_output_options, check_plan
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="one self-contained HTML page: image, blur heatmap, focal plane, histograms",
+        help=COMMANDS["report"],
         description=(
             "Write one HTML page (pictures embedded, no external files) with a section per "
             "IMAGE: the image, the blur-sigma heatmap with its colourbar, the profile with the "

@@ -12,6 +12,7 @@ from .. import focus as F
 from .. import stack as S
 from .._errors import BadInputError
 from ..io import read_image, write_image, write_json, write_map, write_png
+from . import COMMANDS
 from ._common import progress_bar, stem_of
 from ._outputs import add_output_options, check_image_name, check_plan
 
@@ -19,7 +20,7 @@ from ._outputs import add_output_options, check_image_name, check_plan
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stack",
-        help="fuse a focus stack into one all-in-focus image, with a depth map",
+        help=COMMANDS["stack"],
         description=(
             "Align FRAMES (in focus order) to the first, fuse them into one all-in-focus image "
             "with the frames' dtype (8- and 16-bit kept), and optionally write the depth map "

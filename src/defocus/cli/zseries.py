@@ -12,6 +12,7 @@ import numpy as np
 from .._errors import BadInputError
 from ..blurmap import PSF_FAMILIES
 from ..io import write_json, write_map
+from . import COMMANDS
 from ._common import display_name, number, pixel_size_option, stem_of
 from ._outputs import add_output_options, check_plan
 
@@ -21,7 +22,7 @@ _STEP = re.compile(r"\s*(?P<value>[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(?P<unit>nm
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "zseries",
-        help="best focus, blur growth and a height map (µm) from a through-focus series",
+        help=COMMANDS["zseries"],
         description=(
             "Read FRAMES of one field taken at known focus positions, align them, and write "
             "into OUTDIR <stem>.zseries.height.tif (best-focus z per pixel, float32 OME-TIFF "
