@@ -53,6 +53,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -756,6 +757,11 @@ def _window_1d(n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
     return centres, weights
 
 
+def _tile_progress(report: Callable[[float], None], done: int, total: int, f: float) -> None:
+    """Progress of one tile's levels, as a fraction of all tiles."""
+    report((done + f) / total)
+
+
 def deblur_varying(
     image: np.ndarray,
     sigma_map: np.ndarray | BlurMap,
@@ -879,7 +885,7 @@ def deblur_varying(
                 noise,
                 method,
                 steps,
-                lambda f, done=done: report((done + f) / total),
+                functools.partial(_tile_progress, report, done, total),
             )
             out[core] += weight[..., None] * patch[inner]
             done += 1

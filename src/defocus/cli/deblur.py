@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             what = f"identified {describe(found.model, dict(found.params))}, "
             what += f"confidence {found.confidence:.2f}"
         else:
-            params = model_params(args, args.psf, img.pixel_size)
+            params: dict[str, Any] = model_params(args, args.psf, img.pixel_size)
             kernel = P.render(args.psf, **params)
             check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
             what = describe(args.psf, params)
