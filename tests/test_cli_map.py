@@ -66,6 +66,7 @@ def test_map_of_pure_noise_says_not_measurable_and_prints_no_number(tmp_path, ca
     assert summary["blur"]["sigma"] is None
 
 
+@pytest.mark.slow  # an end-to-end run: more than 10 s on 2 cores
 def test_demo_runs_on_bundled_samples(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     text = capsys.readouterr().out

@@ -80,6 +80,7 @@ def test_unknown_model_is_a_usage_error(capsys):
     assert "lorentz" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # an end-to-end run: more than 10 s on 2 cores
 def test_estimate_writes_kernel_png_and_json(tmp_path, capsys):
     import json
 
@@ -119,6 +120,7 @@ def test_estimate_writes_kernel_png_and_json(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow  # an end-to-end run: more than 10 s on 2 cores
 def test_estimate_identify_and_blur_with_the_kernel_end_to_end(tmp_path, capsys):
     import json
 

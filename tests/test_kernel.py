@@ -259,6 +259,7 @@ def test_identify_reads_large_blur_in_a_jpeg_at_lower_resolution(scene):
     assert found.model == "gauss" and found.sigma == pytest.approx(6.0, rel=0.15)
 
 
+@pytest.mark.slow  # an end-to-end run: more than 10 s on 2 cores
 def test_automatic_size_finds_a_hollow_ring():
     # The best small-support fit of a ring blur is a compact blob; the search must not stop
     # there.
@@ -492,3 +493,17 @@ def test_measured_bead_psf_is_airy_in_focus_and_defocus_linear_in_z():
     slope, icept = np.polyfit(z, w, 1)
     resid = np.array(w) - (slope * np.array(z) + icept)
     assert 1 - resid @ resid / np.sum((np.array(w) - np.mean(w)) ** 2) >= 0.95
+
+
+def test_identify_confidence_falls_as_noise_buries_the_blur(scene):
+    # A constant or range-only confidence would pass the other identify tests: here the same
+    # 14 px disk is read confidently under light noise and less and less as noise buries its
+    # spectral zeros, until identify refuses it.
+    from defocus.kernel import identify
+
+    blurry = blur(scene, P.disk(7.0))[64:320, 64:320]
+    found = [identify(add_gaussian_noise(blurry, sd, rng=2)) for sd in (2.55, 40.0, 80.0)]
+    light, heavy, buried = (f.confidence for f in found)
+    assert light > 0.75 and found[0].diameter == pytest.approx(14, abs=1.0)
+    assert light > heavy > buried
+    assert buried < 0.3 and not found[2].identified
