@@ -434,13 +434,15 @@ def write_report(df, bd, st, sy, seconds) -> Path:
             f"{'PASS' if rel <= 0.1 else f'MISS by {rel - 0.1:.1%}'} | {tilt} | {te} | {tv} | "
             f"{_f(r['k'])} / {r['k_true']:g} |"
         )
+    fitted = df[0]
     lines += [
         "",
-        "Misses, and why. DeepFocus: the bootstrap error (± 1.9 µm) is the honest size of what "
-        "three frames on one side of focus support with a blur map read from the images; the "
-        "truth lies 1.1 errors from the estimate. Assuming sigma0 instead makes the fit "
-        "over-determined but exposes the blur map's compression of large blur (its sigma ratio "
-        "between frames is smaller than the defocus ratio), and lands further off. Depth map: "
+        f"Misses, and why. DeepFocus: the bootstrap error (± {fitted['unc']:.1f} µm) is the honest "
+        "size of what three frames on one side of focus support with a blur map read from the "
+        f"images; the truth lies {fitted['err'] / fitted['unc']:.1f} errors from the estimate. "
+        "Assuming sigma0 instead makes the fit over-determined, and its error bar then no longer "
+        "covers the blur map's own systematic error (the ratio of sigma between frames is not "
+        "exactly the defocus ratio). Depth map: "
         "the median error is small; the RMSE comes from halos at depth discontinuities, where "
         "a defocused foreground edge spreads over the background and wins its focus curve "
         "(the known limit of shape from focus).",
