@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from .. import psf as P
 from .. import synth
 from .._errors import BadInputError
-from ..io import read_image, write_image
+from ..io import write_image
 from . import COMMANDS
-from ._common import add_input_options, check_kernel, check_sigma_map, read_input
+from ._common import add_input_options, read_input
 from ._outputs import add_output_options, check_image_name, check_plan
-from .psf import add_model_options, describe, model_params
+from .psf import add_model_options, kernel_file, model_kernel, refuse_model_params, sigma_map
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,41 +64,18 @@ def run(args: argparse.Namespace) -> int:
     img = read_input(args.image, args)
     options = {"channel_axis": img.channel_axis, "dtype": img.data.dtype, "mode": args.mode}
     if args.sigma_map:
-        family: Any = args.psf or "gauss"  # checked against synth.FAMILIES below
-        if family not in synth.FAMILIES:
-            raise BadInputError(f"--sigma-map takes --psf {' or '.join(synth.FAMILIES)}")
-        model_params(args, family, None)  # refuse stray parameters
-        smap = read_image(args.sigma_map, max_pixels=args.max_pixels).data
-        if smap.ndim != 2:
-            raise BadInputError(f"{args.sigma_map}: a sigma map must be 2-D, got {smap.shape}")
-        check_sigma_map(smap, img.luminance.shape, args.sigma_map)
+        family, smap, what = sigma_map(args, img)
         result = synth.blur_varying(
-            img.data,
-            smap.astype(np.float32),
-            family=family,
-            model=args.varying_model,
-            **options,
+            img.data, smap, family=family, model=args.varying_model, **options
         )
-        what = f"{family} sigma map {args.sigma_map} ({args.varying_model}), "
-        what += f"sigma {float(smap.min()):.3g}..{float(smap.max()):.3g} px"
+        what = what.replace(", sigma ", f" ({args.varying_model}), sigma ", 1)
     elif args.kernel:
-        stray = [k[2:] for k, v in vars(args).items() if k.startswith("p_") and v is not None]
-        if stray:
-            raise BadInputError(f"--kernel takes no model parameters (got --{stray[0]})")
-        kdata = read_image(args.kernel).data
-        if kdata.ndim != 2:
-            raise BadInputError(f"{args.kernel}: a kernel must be 2-D, got {kdata.shape}")
-        kernel = P.as_kernel(kdata)
-        check_kernel(kernel.shape, img.luminance.shape, f"{args.kernel}: the kernel")
+        refuse_model_params(args, "kernel files")
+        kernel, what = kernel_file(args, img)
         result = synth.blur(img.data, kernel, **options)
-        what = f"kernel {args.kernel} ({kernel.shape[0]}x{kernel.shape[1]}), "
-        what += f"sigma {P.moments(kernel).sigma:.4g} px"
     else:
-        params: dict[str, Any] = model_params(args, args.psf, img.pixel_size)
-        kernel = P.render(args.psf, **params)
-        check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
+        kernel, what = model_kernel(args, img)
         result = synth.blur(img.data, kernel, **options)
-        what = describe(args.psf, params)
     write_image(out, result, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
     print(f"wrote {out}: {what}")
     return 0

@@ -5,25 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from .. import psf as P
-from .. import restore, synth
+from .. import restore
 from .._errors import BadInputError
-from ..io import read_image, write_image
+from ..io import write_image
 from . import COMMANDS
 from ._common import (
     add_input_options,
     check_kernel,
-    check_sigma_map,
     number,
     progress_bar,
     read_input,
 )
 from ._outputs import add_output_options, check_image_name, check_plan
-from .psf import add_model_options, describe, model_params
+from .psf import (
+    add_model_options,
+    describe,
+    kernel_file,
+    model_kernel,
+    refuse_model_params,
+    sigma_map,
+)
 
 #: Most iterations a deconvolution may be asked for (Richardson-Lucy's default is 200).
 MAX_ITERATIONS = 5000
@@ -110,40 +113,19 @@ def run(args: argparse.Namespace) -> int:
         "iterations": args.iterations,
         "channel_axis": img.channel_axis,
     }
-    stray = [k[2:] for k, v in vars(args).items() if k.startswith("p_") and v is not None]
-    if (args.kernel or args.auto) and stray:
-        raise BadInputError(f"--kernel and --auto take no model parameters (got --{stray[0]})")
+    if args.kernel or args.auto:
+        refuse_model_params(args, "--kernel and --auto")
     if args.sigma_map:
-        family = args.psf or "gauss"
-        if family not in synth.FAMILIES:
-            raise BadInputError(f"--sigma-map takes --psf {' or '.join(synth.FAMILIES)}")
-        model_params(args, family, None)  # refuse stray parameters
-        smap = read_image(args.sigma_map, max_pixels=args.max_pixels).data
-        if smap.ndim != 2:
-            raise BadInputError(f"{args.sigma_map}: a sigma map must be 2-D, got {smap.shape}")
-        check_sigma_map(smap, img.luminance.shape, args.sigma_map)
+        family, smap, what = sigma_map(args, img)
         with progress_bar("deblur") as progress:
             result = restore.deblur_varying(
-                img.data,
-                smap.astype(np.float32),
-                family=family,
-                tile=args.tile,
-                progress=progress,
-                **options,
+                img.data, smap, family=family, tile=args.tile, progress=progress, **options
             )
-        what = f"{family} sigma map {args.sigma_map}, "
-        what += f"sigma {float(smap.min()):.3g}..{float(smap.max()):.3g} px"
     else:
         if args.tile is not None:
             raise BadInputError("--tile applies to --sigma-map only")
         if args.kernel:
-            kdata = read_image(args.kernel).data
-            if kdata.ndim != 2:
-                raise BadInputError(f"{args.kernel}: a kernel must be 2-D, got {kdata.shape}")
-            kernel = P.as_kernel(kdata)
-            check_kernel(kernel.shape, img.luminance.shape, f"{args.kernel}: the kernel")
-            what = f"kernel {args.kernel} ({kernel.shape[0]}x{kernel.shape[1]}), "
-            what += f"sigma {P.moments(kernel).sigma:.4g} px"
+            kernel, what = kernel_file(args, img)
         elif args.auto:
             found = K.identify(img.data, channel_axis=img.channel_axis)
             if not found.identified:
@@ -153,10 +135,7 @@ def run(args: argparse.Namespace) -> int:
             what = f"identified {describe(found.model, dict(found.params))}, "
             what += f"confidence {found.confidence:.2f}"
         else:
-            params: dict[str, Any] = model_params(args, args.psf, img.pixel_size)
-            kernel = P.render(args.psf, **params)
-            check_kernel(kernel.shape, img.luminance.shape, f"the {args.psf} kernel")
-            what = describe(args.psf, params)
+            kernel, what = model_kernel(args, img)
         with progress_bar("deblur") as progress:
             result = restore.deblur(
                 img.data, kernel, boundary=args.boundary, progress=progress, **options

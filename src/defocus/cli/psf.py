@@ -12,10 +12,12 @@ import numpy as np
 
 from .. import psf as P
 from .._errors import BadInputError
-from ..io import PixelSize, parse_pixel_size, write_json, write_map
+from ..io import ImageData, PixelSize, parse_pixel_size, read_image, write_json, write_map
 from . import COMMANDS
 from ._common import (
     add_input_options,
+    check_kernel,
+    check_sigma_map,
     number,
     pixel_size_option,
     progress_bar,
@@ -85,6 +87,52 @@ def describe(model: str, params: dict[str, float]) -> str:
     """One line: the model, its parameters and its sigma."""
     shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
     return f"{model}({shown}), sigma {P.sigma_of(model, **params):.4g} px"
+
+
+def refuse_model_params(args: argparse.Namespace, given: str) -> None:
+    """Exit 2 when ``--PARAM`` options come with blur sources (``given``) that take none."""
+    stray = [k[2:] for k, v in vars(args).items() if k.startswith("p_") and v is not None]
+    if stray:
+        raise BadInputError(f"{given} take no model parameters (got --{stray[0]})")
+
+
+def model_kernel(args: argparse.Namespace, image: ImageData) -> tuple[np.ndarray, str]:
+    """The ``--psf MODEL`` kernel with its ``--PARAM`` options, checked against the image, and
+    a line describing it (``blur`` and ``deblur`` specify a uniform PSF the same way)."""
+    params: dict[str, Any] = model_params(args, args.psf, image.pixel_size)
+    kernel = P.render(args.psf, **params)
+    check_kernel(kernel.shape, image.luminance.shape, f"the {args.psf} kernel")
+    return kernel, describe(args.psf, params)
+
+
+def kernel_file(args: argparse.Namespace, image: ImageData) -> tuple[np.ndarray, str]:
+    """The ``--kernel K.tif`` kernel (normalised to sum 1), checked against the image, and a
+    line describing it."""
+    data = read_image(args.kernel).data
+    if data.ndim != 2:
+        raise BadInputError(f"{args.kernel}: a kernel must be 2-D, got {data.shape}")
+    kernel = P.as_kernel(data)
+    check_kernel(kernel.shape, image.luminance.shape, f"{args.kernel}: the kernel")
+    what = f"kernel {args.kernel} ({kernel.shape[0]}x{kernel.shape[1]}), "
+    return kernel, what + f"sigma {P.moments(kernel).sigma:.4g} px"
+
+
+def sigma_map(args: argparse.Namespace, image: ImageData) -> tuple[Any, np.ndarray, str]:
+    """The ``--sigma-map MAP.tif`` option: the PSF family (``--psf``, default gauss), the map
+    as float32 (checked against the image) and a line describing it."""
+    from .. import synth
+
+    family = args.psf or "gauss"
+    if family not in synth.FAMILIES:
+        raise BadInputError(f"--sigma-map takes --psf {' or '.join(synth.FAMILIES)}")
+    model_params(args, family, None)  # refuse stray parameters
+    smap = read_image(args.sigma_map, max_pixels=args.max_pixels).data
+    if smap.ndim != 2:
+        raise BadInputError(f"{args.sigma_map}: a sigma map must be 2-D, got {smap.shape}")
+    check_sigma_map(smap, image.luminance.shape, args.sigma_map)
+    what = f"{family} sigma map {args.sigma_map}, "
+    what += f"sigma {float(smap.min()):.3g}..{float(smap.max()):.3g} px"
+    return family, smap.astype(np.float32), what
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
