@@ -546,6 +546,16 @@ def mismatch_report(res: dict[str, list], images: list[str], seconds: float) -> 
     return "\n".join(lines)
 
 
+def publish(report: str, name: str) -> int:
+    """Write one results table atomically (temporary file, then rename), print it, exit 0."""
+    RESULTS.mkdir(exist_ok=True)
+    tmp = RESULTS / f"{name}.tmp"
+    tmp.write_text(report)
+    tmp.replace(RESULTS / name)
+    print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="one scene, 7 kernels, short speed test")
@@ -561,18 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.track == "speed":
         rows, _ = speed_track(args.repeat)
         report = speed_report(rows, args.repeat, time.perf_counter() - start)
-        tmp = RESULTS / "kernel_speed.md.tmp"
-        tmp.write_text(report)
-        tmp.replace(RESULTS / "kernel_speed.md")
-        print(report)
-        return 0
+        return publish(report, "kernel_speed.md")
     if args.track == "mismatch":
         report = mismatch_report(mismatch(list(IMAGES)), list(IMAGES), time.perf_counter() - start)
-        tmp = RESULTS / "kernel_mismatch.md.tmp"
-        tmp.write_text(report)
-        tmp.replace(RESULTS / "kernel_mismatch.md")
-        print(report)
-        return 0
+        return publish(report, "kernel_mismatch.md")
     kernels = list(QUICK_KERNELS) if args.quick else list(KERNELS)
     images = list(IMAGES[:1]) if args.quick else list(IMAGES)
     if args.selection_only:
@@ -595,12 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
         )
-        RESULTS.mkdir(exist_ok=True)
-        tmp = RESULTS / "kernel_selection.md.tmp"
-        tmp.write_text(report)
-        tmp.replace(RESULTS / "kernel_selection.md")
-        print(report)
-        return 0
+        return publish(report, "kernel_selection.md")
     errors, selection, pictures = accuracy(kernels, images)
     diameters = list(range(9, 62, 13)) if args.quick else list(range(9, 62, 4))
     sigmas = [1.0, 4.0] if args.quick else [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
@@ -612,11 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     report = write_report(
         args, errors, selection, blind_res, speeds, kernels, images, time.perf_counter() - start
     )
-    tmp = RESULTS / "kernel.md.tmp"
-    tmp.write_text(report + "\n")
-    tmp.replace(RESULTS / "kernel.md")
-    print(report)
-    return 0
+    return publish(report + "\n", "kernel.md")
 
 
 if __name__ == "__main__":
