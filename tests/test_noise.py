@@ -13,9 +13,11 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import data
 
+from defocus import blur_map
 from defocus.io import read_image
 from defocus.noise import (
     band_noise,
+    compression_variance,
     estimate_noise,
     haar_sigma,
     local_noise_variance,
@@ -140,3 +142,35 @@ def test_poisson_gaussian_fit_on_real_sem_frames(frame):
         sel = flat & (means >= a) & (means <= c)
         measured = float(np.median(var[sel]))
         assert float(nm.variance(np.median(means[sel]))) == pytest.approx(measured, rel=0.2)
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    iio.imwrite(buf, image, extension=".jpg", quality=quality)
+    return iio.imread(buf.getvalue(), extension=".jpg")
+
+
+@pytest.mark.skipif(not DEEPFOCUS.is_dir(), reason="shared real data not available")
+@pytest.mark.parametrize("frame", [0, 1, 2])
+def test_jpeg_raises_the_noise_to_its_compression_error(frame):
+    # A real SEM frame (8 bit, uncompressed PNG) shows no block grid: its model is unchanged.
+    # Compressed, its flat blocks lose noise, but the steps across the grid bound the error
+    # from below, and the model's variance never drops under that bound.
+    img = read_image(sorted(DEEPFOCUS.glob("*.png"))[frame]).data
+    raw = estimate_noise(img)
+    assert raw.compression == 0.0
+    jpeg = _jpeg(img, 50)
+    error = float(np.var(jpeg.astype(np.float64) - img))
+    nm = estimate_noise(jpeg)
+    assert 0.3 * error < nm.compression <= error
+    levels = np.linspace(*np.percentile(jpeg, [1, 99]), 20)
+    assert np.all(nm.variance(levels) >= nm.compression)
+    assert compression_variance(jpeg) == nm.compression
+
+
+@pytest.mark.parametrize("quality", [50, 75, 90])
+def test_compressed_pure_noise_never_reads_as_detail(quality):
+    noise = np.random.default_rng(quality).normal(128, 8, (512, 512))
+    jpeg = _jpeg(np.clip(noise, 0, 255).astype(np.uint8), quality)
+    summary = blur_map(jpeg).summary()
+    assert summary["sigma"] is None and "not measurable" in summary["verdict"]

@@ -107,7 +107,8 @@ def test_constant_image_gives_zero_focus_map():
 
 def test_tiled_blur_map_matches_in_memory_within_tolerance(camera):
     lazy = tiled.blur_map(da.from_array(camera, chunks=ODD), chunks=ODD)
-    ref = defocus.blur_map(camera, noise_sigma=lazy.noise_sigma)
+    ref = defocus.blur_map(camera)  # the tiles get the whole image's noise model
+    assert lazy.noise_sigma == ref.noise_sigma
     sigma, conf = lazy.data.compute()
     assert sigma.dtype == np.float32 and np.isfinite(sigma).all()
     rel = np.abs(sigma - ref.sigma) / np.maximum(ref.sigma, 0.1)
@@ -217,7 +218,7 @@ def _real_crop():
 def test_summary_equals_the_in_memory_summary_in_one_tile():
     img = _real_crop()
     lazy = tiled.blur_map(img)
-    memory = defocus.blur_map(img, noise_sigma=lazy.noise_sigma)  # one tile: the same map
+    memory = defocus.blur_map(img)  # one tile with the image's noise model: the same map
     np.testing.assert_array_equal(lazy.sigma.compute(), memory.sigma)
     got, want = lazy.summary(), memory.summary()
     for key in ("measured_fraction", "noise"):  # not kept by the tiles
@@ -226,14 +227,18 @@ def test_summary_equals_the_in_memory_summary_in_one_tile():
 
 
 def test_summary_of_tiles_is_close_and_grows_with_blur():
+    # Tiles get the image's noise model and read what the whole map reads. Growth with blur is
+    # checked at one given noise level (an 8-bit frame's rounding, 1/sqrt(12)): the model's JPEG
+    # floor leaves the unblurred crop's median above the 2-px-blurred one's in the whole map too.
     img = _real_crop()
     medians = []
     for s in (0.0, 2.0, 4.0):
         blurred = ndi.gaussian_filter(img, s) if s else img
         tiles = tiled.blur_map(blurred, chunks=160).summary()
-        whole = defocus.blur_map(blurred, noise_sigma=tiles["noise_sigma"]).summary()
+        whole = defocus.blur_map(blurred).summary()
         assert tiles["sigma"]["median"] == pytest.approx(whole["sigma"]["median"], rel=0.05)
-        medians.append(tiles["sigma"]["median"])
+        given = tiled.blur_map(blurred, chunks=160, noise_sigma=12**-0.5).summary()
+        medians.append(given["sigma"]["median"])
     assert medians == sorted(medians) and medians[2] > medians[0] + 2
 
 
@@ -284,3 +289,25 @@ def test_colour_tiles_see_the_colour_image_as_blur_map_does():
     rel = np.abs(sigma - ref.sigma) / np.maximum(ref.sigma, 0.1)
     assert np.percentile(rel[ref.confidence > 0.5], 95) < 0.02
     assert np.percentile(np.abs(conf - ref.confidence), 95) < 0.02
+
+
+def test_tiled_blur_map_of_a_jpeg_frame_carries_its_compression_floor():
+    # A real JPEG photograph, colour as read: the tiles get the whole image's noise model, JPEG
+    # block grid included, and equal the in-memory map where it is confident.
+    if not PCB.is_file():
+        pytest.skip("shared real data not present")
+    from defocus.io import read_image
+
+    rgb = read_image(PCB).data[200:840, 300:1196]
+    memory = defocus.blur_map(rgb, channel_axis=-1)
+    assert memory.noise is not None and memory.noise.compression > 0.5
+    lazy = tiled.blur_map(rgb, channel_axis=-1, chunks=320)
+    assert len(lazy.data.chunks[1]) > 1 and len(lazy.data.chunks[2]) > 1
+    assert lazy.noise_sigma == memory.noise_sigma
+    sigma, conf = lazy.data.compute()
+    rel = np.abs(sigma - memory.sigma) / np.maximum(memory.sigma, 0.1)
+    assert np.percentile(rel[memory.confidence > 0.5], 95) < 0.02
+    assert np.percentile(np.abs(conf - memory.confidence), 95) < 0.02
+    # without the floor (the old per-tile level) the map is another one
+    level = defocus.blur_map(rgb, channel_axis=-1, noise_sigma=12**-0.5)
+    assert np.median(np.abs(level.sigma - memory.sigma) / np.maximum(memory.sigma, 0.1)) > 0.05

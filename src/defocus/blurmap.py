@@ -234,48 +234,6 @@ def _scale_space(img: np.ndarray, cells: tuple[int, int]):
         )
 
 
-def _jpeg_error_variance(img: np.ndarray) -> float:
-    """A lower bound on the per-pixel variance of JPEG's compression error (0 without a grid).
-
-    JPEG quantises each 8 x 8 block's cosine coefficients on its own, so its error ``e`` is
-    correlated within a block (lag-1 correlation ``rho``) but independent across a block border.
-    The mean squared pixel difference across the grid lines, ``2 v``, then exceeds that at the
-    other seven phases, ``2 v (1 - rho)``, by ``2 rho v <= 2 v``: half the excess bounds the
-    error variance ``v`` from below, whatever ``rho`` (the scene's own detail is the same at every
-    phase and cancels). Flat blocks come out exactly flat, so the noise measured there misses
-    this error, and in smooth (defocused) regions it would read as fine detail.
-
-    The grid must show on both axes: 5-400 % above the median phase (far more is a sharp blocky
-    scene's own edges), confined to the grid line (JPEG leaves the phases beside it at or below
-    the median; a blurred blocky scene raises them with it: their mean excess must stay under
-    3/4 of the grid's) and on every grid line alike (the lines at 8 and at 16 mod 16 within 2x,
-    unlike a scene with a 16-px period). It is found at any phase, so a tile cut anywhere on the
-    grid sees it.
-    """
-    if min(img.shape) < 64:
-        return 0.0
-    excess = []
-    for axis in (0, 1):
-        d = np.diff(img.astype(np.float32, copy=False), axis=axis)
-        per_line = np.square(d, out=d).mean(axis=1 - axis, dtype=np.float64)
-        n = len(per_line) // 16 * 16
-        lines = per_line[:n].reshape(-1, 2, 8).mean(0)  # (line mod 16 // 8, phase)
-        phases = lines.mean(0)
-        grid = int(np.argmax(phases))
-        rest = float(np.median(np.delete(phases, grid)))
-        ex = phases - rest
-        halves = lines[:, grid] - rest
-        if not (
-            rest > 0
-            and 0.05 * rest < ex[grid] < 4 * rest
-            and ex[grid - 1] + ex[(grid + 1) % 8] < 1.5 * ex[grid]
-            and halves.min() > 0.5 * halves.max()
-        ):
-            return 0.0
-        excess.append(ex[grid])
-    return float(np.mean(excess)) / 2
-
-
 @functools.cache
 def _white_gains() -> tuple[np.ndarray, np.ndarray]:
     """Mean and (1 - ALPHA) quantile of the cell edge energy for unit white noise, per scale.
@@ -644,6 +602,7 @@ def blur_map(
     psf: str = "gauss",
     pixel_size: float | PixelSize | None = None,
     noise_sigma: float | None = None,
+    noise: NoiseModel | None = None,
     channel_axis: int | None = None,
 ) -> BlurMap:
     """Estimate the blur sigma (px) at every pixel, with a confidence.
@@ -663,8 +622,12 @@ def blur_map(
         :meth:`BlurMap.to_physical`.
     noise_sigma : float, optional
         Standard deviation of the white noise, in intensity units, taken as the whole noise.
-        Estimated if omitted, JPEG's compression error included where the image shows its
-        8 x 8 block grid.
+        Estimated if omitted (see ``noise``).
+    noise : NoiseModel, optional
+        The noise model to measure against, such as :func:`defocus.noise.estimate_noise` of a
+        larger image this one is a tile of. Default: estimated from this image, JPEG's
+        compression error included where the image shows its 8 x 8 block grid. Give at most
+        one of ``noise`` and ``noise_sigma``.
     channel_axis : int, optional
         Axis of the colour channels; they are combined to luminance.
 
@@ -698,7 +661,11 @@ def blur_map(
     img = as_float_image(image, channel_axis=channel_axis, min_size=16, allow_constant=False)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
-    if noise_sigma is None:
+    if noise is not None and noise_sigma is not None:
+        raise BadInputError("give noise_sigma or a noise model, not both")
+    if noise is not None:
+        nm = noise
+    elif noise_sigma is None:
         nm = estimate_noise(image, channel_axis=channel_axis)
     else:
         white = np.ones((8, 8))
@@ -706,10 +673,7 @@ def blur_map(
         nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
-    # JPEG's error is noise the flat-block noise model cannot see (see _jpeg_error_variance);
-    # a given noise level is the whole noise, so tiles with a shared level match the whole map.
-    jpeg_var = _jpeg_error_variance(img) / scale**2 if noise_sigma is None else 0.0
-    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale, jpeg_var)
+    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale)
     if psf == "disk":
         cell_sigma *= np.float32(_DISK_SIGMA_RATIO)
     found = np.isfinite(cell_sigma)
