@@ -21,6 +21,7 @@ from defocus.noise import (
     estimate_noise,
     haar_sigma,
     local_noise_variance,
+    noise_level,
     noise_spectrum,
     white_haar,
 )
@@ -174,3 +175,11 @@ def test_compressed_pure_noise_never_reads_as_detail(quality):
     jpeg = _jpeg(np.clip(noise, 0, 255).astype(np.uint8), quality)
     summary = blur_map(jpeg).summary()
     assert summary["sigma"] is None and "not measurable" in summary["verdict"]
+
+
+@pytest.mark.skipif(not DEEPFOCUS.is_dir(), reason="shared real data not available")
+def test_deconvolution_noise_level_sees_the_compression_error():
+    img = read_image(sorted(DEEPFOCUS.glob("*.png"))[0]).data
+    assert noise_level(img) == haar_sigma(img)  # uncompressed: unchanged
+    jpeg = _jpeg(img, 50)
+    assert noise_level(jpeg) ** 2 >= compression_variance(jpeg) > haar_sigma(jpeg) ** 2

@@ -52,6 +52,7 @@ __all__ = [
     "haar_sigma",
     "local_noise_variance",
     "noise_floor",
+    "noise_level",
     "noise_spectrum",
     "noise_variance_map",
     "quantum",
@@ -638,6 +639,21 @@ def haar_sigma(image: np.ndarray) -> float:
     """
     d = _haar_diagonal(np.asarray(image, np.float64))
     return float(np.median(np.abs(d))) / 0.6745 if d.size else 0.0
+
+
+def noise_level(image: np.ndarray) -> float:
+    """One global noise standard deviation, for regularising a deconvolution: the white-noise
+    level of :func:`haar_sigma`, never below the standard deviation of JPEG's compression error
+    (:func:`compression_variance`), which the finest detail of a JPEG does not show.
+
+    Examples
+    --------
+    >>> img = np.random.default_rng(0).normal(50, 3, (256, 256))
+    >>> noise_level(img) == haar_sigma(img)  # no block grid: the Haar level
+    True
+    """
+    img = np.asarray(image)
+    return max(haar_sigma(img), float(np.sqrt(compression_variance(img))))
 
 
 def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.ndarray:

@@ -23,8 +23,9 @@ Methods (``method=``):
   update is normalised by the blurred window mask), stopped by the discrepancy principle
   (when the residual reaches the noise level, [3]_). For photon-counting data.
 
-The regularisation comes from the noise level (estimated from the finest wavelet detail unless
-given) and, for Wiener, from the image's own gradient power; nothing needs hand tuning.
+The regularisation comes from the noise level (estimated from the finest wavelet detail and
+JPEG's block grid unless given) and, for Wiener, from the image's own gradient power; nothing
+needs hand tuning.
 
 :func:`deblur_varying` undoes spatially varying blur described by a sigma map: the image is
 deconvolved at a ladder of sigma levels, each level seeing only the pixels whose sigma is near
@@ -65,7 +66,7 @@ from . import psf as _psf
 from ._array import _check_magnitude
 from ._errors import BadInputError
 from .blurmap import BlurMap
-from .noise import haar_sigma
+from .noise import noise_level
 from .synth import FAMILIES, _bbox, _channels_last, _family_kernel, _finish, _level_weights
 
 __all__ = ["BOUNDARIES", "METHODS", "deblur", "deblur_varying"]
@@ -439,7 +440,7 @@ def _noise_levels(
     """
     nch = data.shape[-1]
     if noise_sigma is None:
-        levels = [haar_sigma(data[..., c]) for c in range(nch)]
+        levels = [noise_level(data[..., c]) for c in range(nch)]
     else:
         try:
             given = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), (nch,)).tolist()
@@ -567,7 +568,9 @@ def deblur(
         Richardson-Lucy (see the module notes).
     noise_sigma : float or sequence of float, optional
         Standard deviation of the noise in intensity units (one per channel, or one for all).
-        Default: estimated per channel from the finest wavelet detail. Values below the
+        Default: estimated per channel from the finest wavelet detail, never below JPEG's
+        compression error where the channel shows its block grid
+        (:func:`defocus.noise.noise_level`). Values below the
         quantisation noise of integer data (1/√12) or the float precision are raised to it;
         values above the channel's largest magnitude are refused.
     boundary : {"valid", "periodic"}
@@ -647,7 +650,7 @@ def deblur(
                 _quantisation_noise(inp.data[..., c], inp.dtype, inp.scales[c]) for c in range(3)
             ]
             floor = np.sqrt((_OPPONENT**2) @ (np.asarray(floors) * rel) ** 2)
-            spread = np.maximum([haar_sigma(data[..., c]) for c in range(3)], floor)
+            spread = np.maximum([noise_level(data[..., c]) for c in range(3)], floor)
         levels = spread.tolist()
     out = np.empty_like(data)
     what = ("luminance", "red-green", "yellow-blue") if colour else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import psf as P
@@ -99,14 +98,6 @@ def run(args: argparse.Namespace) -> int:
     inputs = [f for f in (args.image, args.kernel, args.sigma_map) if f]
     check_plan(inputs, [(out, args.image)], overwrite=args.overwrite)
     img = read_input(args.image, args)
-    if args.noise is None and Path(args.image).suffix.lower() in (".jpg", ".jpeg"):
-        # JPEG removes the finest detail where the noise is measured: the estimate comes out
-        # far too low and the deconvolution rings into a lattice.
-        print(
-            f"warning: {args.image}: JPEG hides its noise from the estimate; if the result "
-            "rings, give --noise (e.g. the residual_rms of `defocus psf estimate`)",
-            file=sys.stderr,
-        )
     options = {
         "method": args.method,
         "noise_sigma": args.noise,
