@@ -21,6 +21,7 @@ from defocus.noise import (
     estimate_noise,
     haar_sigma,
     local_noise_variance,
+    noise_floor,
     noise_level,
     noise_spectrum,
     white_haar,
@@ -183,3 +184,14 @@ def test_deconvolution_noise_level_sees_the_compression_error():
     assert noise_level(img) == haar_sigma(img)  # uncompressed: unchanged
     jpeg = _jpeg(img, 50)
     assert noise_level(jpeg) ** 2 >= compression_variance(jpeg) > haar_sigma(jpeg) ** 2
+
+
+@pytest.mark.skipif(not DEEPFOCUS.is_dir(), reason="shared real data not available")
+def test_focus_noise_floor_sees_the_compression_error():
+    # Compressed, the blocks' finest detail shows less noise than the compression error; the
+    # focus measures' noise floor never drops below it.
+    img = read_image(sorted(DEEPFOCUS.glob("*.png"))[0]).data
+    jpeg = _jpeg(img, 50).astype(np.float64)
+    _, floor = noise_floor(jpeg)
+    seen = float(np.median(local_noise_variance(jpeg)))
+    assert floor.min() >= 0.9 * compression_variance(jpeg) > seen
