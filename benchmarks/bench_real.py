@@ -44,6 +44,7 @@ from scipy.special import erf
 
 import defocus
 from defocus._array import luminance
+from defocus.blurmap import CONFIDENCE_THRESHOLD
 from defocus.io import read_image
 from defocus.stack import register, warp
 
@@ -511,8 +512,16 @@ def fib(estimator: Estimator, data: Path) -> dict[str, Any]:
         claimed = bool(getattr(fp, "significant", True) and np.isfinite(fp.position))
     except defocus.BadInputError as exc:
         text, claimed = f"no line: {exc}", False
+    conf = np.asarray(bm.confidence, dtype=np.float32)
+    measurable = conf >= CONFIDENCE_THRESHOLD
+    wide = sigma > TILTED_MAX_SIGMA
     out["tilted"] = {
         "frac_sharp": float((sigma <= TILTED_MAX_SIGMA).mean()),
+        "frac_measurable": float(measurable.mean()),
+        "frac_sharp_measurable": float((~wide[measurable]).mean())
+        if measurable.any()
+        else math.nan,
+        "wide_unmeasurable": float((~measurable[wide]).mean()) if wide.any() else math.nan,
         "sigma_median": weighted_median(sigma, np.asarray(bm.confidence)),
         "sigma_p90": float(np.percentile(sigma, 90)),
         "focal_plane": text,
@@ -607,6 +616,13 @@ def target_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         _pct(t["frac_sharp"]),
         "≥ 90 %",
         t["frac_sharp"] >= 0.9,
+    )
+    row(
+        f"tilted control: measurable pixels (confidence ≥ {CONFIDENCE_THRESHOLD:g}) with σ ≤ "
+        f"{TILTED_MAX_SIGMA} px ({_pct(t['frac_measurable'])} of the pixels are measurable)",
+        _pct(t["frac_sharp_measurable"]),
+        "report",
+        None,
     )
     row(
         "tilted control: focal line claimed",
@@ -747,7 +763,10 @@ def write_report(res: dict[str, Any], cmd: str, where: str, seconds: float) -> s
         "",
         f"Tilted control (`{TILTED}`): {_pct(t['frac_sharp'])} of pixels at σ ≤ "
         f"{TILTED_MAX_SIGMA} px, confidence-weighted median σ {t['sigma_median']:.2f} px, 90th "
-        f'percentile {t["sigma_p90"]:.2f} px. The blur map\'s summary says: "{t["verdict"]}". '
+        f"percentile {t['sigma_p90']:.2f} px; {_pct(t['wide_unmeasurable'])} of the pixels above "
+        f"{TILTED_MAX_SIGMA} px have a confidence below {CONFIDENCE_THRESHOLD:g}: values filled in "
+        "from elsewhere, which the map itself reports as not measurable. "
+        f'The blur map\'s summary says: "{t["verdict"]}". '
         f'`defocus.focal_plane` says: "{t["focal_plane"]}". '
         "A line counts as claimed when `focal_plane` marks it significant and its position is "
         "finite.",
