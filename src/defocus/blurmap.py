@@ -119,10 +119,29 @@ def _in_threads(fn: Callable[[int], None], items: Iterable[int]) -> None:
 
 
 def _blocks(a: np.ndarray, f: int, how: str = "mean") -> np.ndarray:
-    """Mean (float32) or max over ``f`` x ``f`` blocks; a ragged edge is dropped."""
+    """Mean (float32) or max over ``f`` x ``f`` blocks; a ragged edge is dropped.
+
+    Written as ``f`` strided row passes then ``f`` strided column passes: numpy reduces the
+    small inner axes of a ``(h, f, w, f)`` reshape element by element, 8-20x slower.
+    """
     h, w = a.shape[0] // f, a.shape[1] // f
-    b = a[: h * f, : w * f].reshape(h, f, w, f)
-    return b.max(axis=(1, 3)) if how == "max" else b.mean(axis=(1, 3), dtype=np.float32)
+    a = a[: h * f, : w * f]
+    if how == "max":
+        rows = np.maximum(a[0::f], a[1::f]) if f > 1 else a.copy()
+        for i in range(2, f):
+            np.maximum(rows, a[i::f], out=rows)
+        out = np.maximum(rows[:, 0::f], rows[:, 1::f]) if f > 1 else rows
+        for i in range(2, f):
+            np.maximum(out, rows[:, i::f], out=out)
+        return out
+    rows = a[0::f].astype(np.float32)
+    for i in range(1, f):
+        rows += a[i::f]
+    out = rows[:, 0::f].copy()
+    for i in range(1, f):
+        out += rows[:, i::f]
+    out *= np.float32(1.0 / (f * f))
+    return out
 
 
 def _nms_rows(e: np.ndarray, gx: np.ndarray, gy: np.ndarray, r0: int, r1: int) -> np.ndarray:

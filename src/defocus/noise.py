@@ -248,13 +248,17 @@ def _fit_variance(means: np.ndarray, varis: np.ndarray) -> tuple[float, float]:
 def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Residuals of each (n, b, b) block after its least-squares plane, the blocks' means and
     their residual variances."""
-    b = blocks.shape[-1]
-    yy, xx = np.mgrid[:b, :b].astype(np.float64)
-    basis = np.stack([np.ones(b * b), yy.ravel() - (b - 1) / 2, xx.ravel() - (b - 1) / 2])
-    flat = blocks.reshape(len(blocks), -1)
-    coef = flat @ np.linalg.pinv(basis)
-    resid = flat - coef @ basis
-    return resid, coef[:, 0], (resid**2).sum(axis=1) / (b * b - 3)
+    n, b = len(blocks), blocks.shape[-1]
+    # The basis 1, y - c, x - c (centred coordinates) is orthogonal, so each coefficient is one
+    # projection; a (n, 3) @ (3, b * b) product to rebuild the plane was 5x slower in BLAS.
+    c = np.arange(b) - (b - 1) / 2
+    norm = b * float(c @ c)
+    mean = blocks.mean(axis=(1, 2))
+    ay = blocks.sum(axis=2) @ c / norm
+    ax = blocks.sum(axis=1) @ c / norm
+    resid = blocks - mean[:, None, None] - ay[:, None, None] * c[:, None] - ax[:, None, None] * c
+    resid = resid.reshape(n, b * b)
+    return resid, mean, np.einsum("ij,ij->i", resid, resid) / (b * b - 3)
 
 
 def _flattest(means: np.ndarray, varis: np.ndarray) -> np.ndarray:
