@@ -232,19 +232,45 @@ def _smooth(level: np.ndarray, var: float) -> tuple[np.ndarray, float]:
 
     A sampled Gaussian narrower than half a pixel applies much less than its nominal variance,
     so small increments use the three-tap binomial-like kernel ``[v/2, 1 - v, v/2]`` (exactly
-    variance ``v``), and larger ones report the sampled kernel's true variance.
+    variance ``v``), and larger ones report the sampled kernel's true variance. Filtered in
+    bands of rows on threads (``scipy.ndimage`` releases the GIL), each with the kernel's reach
+    of rows around it, so every value is the whole level's.
     """
     if var <= 0.5:
         a = var / 2
         k = np.array([a, 1 - 2 * a, a], np.float32)
-        out = ndi.correlate1d(level, k, axis=0, mode="reflect")
-        return ndi.correlate1d(out, k, axis=1, mode="reflect"), var
+
+        def three_tap(x: np.ndarray) -> np.ndarray:
+            out = ndi.correlate1d(x, k, axis=0, mode="reflect")
+            return ndi.correlate1d(out, k, axis=1, mode="reflect")
+
+        return _by_rows(three_tap, level, 1), var
     sd = float(np.sqrt(var))
     r = int(3.0 * sd + 0.5)
     x = np.arange(-r, r + 1)
     phi = np.exp(-0.5 * x * x / var)
     applied = float((phi * x * x).sum() / phi.sum())
-    return ndi.gaussian_filter(level, sd, mode="reflect", truncate=3.0), applied
+
+    def gauss(x: np.ndarray) -> np.ndarray:
+        return ndi.gaussian_filter(x, sd, mode="reflect", truncate=3.0)
+
+    return _by_rows(gauss, level, r), applied
+
+
+def _by_rows(fn: Callable[[np.ndarray], np.ndarray], a: np.ndarray, reach: int) -> np.ndarray:
+    """``fn(a)`` for a filter ``fn`` that reads ``reach`` rows either side, computed in bands of
+    rows on :func:`_in_threads` (edge handling only at ``a``'s own first and last rows)."""
+    h = a.shape[0]
+    step, starts = _row_bands(h)
+    out = np.empty(a.shape, np.float32)
+
+    def band(r0: int) -> None:
+        r1 = min(r0 + step, h)
+        lo, hi = max(r0 - reach, 0), min(r1 + reach, h)
+        out[r0:r1] = fn(a[lo:hi])[r0 - lo : r1 - lo]
+
+    _in_threads(band, starts)
+    return out
 
 
 def _scale_space(img: np.ndarray, cells: tuple[int, int]):

@@ -262,7 +262,9 @@ def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = blocks.mean(axis=(1, 2))
     ay = blocks.sum(axis=2) @ c / norm
     ax = blocks.sum(axis=1) @ c / norm
-    resid = blocks - mean[:, None, None] - ay[:, None, None] * c[:, None] - ax[:, None, None] * c
+    resid = blocks - mean[:, None, None]
+    resid -= ay[:, None, None] * c[:, None]  # in place: one block-stack-sized array, not three
+    resid -= ax[:, None, None] * c
     resid = resid.reshape(n, b * b)
     return resid, mean, np.einsum("ij,ij->i", resid, resid) / (b * b - 3)
 
