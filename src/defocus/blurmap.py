@@ -121,26 +121,30 @@ def _in_threads(fn: Callable[[int], None], items: Iterable[int]) -> None:
 def _blocks(a: np.ndarray, f: int, how: str = "mean") -> np.ndarray:
     """Mean (float32) or max over ``f`` x ``f`` blocks; a ragged edge is dropped.
 
-    Written as ``f`` strided row passes then ``f`` strided column passes: numpy reduces the
-    small inner axes of a ``(h, f, w, f)`` reshape element by element, 8-20x slower.
+    Written as ``f * f`` strided whole-array operations: numpy reduces the small inner axes of
+    a ``(h, f, w, f)`` reshape element by element, 8-20x slower. The sums run in the order of
+    that reduction (each block row's ``f`` values, then the rows), so the means are the same
+    to the last bit.
     """
     h, w = a.shape[0] // f, a.shape[1] // f
     a = a[: h * f, : w * f]
+    if f == 1:
+        return a.copy() if how == "max" else a.astype(np.float32)
     if how == "max":
-        rows = np.maximum(a[0::f], a[1::f]) if f > 1 else a.copy()
-        for i in range(2, f):
-            np.maximum(rows, a[i::f], out=rows)
-        out = np.maximum(rows[:, 0::f], rows[:, 1::f]) if f > 1 else rows
-        for i in range(2, f):
-            np.maximum(out, rows[:, i::f], out=out)
+        out = np.maximum(a[0::f, 0::f], a[0::f, 1::f])
+        for i in range(f):
+            for j in range(2 if i == 0 else 0, f):
+                np.maximum(out, a[i::f, j::f], out=out)
         return out
-    rows = a[0::f].astype(np.float32)
-    for i in range(1, f):
-        rows += a[i::f]
-    out = rows[:, 0::f].copy()
-    for i in range(1, f):
-        out += rows[:, i::f]
-    out *= np.float32(1.0 / (f * f))
+    a = a.astype(np.float32, copy=False)
+    out = np.zeros((h, w), np.float32)
+    row = np.empty((h, w), np.float32)
+    for i in range(f):
+        np.add(a[i::f, 0::f], a[i::f, 1::f], out=row)
+        for j in range(2, f):
+            row += a[i::f, j::f]
+        out += row
+    out /= np.float32(f * f)
     return out
 
 
