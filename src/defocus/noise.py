@@ -517,18 +517,20 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
         white = np.ones((b, b))
         return NoiseModel(0.0, q**2 / 12, q, white, (0.0, 0.0), 0)
     resid, means, varis = _detrend(blocks)
-    # Finest Haar diagonal detail per block: smooth content and sparse edges barely move its
-    # median, so it measures noise even where no block is truly flat (Donoho & Johnstone 1994).
-    hd = _haar_diagonal(resid.reshape(-1, b, b))
-    haar = (np.median(np.abs(hd.reshape(len(hd), -1)), axis=1) / 0.6745) ** 2
     # Intensity bins by quantile; the least varying blocks of each bin are the flat ones.
     sel = _flattest(means, varis)
+    flat = resid[sel].reshape(-1, b, b)
+    # Finest Haar diagonal detail per flat block (only those are used): smooth content and
+    # sparse edges barely move its median, so it measures noise even where no block is truly
+    # flat (Donoho & Johnstone 1994).
+    hd = _haar_diagonal(flat)
+    haar = (np.median(np.abs(hd.reshape(len(hd), -1)), axis=1) / 0.6745) ** 2
     edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
     which = np.clip(np.searchsorted(edges, means[sel], side="right") - 1, 0, _BINS - 1)
     bin_mean = [float(np.median(means[sel][which == k])) for k in np.unique(which)]
-    bin_haar = [float(np.median(haar[sel][which == k])) for k in np.unique(which)]
+    bin_haar = [float(np.median(haar[which == k])) for k in np.unique(which)]
     # Spectrum of the flat blocks, each normalised by its own variance.
-    spec = _periodogram(resid[sel].reshape(-1, b, b), varis[sel])
+    spec = _periodogram(flat, varis[sel])
     # Short-range noise correlation cannot make a spectrum much more peaked than this: a
     # sharper peak is texture.
     spec = np.minimum(spec, _MAX_SPECTRAL)
