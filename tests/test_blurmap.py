@@ -235,3 +235,54 @@ def test_jpeg_leftovers_in_a_defocused_frame_do_not_read_sharp(quality):
         cells = est.sparse[np.isfinite(est.sparse)]
         assert np.mean(cells < 2.0) < 0.06
         assert 4.5 < est.summary()["sigma"]["median"] < 7.5
+
+
+# The fast paths of the map must compute what the plain numpy/scipy expressions compute.
+
+
+@pytest.mark.parametrize(("f", "how"), list(itertools.product((1, 2, 4), ("mean", "max"))))
+def test_block_reduction_is_numpys_to_the_bit(f, how):
+    from defocus.blurmap import _blocks
+
+    img = data.camera()[:203, :157].astype(np.float32) / 7  # ragged edges, fractional values
+    h, w = img.shape[0] // f, img.shape[1] // f
+    b = img[: h * f, : w * f].reshape(h, f, w, f)
+    ref = b.max(axis=(1, 3)) if how == "max" else b.mean(axis=(1, 3), dtype=np.float32)
+    got = _blocks(img, f, how)
+    assert got.dtype == ref.dtype and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("f", [1, 2, 8])
+def test_banded_edge_cells_equal_the_whole_level(f):
+    from defocus.blurmap import STRIDE, _edge_cells, _nms_rows, _to_cells
+
+    level = ndi.gaussian_filter(data.camera()[:301, :250].astype(np.float32), 1.5)
+    cells = (-(-level.shape[0] * f // STRIDE), -(-level.shape[1] * f // STRIDE))
+    p = np.pad(level, 1, mode="edge")
+    gx, gy = p[1:-1, 2:] - p[1:-1, :-2], p[2:, 1:-1] - p[:-2, 1:-1]
+    e = (gx * gx + gy * gy) * np.float32(0.25 / (f * f))
+    e *= _nms_rows(e, gx, gy, 0, e.shape[0])
+    assert np.array_equal(_edge_cells(level, f, cells), _to_cells(e, f, cells, "max"))
+
+
+@pytest.mark.parametrize("var", [0.3, 2.0])
+def test_banded_smoothing_equals_the_whole_level(var):
+    from defocus.blurmap import _smooth
+
+    level = data.camera()[:300, :200].astype(np.float32)
+    got, _ = _smooth(level, var)
+    if var <= 0.5:
+        k = np.array([var / 2, 1 - var, var / 2], np.float32)
+        ref = ndi.correlate1d(ndi.correlate1d(level, k, axis=0), k, axis=1)
+    else:
+        ref = ndi.gaussian_filter(level, float(np.sqrt(var)), mode="reflect", truncate=3.0)
+    assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (37, 58)])
+def test_upsampling_is_bilinear_zoom(shape):
+    from defocus.blurmap import STRIDE, _upsample
+
+    a = data.camera()[:10, :15].astype(np.float32) / 255
+    ref = ndi.zoom(a, STRIDE, order=1, grid_mode=True, mode="nearest", prefilter=False)
+    np.testing.assert_allclose(_upsample(a, shape), ref[: shape[0], : shape[1]], atol=1e-6)
