@@ -688,7 +688,7 @@ def speed_track(repeat: int, baseline: str | None) -> str:
         "",
         f"- Command: `{cmd}{' --baseline <older checkout>/src' if baseline else ''}`",
         f"- Date: {now}; {os.cpu_count()} cores, shared with other jobs: the load (1-minute "
-        "average around each run) is given, and wall time depends on it; CPU time (all threads) "
+        "average around each run) is given: wall time depends on it, CPU time (all threads) "
         "much less.",
         "- Each run is a fresh process (`--time-one`, one call of `blur_map`); medians over the "
         "runs. Peak RSS is the process's (Python, imports and the input included).",
