@@ -17,7 +17,7 @@ from defocus.synth import blur_varying, tilt_map
 def tilted(tmp_path):
     sharp = data.brick()[:160, :192].astype(np.float32)
     sigma = tilt_map(sharp.shape, position=0.5, slope=0.04, floor=0.6)
-    image = np.clip(np.round(blur_varying(sharp, sigma, family="gauss")), 0, 255)
+    image = np.clip(np.round(blur_varying(sharp, sigma, psf="gauss")), 0, 255)
     path = tmp_path / "tilted.tif"
     write_image(path, image.astype(np.uint8), pixel_size="20nm")
     return path

@@ -68,13 +68,13 @@ from ._array import as_float_image
 from ._errors import BadInputError
 from .io import PixelSize, as_pixel_size
 from .noise import NoiseModel, estimate_noise, quantum
-from .psf import convert_width
+from .psf import FAMILIES, convert_width
 
 __all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
 
 #: PSF families: "disk" is the geometric defocus of a camera, "gauss" SEM probes and
 #: microscopes; "auto" means unknown (read as Gaussian).
-PSF_FAMILIES = ("gauss", "disk", "auto")
+PSF_FAMILIES = (*FAMILIES, "auto")
 
 # Output grid: estimates live on cells of STRIDE x STRIDE pixels.
 STRIDE = 4

@@ -37,7 +37,8 @@ import scipy.sparse
 import scipy.special
 
 from . import psf as _psf
-from ._array import as_float_image
+from ._array import as_float_image, channels_last
+from ._compat import renamed_keywords
 from ._errors import BadInputError
 from .noise import haar_sigma, noise_spectrum
 
@@ -746,12 +747,9 @@ def _centroid_offset(h: np.ndarray) -> tuple[float, float]:
 
 
 def _channels(image: Any, channel_axis: int | None, name: str) -> np.ndarray:
-    arr = np.asarray(image)
-    if channel_axis is None:
-        return as_float_image(arr, allow_constant=False, name=name).astype(np.float64)[..., None]
-    arr = np.moveaxis(arr, channel_axis, -1)
-    as_float_image(arr, channel_axis=-1, allow_constant=False, name=name)
-    return arr.astype(np.float64)
+    """(H, W, C) float64, after the checks that name the image (dtype, finite, not constant)."""
+    as_float_image(image, channel_axis=channel_axis, allow_constant=False, name=name)
+    return channels_last(image, channel_axis, dtype=np.float64)[0]
 
 
 def _intensity(eq: _Normal, g: np.ndarray) -> tuple[np.ndarray, float, float, float]:
@@ -763,6 +761,7 @@ def _intensity(eq: _Normal, g: np.ndarray) -> tuple[np.ndarray, float, float, fl
     return unit.reshape(g.shape)[::-1, ::-1], gain, offset, residual
 
 
+@renamed_keywords(noise="noise_sigma")
 def estimate_kernel(
     sharp: Any,
     blurry: Any,
@@ -770,7 +769,7 @@ def estimate_kernel(
     size: int | None = None,
     channel_axis: int | None = None,
     align: bool = True,
-    noise: float | None = None,
+    noise_sigma: float | None = None,
     max_size: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Kernel:
@@ -814,9 +813,10 @@ def estimate_kernel(
         Register the pair to sub-pixel accuracy (phase correlation, then the kernel's
         centroid) and remove the shift first. Without it, any misregistration stays in the
         kernel as an offset centroid.
-    noise : float, optional
+    noise_sigma : float, optional
         Noise standard deviation of ``blurry`` in its intensity units (default: estimated
-        from the residual of the fit).
+        from the residual of the fit). Formerly ``noise``, which still works with a
+        ``FutureWarning``.
     max_size : int, optional
         Largest side tried by the automatic search (default: a third of the smaller image
         side, at most 63).
@@ -903,8 +903,10 @@ def estimate_kernel(
             f"{limit}x{limit} kernel; give at least {need} px per side"
         )
     xs, ys = x.mean(axis=-1), y.mean(axis=-1)
-    fixed = noise is not None
-    noise2 = (_psf._positive("noise", noise) if noise is not None else haar_sigma(ys)) ** 2
+    fixed = noise_sigma is not None
+    noise2 = (
+        _psf._positive("noise_sigma", noise_sigma) if noise_sigma is not None else haar_sigma(ys)
+    ) ** 2
     clips = (x_clip, y_clip)
     if size is None:
         # Start no smaller than the kernel the gradient correlation shows (a ring's best
@@ -961,7 +963,7 @@ def estimate_kernel(
         residuals.append(residual_c)
         noises.append(math.sqrt(sol.noise2))
         # The noise the fit cannot explain, measured on blurry alone.
-        sigma = float(noise) if noise is not None else haar_sigma(y[..., c])
+        sigma = float(noise_sigma) if noise_sigma is not None else haar_sigma(y[..., c])
         measured.append(sigma)
         tss = max(eq.yy, 1e-300)
         explained.append(1.0 - residual_c**2 * eq.n / tss)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -50,6 +50,7 @@ from ._errors import BadInputError
 
 __all__ = [
     "ENERGY",
+    "FAMILIES",
     "MAX_KERNEL_SIZE",
     "MODELS",
     "KernelMoments",
@@ -61,11 +62,13 @@ __all__ = [
     "astigmatic_axes",
     "blur_width",
     "box",
+    "check_family",
     "convert_width",
     "defocus",
     "defocus_otf",
     "disk",
     "elliptical_gauss",
+    "family_kernel",
     "gaussian",
     "moments",
     "motion",
@@ -1292,6 +1295,43 @@ MODELS: Mapping[str, PSFModel] = MappingProxyType(
         ),
     }
 )
+
+
+#: The PSF families: the one-parameter models (gauss: sigma; disk: radius = 2 sigma), whose size
+#: a sigma map sets pixel by pixel. Spatially varying blur and deblurring take one of them, and
+#: the blur map adds ``"auto"`` (``defocus.blurmap.PSF_FAMILIES``).
+FAMILIES: tuple[str, ...] = tuple(n for n, m in MODELS.items() if m.params == (m.natural,))
+
+
+def check_family(psf: str, *, families: Sequence[str] = FAMILIES) -> str:
+    """Return ``psf`` if it names one of ``families``, else raise a one-line error.
+
+    Examples
+    --------
+    >>> check_family("disk")
+    'disk'
+    >>> check_family("ring")
+    Traceback (most recent call last):
+    ...
+    defocus._errors.BadInputError: psf must be a PSF family (gauss, disk), got 'ring'
+    """
+    if psf not in families:
+        raise BadInputError(f"psf must be a PSF family ({', '.join(families)}), got {psf!r}")
+    return psf
+
+
+def family_kernel(psf: str, sigma: float) -> np.ndarray:
+    """Kernel of a PSF family at one sigma (px): a Gaussian of that sigma, a disk of radius 2 sigma.
+
+    Examples
+    --------
+    >>> np.array_equal(family_kernel("disk", 1.5), disk(3.0))
+    True
+    """
+    m = MODELS[check_family(psf)]
+    # A family's sigma is proportional to its size parameter, so one evaluation gives the
+    # factor (1 or 1/2: exact in binary, the kernel is the one render() gives).
+    return m.render(**{m.natural: sigma / m.sigma(**{m.natural: 1.0})})
 
 
 def _model(name: str, params: Mapping[str, Any], *, complete: bool = True) -> PSFModel:
