@@ -235,3 +235,14 @@ def test_jpeg_leftovers_in_a_defocused_frame_do_not_read_sharp(quality):
         cells = est.sparse[np.isfinite(est.sparse)]
         assert np.mean(cells < 2.0) < 0.06
         assert 4.5 < est.summary()["sigma"]["median"] < 7.5
+
+
+def test_progress_counts_up_to_the_total_and_changes_nothing(sharp):
+    img = _noisy(ndi.gaussian_filter(sharp, 2.0))
+    seen: list[tuple[int, int, str]] = []
+    est = blur_map(img, progress=lambda done, total, what: seen.append((done, total, what)))
+    done = [d for d, _, _ in seen]
+    assert len(seen) > 5 and all(b > a for a, b in itertools.pairwise(done))
+    assert {t for _, t, _ in seen} == {seen[-1][1]} and done[-1] == seen[-1][1]
+    assert any(what.startswith("scale") for _, _, what in seen)
+    np.testing.assert_array_equal(est.sigma, blur_map(img).sigma)

@@ -128,3 +128,15 @@ def test_map_tiled_tiff_in_tiled_tiff_out(tilted, tmp_path):
     # the same sharp line as the in-memory map: blur grows away from the middle rows
     rows = np.median(sigma.data, axis=1)
     assert rows[70:90].mean() < rows[:20].mean() and rows[70:90].mean() < rows[-20:].mean()
+
+
+def test_progress_bar_on_stderr_only_when_asked_or_a_terminal(
+    tilted, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("DEFOCUS_PROGRESS", "1")  # a bar although stderr is not a terminal
+    assert main(["map", str(tilted), "-o", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "blur map" in err and "100%" in err
+    monkeypatch.delenv("DEFOCUS_PROGRESS")
+    assert main(["map", str(tilted), "-o", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err == ""

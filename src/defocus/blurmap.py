@@ -66,6 +66,7 @@ from scipy import ndimage as ndi
 
 from ._array import as_float_image
 from ._errors import BadInputError
+from ._types import Progress
 from .io import PixelSize, as_pixel_size
 from .noise import NoiseModel, estimate_noise, quantum
 from .psf import FAMILIES, convert_width
@@ -306,7 +307,7 @@ def _white_gains() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _estimate(
-    img: np.ndarray, nm: NoiseModel, scale: float, floor_var: float = 0.0
+    img: np.ndarray, nm: NoiseModel, scale: float, floor_var: float = 0.0, progress: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-cell (sigma, log-sigma standard error, lower-bound flag, repeat); sigma NaN = no
     edge. ``repeat`` is the side, in cells, of the pyramid pixel the measurement came from;
@@ -333,6 +334,8 @@ def _estimate(
         energy[i] = e
         noise[i] = var * np.float32(gain_mean[i])
         thresh[i] = var * np.float32(gain_q[i])
+        if progress is not None:
+            progress(i + 1, k, f"scale {SCALES[i]:g} px")
     sig = energy > thresh
     # Hysteresis (as in Canny 1986): scales significant at ALPHA join the fit, but the edge's
     # scale (the peak below) is sought only where the energy stands DETECT times above the
@@ -645,6 +648,7 @@ def blur_map(
     pixel_size: float | PixelSize | None = None,
     noise_sigma: float | None = None,
     channel_axis: int | None = None,
+    progress: Progress | None = None,
 ) -> BlurMap:
     """Estimate the blur sigma (px) at every pixel, with a confidence.
 
@@ -667,6 +671,9 @@ def blur_map(
         8 x 8 block grid.
     channel_axis : int, optional
         Axis of the colour channels; they are combined to luminance.
+    progress : callable, optional
+        Called as ``progress(done, total, what)`` after the noise model, each scale and each
+        later stage (edge fit, fill, full-size maps).
 
     Returns
     -------
@@ -709,7 +716,18 @@ def blur_map(
     # JPEG's error is noise the flat-block noise model cannot see (see _jpeg_error_variance);
     # a given noise level is the whole noise, so tiles with a shared level match the whole map.
     jpeg_var = _jpeg_error_variance(img) / scale**2 if noise_sigma is None else 0.0
-    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale, jpeg_var)
+    total = len(SCALES) + 4  # noise model, scales, edge fit, fill, full-size maps
+
+    def report(done: int, what: str) -> None:
+        if progress is not None:
+            progress(done, total, what)
+
+    report(1, "noise model")
+    per_scale = None if progress is None else lambda i, _, what: report(1 + i, what)
+    cell_sigma, sd, lower, repeat = _estimate(
+        img / np.float32(scale), nm, scale, jpeg_var, per_scale
+    )
+    report(total - 2, "edge fit")
     if psf == "disk":
         cell_sigma *= np.float32(_DISK_SIGMA_RATIO)
     found = np.isfinite(cell_sigma)
@@ -721,12 +739,13 @@ def blur_map(
     conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
     # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
     lb_share = _fill(lower.astype(np.float32), logvar)
+    report(total - 1, "fill")
 
     def to_sigma(m: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(np.exp(2 * m) - _FLOOR**2, 0)).astype(np.float32)
 
     sparse_conf = np.where(found, 1.0 / (1.0 + (sd / _HALF_CONF_SD) ** 2), 0).astype(np.float32)
-    return BlurMap(
+    result = BlurMap(
         sigma=to_sigma(_upsample(filled, img.shape)),
         confidence=np.clip(_upsample(conf, img.shape), 0, 1).astype(np.float32),
         sparse=cell_sigma.astype(np.float32),
@@ -738,3 +757,5 @@ def blur_map(
         lower_bound=_upsample(lb_share, img.shape) > 0.5,
         noise=nm,
     )
+    report(total, "full-size maps")
+    return result

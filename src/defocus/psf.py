@@ -462,6 +462,22 @@ def _cutoff(
     return _J1_ZERO / (math.pi * radius)
 
 
+# The optical parameters that may stand in for an Airy radius, in _cutoff's order.
+_OPTICS = ("wavelength", "na", "pixel_size")
+
+
+def _model_cutoff(params: Mapping[str, Any], model: str) -> float:
+    """:func:`_cutoff` from a model's parameters: airy's ``radius``, the others' ``airy_radius``."""
+    key = "radius" if model == "airy" else "airy_radius"
+    wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
+    return _cutoff(params.get(key), wavelength, na, pixel_size, key, model)
+
+
+def _airy_sigma(cutoff: float) -> float:
+    """Sigma of the Gaussian core fitted to the Airy pattern of this cutoff (Zhang et al. 2007)."""
+    return _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+
+
 def _airy_otf(rho: np.ndarray, cutoff: float) -> np.ndarray:
     """Diffraction-limited incoherent OTF of a circular pupil (Born & Wolf §9.5)."""
     s = np.clip(np.asarray(rho, dtype=float) / cutoff, 0.0, 1.0)
@@ -696,6 +712,13 @@ def defocus(
         offset,
         "defocus",
     )
+
+
+def _defocus_terms(p: Mapping[str, Any]) -> tuple[float, float, float]:
+    """Cutoff, W020 and W040 (waves) from the defocus model's parameters."""
+    cutoff = _model_cutoff(p, "defocus")
+    w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
+    return cutoff, w, _number("spherical", p.get("spherical", 0.0))
 
 
 def _defocus_waves(radius: float | None, waves: float | None, cutoff: float) -> float:
@@ -1053,28 +1076,12 @@ def _otf_motion(fy: np.ndarray, fx: np.ndarray, *, length: float, angle: float =
 
 
 def _otf_airy(fy: np.ndarray, fx: np.ndarray, **optics: float) -> np.ndarray:
-    cutoff = _cutoff(
-        optics.get("radius"),
-        optics.get("wavelength"),
-        optics.get("na"),
-        optics.get("pixel_size"),
-        "radius",
-        "airy",
-    )
+    cutoff = _model_cutoff(optics, "airy")
     return _airy_otf(np.hypot(fy, fx), cutoff)
 
 
 def _otf_defocus(fy: np.ndarray, fx: np.ndarray, **p: float) -> np.ndarray:
-    cutoff = _cutoff(
-        p.get("airy_radius"),
-        p.get("wavelength"),
-        p.get("na"),
-        p.get("pixel_size"),
-        "airy_radius",
-        "defocus",
-    )
-    w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
-    spherical = _number("spherical", p.get("spherical", 0.0))
+    cutoff, w, spherical = _defocus_terms(p)
     if spherical != 0:
         return _pupil_otf(
             fy, fx, cutoff, lambda uy, ux: _wavefront(uy * uy + ux * ux, w, spherical)
@@ -1097,32 +1104,16 @@ def _sigma_ring(*, radius: float, width: float = 1.0, softness: float = 0.0) -> 
 
 
 def _sigma_airy(**optics: float) -> float:
-    cutoff = _cutoff(
-        optics.get("radius"),
-        optics.get("wavelength"),
-        optics.get("na"),
-        optics.get("pixel_size"),
-        "radius",
-        "airy",
-    )
-    return _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+    cutoff = _model_cutoff(optics, "airy")
+    return _airy_sigma(cutoff)
 
 
 def _sigma_defocus(**p: float) -> float:
-    cutoff = _cutoff(
-        p.get("airy_radius"),
-        p.get("wavelength"),
-        p.get("na"),
-        p.get("pixel_size"),
-        "airy_radius",
-        "defocus",
-    )
-    w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
-    s = _number("spherical", p.get("spherical", 0.0))
+    cutoff, w, s = _defocus_terms(p)
     # Rays of W = w ρ² + s ρ⁴ land (2wρ + 4sρ³)/fc px from the centre; over the uniformly lit
     # pupil their per-axis variance is (w² + 8ws/3 + 2s²)/fc², i.e. (R/2)² when s = 0.
     geometric = math.sqrt(max(w * w + 8 * w * s / 3 + 2 * s * s, 0.0)) / (cutoff / 2)
-    airy_sigma = _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+    airy_sigma = _airy_sigma(cutoff)
     return math.hypot(geometric, airy_sigma)
 
 
@@ -1137,14 +1128,7 @@ def _otf_elliptical(
 def _otf_astigmatic(
     fy: np.ndarray, fx: np.ndarray, *, radius_major: float, radius_minor: float, **p: float
 ) -> np.ndarray:
-    cutoff = _cutoff(
-        p.get("airy_radius"),
-        p.get("wavelength"),
-        p.get("na"),
-        p.get("pixel_size"),
-        "airy_radius",
-        "astigmatic",
-    )
+    cutoff = _model_cutoff(p, "astigmatic")
     w = _astigmatism(radius_major, radius_minor, p.get("angle", 0.0), cutoff)
     return _pupil_otf(fy, fx, cutoff, w)
 
@@ -1163,15 +1147,8 @@ def astigmatic_axes(
     ...                                       angle=30.0, airy_radius=1.0)]
     [3.02, 1.058, 30.0]
     """
-    cutoff = _cutoff(
-        optics.get("airy_radius"),
-        optics.get("wavelength"),
-        optics.get("na"),
-        optics.get("pixel_size"),
-        "airy_radius",
-        "astigmatic",
-    )
-    airy_sigma = _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+    cutoff = _model_cutoff(optics, "astigmatic")
+    airy_sigma = _airy_sigma(cutoff)
     return (
         math.hypot(_positive("radius_major", radius_major) / 2, airy_sigma),
         math.hypot(_positive("radius_minor", radius_minor) / 2, airy_sigma),
@@ -1220,8 +1197,6 @@ class PSFModel:
     params: tuple[str, ...]
     area_sampled: bool
 
-
-_OPTICS = ("wavelength", "na", "pixel_size")
 
 #: Name → :class:`PSFModel` for every parametric model.
 MODELS: Mapping[str, PSFModel] = MappingProxyType(
@@ -1470,15 +1445,7 @@ def _radial_otf(model: str, params: Mapping[str, float]) -> tuple[Callable, floa
     m = _model(model, params)
     fy = np.zeros(1)
     if model in ("airy", "defocus"):
-        radius_key = "radius" if model == "airy" else "airy_radius"
-        cutoff = _cutoff(
-            params.get(radius_key),
-            params.get("wavelength"),
-            params.get("na"),
-            params.get("pixel_size"),
-            radius_key,
-            model,
-        )
+        cutoff = _model_cutoff(params, model)
         extent = 4 * m.sigma(**params) + 3 * _J1_ZERO / (math.pi * cutoff)
         return lambda rho: m.otf(fy, np.asarray(rho), **params), cutoff, extent
     raise BadInputError(f"FWHM and edge width are not defined here for {model}")
@@ -1539,14 +1506,10 @@ def blur_width(model: str, measure: str = "sigma", **params: float) -> float:
         if m.natural != "radius":
             raise BadInputError(f"{model} has no radius; use sigma, fwhm or edge")
         if model == "airy" and params.get("radius") is None:
-            wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
-            r = _J1_ZERO / (math.pi * _cutoff(None, wavelength, na, pixel_size, "radius", "airy"))
+            r = _J1_ZERO / (math.pi * _model_cutoff(params, "airy"))
         elif model == "defocus" and params.get("radius") is None:
-            wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
-            cutoff = _cutoff(
-                params.get("airy_radius"), wavelength, na, pixel_size, "airy_radius", model
-            )
-            r = 4 * _defocus_waves(None, params.get("waves"), cutoff) / cutoff
+            cutoff, w, _ = _defocus_terms(params)
+            r = 4 * w / cutoff
         else:
             r = float(params["radius"])
         return r if measure == "radius" else 2 * r

@@ -144,9 +144,14 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         try:
             viz = pool.submit(_viz)
             img = read_input(path, args)
-            bm = blur_map(
-                img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis
-            )
+            with progress_bar("blur map") as progress:
+                bm = blur_map(
+                    img.data,
+                    psf=args.psf,
+                    pixel_size=img.pixel_size,
+                    channel_axis=img.channel_axis,
+                    progress=progress,
+                )
             calibration = _calibration(args)
             files = map_outputs(path, out, height=calibration is not None)
             for name, values in (("sigma", bm.sigma), ("confidence", bm.confidence)):
