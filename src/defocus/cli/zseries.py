@@ -14,7 +14,7 @@ from ..blurmap import PSF_FAMILIES
 from ..io import write_json, write_map
 from . import COMMANDS
 from ._common import display_name, number, pixel_size_option, stem_of
-from ._outputs import add_output_options, check_plan
+from ._outputs import add_output_options, check_plan, output_names
 
 _STEP = re.compile(r"\s*(?P<value>[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(?P<unit>nm|um|µm|mm)?\s*")
 
@@ -88,17 +88,17 @@ def z_positions(args: argparse.Namespace) -> tuple[np.ndarray, str, str]:
 
 
 def outputs(first: str, out: Path, *, report: bool = False) -> dict[str, Path]:
-    stem = stem_of(first)
-    files = {
-        "height": out / f"{stem}.zseries.height.tif",
-        "confidence": out / f"{stem}.zseries.confidence.tif",
-        "picture": out / f"{stem}.zseries.height.png",
-        "surface": out / f"{stem}.zseries.surface.png",
-        "summary": out / f"{stem}.zseries.json",
-    }
-    if report:
-        files["report"] = out / f"{stem}.zseries.html"
-    return files
+    return output_names(
+        first,
+        out,
+        "zseries",
+        height="height.tif",
+        confidence="confidence.tif",
+        picture="height.png",
+        surface="surface.png",
+        summary="json",
+        **({"report": "html"} if report else {}),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
