@@ -335,7 +335,7 @@ def _estimate(
         noise[i] = var * np.float32(gain_mean[i])
         thresh[i] = var * np.float32(gain_q[i])
         if progress is not None:
-            progress(i + 1, k, f"scale {SCALES[i]:g} px")
+            progress(i + 1, k, f"scale {SCALES[i]:.3g} px")
     sig = energy > thresh
     # Hysteresis (as in Canny 1986): scales significant at ALPHA join the fit, but the edge's
     # scale (the peak below) is sought only where the energy stands DETECT times above the

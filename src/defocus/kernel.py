@@ -748,7 +748,9 @@ def _centroid_offset(h: np.ndarray) -> tuple[float, float]:
 
 def _channels(image: Any, channel_axis: int | None, name: str) -> np.ndarray:
     """(H, W, C) float64, after the checks that name the image (dtype, finite, not constant)."""
-    as_float_image(image, channel_axis=channel_axis, allow_constant=False, name=name)
+    lum = as_float_image(image, channel_axis=channel_axis, allow_constant=False, name=name)
+    if channel_axis is None:  # grey: the float32 luminance every map reads
+        return lum.astype(np.float64)[..., None]
     return channels_last(image, channel_axis, dtype=np.float64)[0]
 
 
