@@ -598,7 +598,7 @@ def through_focus_section(
     >>> sec.html.count("<img"), sec.summary["z_unit"]
     (3, 'µm')
     """
-    from .viz import heatmap_figure
+    from .viz import height_figure
 
     img = _as_image(image, None, None)
     s = tf.summary()
@@ -632,20 +632,14 @@ def through_focus_section(
     rows += [("note", n) for n in s["notes"]]
     pictures = []
     if ok.mean() >= 0.01:
-        lo, hi = (float(v) for v in np.percentile(tf.height[ok], (1, 99)))
         pictures += [
             _img(
                 _png(
-                    heatmap_figure(
+                    height_figure(
+                        tf,
                         img.data,
-                        np.where(ok, tf.height, np.nan),
                         label=f"best-focus z ({u}); blank: not measurable",
                         channel_axis=img.channel_axis,
-                        cmap="viridis",
-                        alpha=0.75,
-                        vmin=lo,
-                        vmax=hi if hi > lo else lo + 1e-6,
-                        pixel_size=tf.pixel_size,
                     )
                 ),
                 f"{name}: height",

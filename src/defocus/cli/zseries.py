@@ -104,7 +104,7 @@ def outputs(first: str, out: Path, *, report: bool = False) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from ..io import atomic_path, read_image
     from ..report import report_page, through_focus_section
-    from ..viz import heatmap_figure, save_figure, surface_figure
+    from ..viz import height_figure, save_figure, surface_figure
     from ..zseries import through_focus
 
     z, unit, source = z_positions(args)
@@ -131,26 +131,14 @@ def run(args: argparse.Namespace) -> int:
         tilt = "tilt needs the pixel size (--pixel-size)"
     else:
         tilt = "no plane"
-    ok = tf.confidence >= 0.3
-    shown = np.where(ok, tf.height, np.nan)
-    lo, hi = (
-        (float(np.percentile(tf.height[ok], 1)), float(np.percentile(tf.height[ok], 99)))
-        if ok.any()
-        else (float(z.min()), float(z.max()))
-    )
     middle = read_image(args.frames[len(args.frames) // 2])
     name = display_name(args.frames[0])
     save_figure(
-        heatmap_figure(
+        height_figure(
+            tf,
             middle.data,
-            shown,
             label=f"height: best-focus z ({unit}); blank: not measurable",
             channel_axis=middle.channel_axis,
-            cmap="viridis",
-            alpha=0.75,
-            vmin=lo,
-            vmax=hi if hi > lo else lo + 1e-6,
-            pixel_size=tf.pixel_size,
             title=f"{len(z)} frames: {tilt}",
         ),
         files["picture"],
