@@ -19,6 +19,7 @@ __all__ = [
     "as_float_image",
     "bbox",
     "channels_last",
+    "check_magnitude",
     "finish_channels",
     "level_weights",
     "luminance",
@@ -32,7 +33,7 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 MAX_MAGNITUDE = 1e15
 
 
-def _check_magnitude(image: np.ndarray) -> None:
+def check_magnitude(image: np.ndarray) -> None:
     """Refuse values too large for float32 analysis instead of letting them become inf."""
     if image.dtype.kind not in "iuf" or (image.dtype.kind in "iu" and image.dtype.itemsize < 8):
         return  # 32-bit integers and below always fit
@@ -76,7 +77,7 @@ def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarr
     71.52...
     """
     image = np.asarray(image)
-    _check_magnitude(image)
+    check_magnitude(image)
     if channel_axis is None:
         if image.ndim != 2:
             raise BadInputError(

@@ -62,7 +62,7 @@ import numpy as np
 import scipy.fft
 
 from . import psf as _psf
-from ._array import _check_magnitude, bbox, channels_last, finish_channels, level_weights
+from ._array import bbox, channels_last, check_magnitude, finish_channels, level_weights
 from ._compat import renamed_keywords
 from ._errors import BadInputError
 from .blurmap import BlurMap
@@ -508,7 +508,7 @@ def _prepare(image: Any, channel_axis: int | None) -> _Input:
     :data:`defocus._array.MAX_MAGNITUDE`) nor underflow (tiny values) in float32.
     """
     arr = np.asarray(image)
-    _check_magnitude(arr)
+    check_magnitude(arr)
     # float32 holds 24 bits: wider integers are computed in float64 to keep every count.
     wide = arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4
     data, in_dtype = channels_last(arr, channel_axis, dtype=np.float64 if wide else None)

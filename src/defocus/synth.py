@@ -6,7 +6,7 @@ integer ``dtype`` rounds and clips to that type's range.
 
 Spatially varying blur takes a map of sigma in pixels (the unit of blur, see
 docs/architecture.md) and a PSF family (``psf=``, :data:`defocus.psf.FAMILIES`): ``"gauss"``
-(sigma itself) or ``"disk"`` (radius = 2 sigma). Two methods (``method=``), two physical models:
+(sigma itself) or ``"disk"`` (radius = 2 sigma). ``method=`` picks one of two physical models:
 
 * ``gather``: each output pixel is the image seen through its own PSF,
   ``out(p) = Σ_q h_σ(p)(p − q) I(q)``. The usual model for a blur map.
