@@ -23,6 +23,7 @@ __all__ = [
     "finish_channels",
     "level_weights",
     "luminance",
+    "saturated",
 ]
 
 # ITU-R BT.709 luma weights: the usual choice for linear-ish camera and microscope RGB.
@@ -202,6 +203,38 @@ def bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
     if rows.size == 0:
         return None
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def saturated(image: Any, channel_axis: int | None = None) -> np.ndarray:
+    """Pixels on a plateau (3×3 or larger) at a value the sensor clips to, in any channel.
+
+    The clipping values are the integer dtype's limits and each channel's own maximum. An
+    isolated pixel at the maximum is a highlight; a plateau is where the signal was cut, so a
+    model that compares two images does not hold there.
+
+    Examples
+    --------
+    >>> img = np.full((8, 8), 100, np.uint8); img[1:5, 1:5] = 255; img[6, 6] = 255
+    >>> int(saturated(img).sum())  # the 4 x 4 block, not the lone highlight
+    16
+    """
+    from scipy import ndimage  # loaded on use: this module is imported by the command line
+
+    arr = np.asarray(image)
+    arr = arr[..., None] if channel_axis is None else np.moveaxis(arr, channel_axis, -1)
+    out = np.zeros(arr.shape[:2], bool)
+    square = np.ones((3, 3), bool)
+    for c in range(arr.shape[-1]):
+        ch = arr[..., c]
+        levels = {ch.max()}
+        if ch.dtype.kind in "iu":
+            info = np.iinfo(ch.dtype)
+            levels |= {info.min, info.max}
+        for level in levels:
+            at = ch == level
+            if at.any():
+                out |= ndimage.binary_opening(at, square)
+    return out
 
 
 def as_float_image(

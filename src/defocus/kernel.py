@@ -37,7 +37,7 @@ import scipy.sparse
 import scipy.special
 
 from . import psf as _psf
-from ._array import as_float_image, channels_last
+from ._array import as_float_image, channels_last, saturated
 from ._compat import renamed_keywords
 from ._errors import BadInputError
 from .noise import haar_sigma, noise_spectrum
@@ -621,28 +621,6 @@ def _auto_size(
     return best
 
 
-def _clipped(image: np.ndarray) -> np.ndarray:
-    """Pixels of a (H, W, C) image on a plateau (3×3 or larger) at a value the sensor clips
-    to: the integer dtype's limits or the image's own maximum, in any channel.
-
-    An isolated pixel at the maximum is a highlight; a plateau is where the signal was cut.
-    """
-    arr = np.asarray(image)
-    out = np.zeros(arr.shape[:2], bool)
-    square = np.ones((3, 3), bool)
-    for c in range(arr.shape[-1]):
-        ch = arr[..., c]
-        levels = {ch.max()}
-        if ch.dtype.kind in "iu":
-            info = np.iinfo(ch.dtype)
-            levels |= {info.min, info.max}
-        for level in levels:
-            at = ch == level
-            if at.any():
-                out |= ndi.binary_opening(at, square)
-    return out
-
-
 def _tukey(n: int, alpha: float = 0.2) -> np.ndarray:
     """Tukey (tapered cosine) window of ``n`` points, flat but for ``alpha`` of its length
     (``scipy.signal.windows.tukey``, without importing scipy.signal: over a second)."""
@@ -872,11 +850,7 @@ def estimate_kernel(
                 f"kernel size must be an odd integer from 1 to {_MAX_SIZE}, got {size}"
             )
 
-    def raw(image: Any) -> np.ndarray:
-        arr = np.asarray(image)
-        return arr[..., None] if channel_axis is None else np.moveaxis(arr, channel_axis, -1)
-
-    x_clip, y_clip = _clipped(raw(sharp)), _clipped(raw(blurry))
+    x_clip, y_clip = saturated(sharp, channel_axis), saturated(blurry, channel_axis)
     clipped = int(x_clip.sum() + y_clip.sum())
     steps = [0, len(_SIZES) + x.shape[-1] + 1]
 

@@ -62,7 +62,14 @@ import numpy as np
 import scipy.fft
 
 from . import psf as _psf
-from ._array import bbox, channels_last, check_magnitude, finish_channels, level_weights
+from ._array import (
+    bbox,
+    channels_last,
+    check_magnitude,
+    finish_channels,
+    level_weights,
+    saturated,
+)
 from ._compat import renamed_keywords
 from ._errors import BadInputError
 from .blurmap import BlurMap
@@ -623,12 +630,7 @@ def deblur(
     nch = data.shape[-1]
     observed = None
     if boundary == "valid":
-        from .kernel import _clipped  # loaded on use: kernel's imports are heavy
-
-        raw = np.asarray(image)
-        clipped = _clipped(
-            raw[..., None] if channel_axis is None else np.moveaxis(raw, channel_axis, -1)
-        )
+        clipped = saturated(image, channel_axis)
         observed = ~clipped if clipped.any() else None
     colour = nch == 3
     if colour:
