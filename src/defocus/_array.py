@@ -6,6 +6,7 @@ finiteness checks, and the tile sizes of the lazy path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "finish_channels",
     "level_weights",
     "luminance",
+    "positive",
     "saturated",
 ]
 
@@ -47,6 +49,28 @@ def check_magnitude(image: np.ndarray) -> None:
             f"image has values up to {big:.3g}; analysis runs in float32 and supports "
             f"magnitudes up to {MAX_MAGNITUDE:g}: rescale it"
         )
+
+
+def positive(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """``value`` as a finite float >= 0 (> 0 without ``allow_zero``), else a one-line error.
+
+    Examples
+    --------
+    >>> positive("sigma", "1.5")
+    1.5
+    >>> positive("radius", -1)
+    Traceback (most recent call last):
+    ...
+    defocus._errors.BadInputError: radius must be a finite number >= 0, got -1
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise BadInputError(f"{name} must be a finite number {bound}, got {value:g}")
+    return value
 
 
 def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:

@@ -37,7 +37,7 @@ import scipy.sparse
 import scipy.special
 
 from . import psf as _psf
-from ._array import as_float_image, channels_last, saturated
+from ._array import as_float_image, channels_last, positive, saturated
 from ._compat import renamed_keywords
 from ._errors import BadInputError
 from .noise import haar_sigma, noise_spectrum
@@ -881,7 +881,7 @@ def estimate_kernel(
     xs, ys = x.mean(axis=-1), y.mean(axis=-1)
     fixed = noise_sigma is not None
     noise2 = (
-        _psf._positive("noise_sigma", noise_sigma) if noise_sigma is not None else haar_sigma(ys)
+        positive("noise_sigma", noise_sigma) if noise_sigma is not None else haar_sigma(ys)
     ) ** 2
     clips = (x_clip, y_clip)
     if size is None:

@@ -46,6 +46,7 @@ import scipy.fft
 import scipy.ndimage as ndi
 import scipy.special
 
+from ._array import positive
 from ._errors import BadInputError
 
 __all__ = [
@@ -121,17 +122,6 @@ Offset = tuple[float, float]
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise BadInputError(f"{name} must be a finite number {bound}, got {value:g}")
-    return value
 
 
 def _layout(shape: Shape, offset: Offset, support: float) -> tuple[tuple[int, int], Offset]:
@@ -252,7 +242,7 @@ def gaussian(sigma: float, *, shape: Shape = None, offset: Offset = (0.0, 0.0)) 
     >>> round(moments(k).sigma, 3)
     1.0
     """
-    sigma = _positive("sigma", sigma)
+    sigma = positive("sigma", sigma)
     shape, (cy, cx) = _layout(shape, offset, _GAUSS_HALF_WIDTH * sigma)
     if sigma == 0:
         return _delta(shape, (cy, cx))
@@ -282,7 +272,7 @@ def disk(radius: float, *, shape: Shape = None, offset: Offset = (0.0, 0.0)) -> 
     >>> round(moments(k, area_sampled=True).sigma, 2)
     2.5
     """
-    radius = _positive("radius", radius)
+    radius = positive("radius", radius)
     shape, centre = _layout(shape, offset, radius - 0.5)
     if radius == 0:
         return _delta(shape, centre)
@@ -319,9 +309,9 @@ def ring(
     >>> bool(k[k.shape[0] // 2, k.shape[1] // 2] < k.max() / 10)  # hollow centre
     True
     """
-    radius = _positive("radius", radius)
-    width = _positive("width", width, allow_zero=False)
-    softness = _positive("softness", softness)
+    radius = positive("radius", radius)
+    width = positive("width", width, allow_zero=False)
+    softness = positive("softness", softness)
     outer, inner = radius + width / 2, max(radius - width / 2, 0.0)
     shape, centre = _layout(shape, offset, outer - 0.5 + _GAUSS_HALF_WIDTH * softness)
     k = _disk_coverage(shape, centre, outer) - _disk_coverage(shape, centre, inner)
@@ -355,8 +345,8 @@ def box(
            [0.111..., 0.111..., 0.111...],
            [0.111..., 0.111..., 0.111...]])
     """
-    width = _positive("width", width)
-    height = width if height is None else _positive("height", height)
+    width = positive("width", width)
+    height = width if height is None else positive("height", height)
     shape, (cy, cx) = _layout(shape, offset, max(width, height) / 2 - 0.5)
 
     def cover(n: int, c: float, size: float) -> np.ndarray:
@@ -394,7 +384,7 @@ def motion(
            [0.333..., 0.333..., 0.333...],
            [0.       , 0.       , 0.       ]])
     """
-    length = _positive("length", length)
+    length = positive("length", length)
     try:
         theta = math.radians(float(angle))
     except (TypeError, ValueError):
@@ -432,9 +422,9 @@ def airy_radius(wavelength: float, na: float, pixel_size: float) -> float:
     >>> round(airy_radius(0.5, 1.0, 0.1), 3)
     3.049
     """
-    wavelength = _positive("wavelength", wavelength, allow_zero=False)
-    na = _positive("na", na, allow_zero=False)
-    pixel_size = _positive("pixel_size", pixel_size, allow_zero=False)
+    wavelength = positive("wavelength", wavelength, allow_zero=False)
+    na = positive("na", na, allow_zero=False)
+    pixel_size = positive("pixel_size", pixel_size, allow_zero=False)
     return _J1_ZERO / (2 * math.pi) * wavelength / (na * pixel_size)
 
 
@@ -458,7 +448,7 @@ def _cutoff(
         raise BadInputError(
             f"{model} PSF takes either {name} or wavelength/na/pixel_size, not both"
         )
-    radius = _positive(name, radius, allow_zero=False)
+    radius = positive(name, radius, allow_zero=False)
     return _J1_ZERO / (math.pi * radius)
 
 
@@ -520,8 +510,8 @@ def defocus_otf(
     ...          - defocus_otf(f, waves=1.0, cutoff=0.5)).max() < 0.02)
     True
     """
-    waves = _positive("waves", waves)
-    cutoff = _positive("cutoff", cutoff, allow_zero=False)
+    waves = positive("waves", waves)
+    cutoff = positive("cutoff", cutoff, allow_zero=False)
     rho = np.asarray(rho, dtype=float)
     s = np.clip(2 * np.abs(rho) / cutoff, 0.0, 2.0)
     if method == "stokseth":
@@ -727,7 +717,7 @@ def _defocus_waves(radius: float | None, waves: float | None, cutoff: float) -> 
         raise BadInputError("defocus PSF needs exactly one of radius (px) and waves")
     if waves is not None:
         return _number("waves", waves)
-    return _positive("radius", radius) * cutoff / 4  # type: ignore[arg-type]
+    return positive("radius", radius) * cutoff / 4  # type: ignore[arg-type]
 
 
 def _wavefront(rho2: np.ndarray, defocus: float, spherical: float) -> np.ndarray:
@@ -868,8 +858,8 @@ def elliptical_gauss(
     >>> round(m.sigma_y, 2), round(m.sigma_x, 2)
     (3.0, 1.0)
     """
-    sa = _positive("sigma_major", sigma_major)
-    sb = _positive("sigma_minor", sigma_minor)
+    sa = positive("sigma_major", sigma_major)
+    sb = positive("sigma_minor", sigma_minor)
     (ay, ax), (by, bx) = _axes(angle)
     shape, (cy, cx) = _layout(shape, offset, _GAUSS_HALF_WIDTH * max(sa, sb))
     if max(sa, sb) == 0:
@@ -935,8 +925,8 @@ def astigmatic(
     True
     """
     cutoff = _cutoff(airy_radius, wavelength, na, pixel_size, "airy_radius", "astigmatic")
-    ra = _positive("radius_major", radius_major)
-    rb = _positive("radius_minor", radius_minor)
+    ra = positive("radius_major", radius_major)
+    rb = positive("radius_minor", radius_minor)
     return _render_pupil(
         cutoff,
         _astigmatism(ra, rb, angle, cutoff),
@@ -1150,8 +1140,8 @@ def astigmatic_axes(
     cutoff = _model_cutoff(optics, "astigmatic")
     airy_sigma = _airy_sigma(cutoff)
     return (
-        math.hypot(_positive("radius_major", radius_major) / 2, airy_sigma),
-        math.hypot(_positive("radius_minor", radius_minor) / 2, airy_sigma),
+        math.hypot(positive("radius_major", radius_major) / 2, airy_sigma),
+        math.hypot(positive("radius_minor", radius_minor) / 2, airy_sigma),
         _number("angle", angle),
     )
 
@@ -1401,7 +1391,7 @@ def natural_from_sigma(model: str, sigma: float, **fixed: float) -> float:
     3.968627
     """
     m = _model(model, fixed, complete=False)
-    sigma = _positive("sigma", sigma)
+    sigma = positive("sigma", sigma)
     if m.natural in fixed:
         raise BadInputError(f"{m.natural} is what natural_from_sigma solves for; do not pass it")
 
@@ -1550,7 +1540,7 @@ def convert_width(
     1.0
     """
     m = _model(model, fixed, complete=False)
-    value = _positive(from_, value)
+    value = positive(from_, value)
     if from_ == "sigma":
         x = natural_from_sigma(model, value, **fixed)
     else:

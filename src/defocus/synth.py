@@ -33,7 +33,7 @@ import scipy.fft
 import scipy.ndimage as ndi
 
 from . import psf as _psf
-from ._array import bbox, channels_last, finish_channels, level_weights
+from ._array import bbox, channels_last, finish_channels, level_weights, positive
 from ._compat import renamed_keywords
 from ._errors import BadInputError
 
@@ -259,7 +259,7 @@ def sigma_levels(psf: str, max_sigma: float) -> np.ndarray:
     (0.0, True, True)
     """
     _psf.check_family(psf)
-    max_sigma = _psf._positive("max_sigma", max_sigma)
+    max_sigma = positive("max_sigma", max_sigma)
     # Cache by power-of-two ceiling so nearby maxima share one computation.
     top = 2.0 ** math.ceil(math.log2(max(max_sigma, 1.0)))
     levels = np.array(_auto_levels(psf, top))
@@ -459,8 +459,8 @@ def tilt_map(
         raise BadInputError(f"shape must be two integers, got {shape!r}") from None
     if h < 1 or w < 1:
         raise BadInputError(f"shape must be positive, got {shape!r}")
-    slope = _psf._positive("slope", slope)
-    floor = _psf._positive("floor", floor)
+    slope = positive("slope", slope)
+    floor = positive("floor", floor)
     position, theta = float(position), math.radians(float(angle))
     if not (math.isfinite(position) and math.isfinite(theta)):
         raise BadInputError("position and angle must be finite")
@@ -519,14 +519,14 @@ def depth_to_sigma(
     z = np.asarray(depth, dtype=np.float64)
     if not np.isfinite(z).all():
         raise BadInputError("depth map contains NaN or infinite values")
-    aperture = _psf._positive("aperture", aperture)
+    aperture = positive("aperture", aperture)
     focus = float(focus)
     if disparity:
         return (aperture * np.abs(z - focus) / 4).astype(np.float32)
     if focal_length is None or pixel_size is None:
         raise BadInputError("depth_to_sigma needs focal_length and pixel_size for depth maps")
-    f = _psf._positive("focal_length", focal_length, allow_zero=False)
-    p = _psf._positive("pixel_size", pixel_size, allow_zero=False)
+    f = positive("focal_length", focal_length, allow_zero=False)
+    p = positive("pixel_size", pixel_size, allow_zero=False)
     if not focus > f:
         raise BadInputError(f"focus distance {focus:g} must exceed the focal length {f:g}")
     if z.min() <= 0:
@@ -559,7 +559,7 @@ def add_gaussian_noise(
     (5.0, dtype('float64'))
     """
     data, in_dtype = channels_last(image, channel_axis)
-    sigma = _psf._positive("sigma", sigma)
+    sigma = positive("sigma", sigma)
     out = data + _rng(rng).normal(0.0, sigma, data.shape).astype(data.dtype)
     return finish_channels(out, channel_axis, dtype, in_dtype)
 
@@ -584,7 +584,7 @@ def add_poisson_noise(
     (50, True)
     """
     data, in_dtype = channels_last(image, channel_axis)
-    gain = _psf._positive("counts_per_unit", counts_per_unit, allow_zero=False)
+    gain = positive("counts_per_unit", counts_per_unit, allow_zero=False)
     if data.min() < 0:
         raise BadInputError("Poisson noise needs non-negative intensities")
     counts = _rng(rng).poisson(data.astype(np.float64) * gain)
