@@ -36,6 +36,7 @@ from . import psf as _psf
 from ._array import bbox, channels_last, finish_channels, level_weights, positive
 from ._compat import renamed_keywords
 from ._errors import BadInputError
+from ._types import Family
 
 __all__ = [
     "FAMILIES",
@@ -53,7 +54,6 @@ __all__ = [
 #: PSF families for spatially varying blur (:data:`defocus.psf.FAMILIES`).
 FAMILIES = _psf.FAMILIES
 
-Family = Literal["gauss", "disk"]
 #: scipy.ndimage's boundary modes.
 Mode = Literal["reflect", "mirror", "nearest", "wrap", "constant"]
 
