@@ -10,10 +10,10 @@ mismatch track (issue 16: does the warning fire on wrong pairs, and stay silent 
 ones?) writes kernel_mismatch.md; the speed track (issue 17: size given and automatic against
 DIPlib's recipe, interleaved, with each method's kernel error, and colour against grey) writes
 kernel_speed.md; it is the one comparison of ``psf estimate``'s speed with DIPlib (bench_speed.py
-times the command alone), and the full run's speed rows come from it. Peers run side by side in the same process on the same pairs: DIPlib's recipe
-(``dip.WienerDeconvolution`` with the roles swapped, regularisation 1e-9, option "pad") and
-plain Fourier division. Both peers are given the true support size (the crop around their
-output's centre); ours chooses its own.
+times the command alone), and the full run's speed rows come from it. Peers run side by side
+in the same process on the same pairs: DIPlib's recipe (``dip.WienerDeconvolution`` with the
+roles swapped, regularisation 1e-9, option "pad") and plain Fourier division. Both peers are
+given the true support size (the crop around their output's centre); ours chooses its own.
 """
 
 from __future__ import annotations
