@@ -9,10 +9,11 @@ model-selection part (every kernel, scene and condition), to results/kernel_sele
 mismatch track (issue 16: does the warning fire on wrong pairs, and stay silent on matching
 ones?) writes kernel_mismatch.md; the speed track (issue 17: size given and automatic against
 DIPlib's recipe, interleaved, with each method's kernel error, and colour against grey) writes
-kernel_speed.md. Peers run side by side in the same process on the same pairs: DIPlib's recipe
-(``dip.WienerDeconvolution`` with the roles swapped, regularisation 1e-9, option "pad") and
-plain Fourier division. Both peers are given the true support size (the crop around their
-output's centre); ours chooses its own.
+kernel_speed.md; it is the one comparison of ``psf estimate``'s speed with DIPlib (bench_speed.py
+times the command alone), and the full run's speed rows come from it. Peers run side by side
+in the same process on the same pairs: DIPlib's recipe (``dip.WienerDeconvolution`` with the
+roles swapped, regularisation 1e-9, option "pad") and plain Fourier division. Both peers are
+given the true support size (the crop around their output's centre); ours chooses its own.
 """
 
 from __future__ import annotations
@@ -136,15 +137,6 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def _timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return _median(times)
-
-
 def accuracy(
     kernels: list[str], images: list[str], *, peers: bool = True
 ) -> tuple[dict, dict, dict]:
@@ -210,33 +202,6 @@ def blind(images: list[str], diameters: list[int], sigmas: list[float]) -> dict:
             b = add_gaussian_noise(blur(scene, P.gaussian(s))[c:-c, c:-c], 2.55, rng=20 + i)
             found = identify(b)
             out["gauss"].append((iname, s, found.model, found.params.get("sigma")))
-    return out
-
-
-def speed(quick: bool) -> dict[str, dict[str, float]]:
-    """Median seconds for a 41×41 kernel from a 512² and a 4-megapixel pair."""
-    truth = P.disk(20.5)
-    small = load("camera")
-    tiles = [load(n) for n in ("camera", "brick", "gravel", "grass")]
-    big = np.block([[np.rot90(tiles[(r + c) % 4], r) for c in range(4)] for r in range(4)])
-    repeat = 2 if quick else 5
-    out: dict[str, dict[str, float]] = {}
-    for label, scene in (("512×512", small), ("2048×2048 (4.2 MP)", big)):
-        blurry = add_gaussian_noise(blur(scene, truth), 2.55, rng=5)
-        out[label] = {
-            "defocus (size=41)": _timed(
-                lambda s=scene, b=blurry: estimate_kernel(s, b, size=41), repeat
-            ),
-            "DIPlib recipe": _timed(lambda s=scene, b=blurry: diplib_recipe(s, b, 41), repeat),
-            "Fourier division": _timed(
-                lambda s=scene, b=blurry: fourier_division(s, b, 41), repeat
-            ),
-        }
-        if label == "512×512":
-            out[label]["defocus (automatic size)"] = _timed(
-                lambda s=scene, b=blurry: estimate_kernel(s, b), max(1, repeat // 2)
-            )
-        print(f"  speed {label} done", file=sys.stderr, flush=True)
     return out
 
 
@@ -602,7 +567,12 @@ def main(argv: list[str] | None = None) -> int:
     diameters = list(range(9, 62, 13)) if args.quick else list(range(9, 62, 4))
     sigmas = [1.0, 4.0] if args.quick else [1.0, 2.0, 3.0, 4.0, 6.0, 8.0]
     blind_res = blind(images, diameters, sigmas)
-    speeds = speed(args.quick)
+    # The speed rows of the full report come from the speed track: one timing of each peer.
+    rows, _ = speed_track(2 if args.quick else 5)
+    speeds: dict[str, dict[str, float]] = {}
+    for pair, method, seconds, _ in rows:
+        speeds.setdefault(pair, {})[method] = seconds
+    speeds = {pair: t for pair, t in speeds.items() if "DIPlib recipe" in t}
     RESULTS.mkdir(exist_ok=True)
     if pictures:
         picture(pictures, RESULTS / "kernel_example.png")

@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import data
 
+from defocus import BadInputError
 from defocus.io import read_image, write_image
 
 pytest.importorskip("distributed")
@@ -74,3 +75,18 @@ def test_batch_map_sigma_percentiles_grow_with_blur_and_resume_skips(images, tmp
     assert again[2]["status"] == "bad input"  # a bad file is tried again, and fails again
     assert (out / "img0.qc.sigma.tif").stat().st_mtime_ns == stamp
     assert [r["sigma_median"] for r in again if r["error"] is None] == medians
+
+
+def test_an_unreachable_scheduler_leaves_no_client_behind():
+    import distributed
+
+    def current():
+        try:
+            return distributed.default_client()
+        except ValueError:  # no client at all
+            return None
+
+    before = current()
+    with pytest.raises(BadInputError, match="cannot reach"):
+        batch.start_client(scheduler="notaurl")
+    assert current() is before

@@ -286,3 +286,14 @@ def test_upsampling_is_bilinear_zoom(shape):
     a = data.camera()[:10, :15].astype(np.float32) / 255
     ref = ndi.zoom(a, STRIDE, order=1, grid_mode=True, mode="nearest", prefilter=False)
     np.testing.assert_allclose(_upsample(a, shape), ref[: shape[0], : shape[1]], atol=1e-6)
+
+
+def test_progress_counts_up_to_the_total_and_changes_nothing(sharp):
+    img = _noisy(ndi.gaussian_filter(sharp, 2.0))
+    seen: list[tuple[int, int, str]] = []
+    est = blur_map(img, progress=lambda done, total, what: seen.append((done, total, what)))
+    done = [d for d, _, _ in seen]
+    assert len(seen) > 5 and all(b > a for a, b in itertools.pairwise(done))
+    assert {t for _, t, _ in seen} == {seen[-1][1]} and done[-1] == seen[-1][1]
+    assert any(what.startswith("scale") for _, _, what in seen)
+    np.testing.assert_array_equal(est.sigma, blur_map(img).sigma)

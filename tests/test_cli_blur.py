@@ -51,7 +51,7 @@ def test_sigma_map_gives_varying_blur(camera_tif, tmp_path, model):
     args = ["blur", str(camera_tif), "-o", str(out), "--sigma-map", str(map_path)]
     assert main([*args, "--psf", "disk", "--model", model]) == 0
     expected = S.blur_varying(
-        read_image(camera_tif).data, smap, family="disk", model=model, dtype=np.uint8
+        read_image(camera_tif).data, smap, psf="disk", method=model, dtype=np.uint8
     )
     np.testing.assert_array_equal(read_image(out).data, expected)
 

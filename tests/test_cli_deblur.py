@@ -69,7 +69,7 @@ def test_sigma_map_gives_varying_deblur(blurred_tif, tmp_path):
     args = ["deblur", str(blurred_tif), "-o", str(out), "--sigma-map", str(map_path)]
     assert main([*args, "--psf", "disk", "--tile", "48"]) == 0
     src = read_image(blurred_tif).data
-    expected = deblur_varying(src, smap, family="disk", tile=48)
+    expected = deblur_varying(src, smap, psf="disk", tile=48)
     np.testing.assert_array_equal(read_image(out).data, expected)
 
 

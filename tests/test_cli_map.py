@@ -17,7 +17,7 @@ from defocus.synth import blur_varying, tilt_map
 def tilted(tmp_path):
     sharp = data.brick()[:160, :192].astype(np.float32)
     sigma = tilt_map(sharp.shape, position=0.5, slope=0.04, floor=0.6)
-    image = np.clip(np.round(blur_varying(sharp, sigma, family="gauss")), 0, 255)
+    image = np.clip(np.round(blur_varying(sharp, sigma, psf="gauss")), 0, 255)
     path = tmp_path / "tilted.tif"
     write_image(path, image.astype(np.uint8), pixel_size="20nm")
     return path
@@ -129,3 +129,15 @@ def test_map_tiled_tiff_in_tiled_tiff_out(tilted, tmp_path):
     # the same sharp line as the in-memory map: blur grows away from the middle rows
     rows = np.median(sigma.data, axis=1)
     assert rows[70:90].mean() < rows[:20].mean() and rows[70:90].mean() < rows[-20:].mean()
+
+
+def test_progress_bar_on_stderr_only_when_asked_or_a_terminal(
+    tilted, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("DEFOCUS_PROGRESS", "1")  # a bar although stderr is not a terminal
+    assert main(["map", str(tilted), "-o", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "blur map" in err and "100%" in err
+    monkeypatch.delenv("DEFOCUS_PROGRESS")
+    assert main(["map", str(tilted), "-o", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err == ""

@@ -237,3 +237,21 @@ def test_estimate_reports_an_anisotropic_kernel(tmp_path, capsys):
     d = summary["derived"]
     assert d["sigma_major"] > 2 * d["sigma_minor"]
     assert abs((d["angle"] - 30.0 + 90) % 180 - 90) < 3
+
+
+def test_estimate_shows_progress_only_when_asked(tmp_path, capsys, monkeypatch):
+    from skimage import data
+
+    from defocus.io import write_image
+    from defocus.synth import blur
+
+    full = data.camera().astype(np.float32)
+    write_image(tmp_path / "sharp.tif", full[100:164, 150:214])
+    write_image(tmp_path / "blurry.tif", blur(full, P.gaussian(1.0))[100:164, 150:214])
+    args = ["psf", "estimate", str(tmp_path / "sharp.tif"), str(tmp_path / "blurry.tif")]
+    monkeypatch.setenv("DEFOCUS_PROGRESS", "1")
+    assert main([*args, "--size", "7", "-o", str(tmp_path / "a")]) == 0
+    assert "psf estimate" in capsys.readouterr().err
+    monkeypatch.delenv("DEFOCUS_PROGRESS")
+    assert main([*args, "--size", "7", "-o", str(tmp_path / "b")]) == 0
+    assert "psf estimate" not in capsys.readouterr().err

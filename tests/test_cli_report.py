@@ -56,3 +56,14 @@ def test_bad_output_names(pair, tmp_path, name, capsys):
 
 def test_unknown_psf_is_a_usage_error(pair):
     assert main(["report", str(pair[1]), "--psf", "box", "-o", "r.html"]) == 2
+
+
+def test_progress_bar_on_stderr_only_when_asked(pair, tmp_path, capsys, monkeypatch):
+    _, blurry = pair
+    monkeypatch.setenv("DEFOCUS_PROGRESS", "1")
+    assert main(["report", str(blurry), "-o", str(tmp_path / "a.html")]) == 0
+    err = capsys.readouterr().err
+    assert "report: 100%" in err
+    monkeypatch.delenv("DEFOCUS_PROGRESS")
+    assert main(["report", str(blurry), "-o", str(tmp_path / "b.html")]) == 0
+    assert "report:" not in capsys.readouterr().err  # tqdm writes "<desc>: <percent>"

@@ -20,7 +20,7 @@ def _frames(image: np.ndarray, n: int = 3, **kw) -> list[np.ndarray]:
         smap = (np.where(band[:, None] == k, 0.0, 2.5) * np.ones(image.shape[:2])).astype(
             np.float32
         )
-        out.append(synth.blur_varying(image, smap, family="disk", **kw))
+        out.append(synth.blur_varying(image, smap, psf="disk", **kw))
     return out
 
 

@@ -364,14 +364,14 @@ def test_a_clipped_region_is_left_out_and_counted(matching):
     # Fitting through the clipped pixels instead distorts the kernel.
     import defocus.kernel as K
 
-    def nothing(image):
-        return np.zeros(image.shape[:2], bool)
+    def nothing(image, channel_axis=None):
+        return np.zeros(np.shape(image)[:2], bool)
 
     try:
-        K._clipped, saved = nothing, K._clipped
+        K.saturated, saved = nothing, K.saturated
         naive = estimate_kernel(clipped_sharp.astype(np.uint8), blurry, size=15)
     finally:
-        K._clipped = saved
+        K.saturated = saved
     assert _rel(naive.kernel, ref.kernel) > 2 * _rel(est.kernel, ref.kernel)
 
 
@@ -507,3 +507,12 @@ def test_identify_confidence_falls_as_noise_buries_the_blur(scene):
     assert light > 0.75 and found[0].diameter == pytest.approx(14, abs=1.0)
     assert light > heavy > buried
     assert buried < 0.3 and not found[2].identified
+
+
+def test_noise_keyword_is_noise_sigma_under_its_old_name(sharp):
+    blurry = _pair(sharp, P.disk(3.0, shape=9), 0.5)
+    new = estimate_kernel(sharp, blurry, size=9, noise_sigma=0.5)
+    with pytest.warns(FutureWarning, match="noise= is deprecated; use noise_sigma="):
+        old = estimate_kernel(sharp, blurry, size=9, noise=0.5)
+    np.testing.assert_array_equal(old.kernel, new.kernel)
+    assert new.noise != estimate_kernel(sharp, blurry, size=9, noise_sigma=5.0).noise

@@ -365,3 +365,19 @@ def test_astigmatic_is_a_stretched_defocus(angle):
     found = np.degrees(np.arctan2(-dy, dx))
     assert (found - angle + 90) % 180 - 90 == pytest.approx(0, abs=1.0)
     assert math.sqrt(vals[1] / vals[0]) > 2
+
+
+def test_families_are_the_models_that_sigma_alone_sizes():
+    from typing import get_args
+
+    from defocus._types import Family
+
+    assert P.FAMILIES == ("gauss", "disk") == get_args(Family)
+    for name in P.FAMILIES:
+        assert P.family_kernel(name, 0.0).max() == 1.0
+        for sigma in (1.5, 3.0):
+            k = P.family_kernel(name, sigma)
+            area = P.MODELS[name].area_sampled
+            assert P.moments(k, area_sampled=area).sigma == pytest.approx(sigma, rel=0.02)
+    with pytest.raises(BadInputError, match="PSF family"):
+        P.family_kernel("ring", 1.0)

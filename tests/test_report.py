@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import shutil
 import subprocess
@@ -200,3 +201,12 @@ def test_profile_figure_draws_no_line_without_a_significant_gradient():
     assert tilt.significant and len(fig.axes[0].lines) > 1  # profile, fit and the sharpest line
     flat, fig = figure(np.full((96, 80), 1.0, np.float32))
     assert not flat.significant and len(fig.axes[0].lines) == 1  # the profile alone
+
+
+def test_progress_runs_once_through_every_image():
+    seen: list[tuple[int, int]] = []
+    img = data.camera()[::4, ::4]
+    make_report([img, img[:96, :96]], progress=lambda done, total, what: seen.append((done, total)))
+    done = [d for d, _ in seen]
+    assert all(b >= a for a, b in itertools.pairwise(done))
+    assert {t for _, t in seen} == {200} and done[-1] == 200 and 100 in done

@@ -165,7 +165,7 @@ def test_varying_beats_the_median_psf_on_a_tilt():
     blurred = S.blur_varying(big, smap_big)[24:-24, 24:-24]
     blurred = S.add_gaussian_noise(blurred, 0.005, rng=4)
     smap = smap_big[24:-24, 24:-24]
-    varying = deblur_varying(blurred, smap, family="gauss")
+    varying = deblur_varying(blurred, smap, psf="gauss")
     median = deblur(blurred, ("gauss", {"sigma": float(np.median(smap))}))
     assert _psnr(varying, sharp) > _psnr(median, sharp) + 1
     assert _psnr(varying, sharp) > _psnr(blurred, sharp) + 1
@@ -181,10 +181,10 @@ def _depth_edge(shape: tuple[int, int], near: float, far: float) -> np.ndarray:
 def test_varying_beats_the_median_psf_across_a_depth_edge():
     sharp, big = _scene(128, 24)
     smap_big = _depth_edge(big.shape, 0.5, 3.0)
-    blurred = S.blur_varying(big, smap_big, family="disk")[24:-24, 24:-24]
+    blurred = S.blur_varying(big, smap_big, psf="disk")[24:-24, 24:-24]
     blurred = S.add_gaussian_noise(blurred, 0.005, rng=5)
     smap = smap_big[24:-24, 24:-24]
-    varying = deblur_varying(blurred, smap, family="disk")
+    varying = deblur_varying(blurred, smap, psf="disk")
     median = deblur(blurred, ("disk", {"radius": 2 * float(np.median(smap))}))
     assert _psnr(varying, sharp) > _psnr(median, sharp) + 2
     assert _psnr(varying, sharp) > _psnr(blurred, sharp) + 1
@@ -209,7 +209,7 @@ def test_blurmap_input_uses_its_sigma_and_family():
     img = data.camera()[:96, :96]
     bm = defocus.blur_map(img)
     out = deblur_varying(img, bm)
-    np.testing.assert_array_equal(out, deblur_varying(img, bm.sigma, family=bm.psf))
+    np.testing.assert_array_equal(out, deblur_varying(img, bm.sigma, psf=bm.psf))
 
 
 @pytest.mark.parametrize(
@@ -226,7 +226,7 @@ def test_blurmap_input_uses_its_sigma_and_family():
         (lambda: deblur(np.ones((8, 8)), P.disk(2.0), noise_sigma=[1, 2]), "one per channel"),
         (lambda: deblur_varying(np.ones((8, 8)), np.ones((8, 9))), "does not match"),
         (lambda: deblur_varying(np.ones((8, 8)), -np.ones((8, 8))), "negative"),
-        (lambda: deblur_varying(np.ones((8, 8)), np.ones((8, 8)), family="ring"), "family"),
+        (lambda: deblur_varying(np.ones((8, 8)), np.ones((8, 8)), psf="ring"), "family"),
     ],
 )
 def test_bad_input_gets_a_clear_error(call, message):
@@ -316,3 +316,11 @@ def test_real_colour_deblur_with_its_estimated_kernel_adds_no_fringes(corner):
     # Channel by channel, each with its own prior, the colours drift apart at edges.
     apart = np.stack([deblur(blurry[..., c], est.kernel.mean(axis=-1)) for c in range(3)], -1)
     assert errors(apart)[1] > 1.2 * chroma_b
+
+
+def test_family_keyword_still_works_with_a_warning():
+    img = data.camera()[:64, :64]
+    smap = np.full(img.shape, 1.2, np.float32)
+    with pytest.warns(FutureWarning, match="family= is deprecated"):
+        old = deblur_varying(img, smap, family="disk", noise_sigma=1.0)
+    np.testing.assert_array_equal(old, deblur_varying(img, smap, psf="disk", noise_sigma=1.0))

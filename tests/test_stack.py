@@ -21,7 +21,7 @@ def _bands_stack(image: np.ndarray, n: int = 3, sigma: float = 2.5, **kw) -> lis
     frames = []
     for k in range(n):
         smap = np.where(band[:, None] == k, 0.0, sigma) * np.ones(image.shape[:2])
-        frames.append(synth.blur_varying(image, smap.astype(np.float32), family="disk", **kw))
+        frames.append(synth.blur_varying(image, smap.astype(np.float32), psf="disk", **kw))
     return frames
 
 

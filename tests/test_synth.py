@@ -77,7 +77,7 @@ def test_constant_map_equals_uniform_blur(camera, family, model):
     smap = np.full(camera.shape, sigma, np.float32)
     kernel = P.gaussian(sigma) if family == "gauss" else P.disk(2 * sigma)
     uniform = S.blur(camera, kernel)
-    varying = S.blur_varying(camera, smap, family=family, model=model)
+    varying = S.blur_varying(camera, smap, psf=family, method=model)
     assert np.abs(varying - uniform).max() < 1e-3
 
 
@@ -90,7 +90,7 @@ def test_interpolated_levels_stay_within_the_bound(camera, family):
     smap = np.full(camera.shape, sigma, np.float32)
     kernel = P.gaussian(sigma) if family == "gauss" else P.disk(2 * sigma)
     exact = S.blur(camera, kernel)
-    blended = S.blur_varying(camera, smap, family=family, levels=levels)
+    blended = S.blur_varying(camera, smap, psf=family, levels=levels)
     err = blended - exact
     assert np.abs(err).max() > 0  # it did blend
     # RMS error <= 0.5 % of the RMS contrast (the documented transfer-function bound).
@@ -119,7 +119,7 @@ def test_gather_matches_per_pixel_kernels(family):
     img = data.camera()[100:140, 200:240]
     yy, xx = np.mgrid[0:40, 0:40]
     smap = (0.1 + 2.5 * yy / 39 + 0.6 * np.sin(xx / 5.0) ** 2).astype(np.float32)
-    fast = S.blur_varying(img, smap, family=family)
+    fast = S.blur_varying(img, smap, psf=family)
     exact = _gather_brute_force(img, smap, family)
     assert np.abs(fast - exact).max() <= 0.01 * np.ptp(img)
 
@@ -128,12 +128,12 @@ def test_gather_matches_per_pixel_kernels(family):
 @pytest.mark.parametrize("family", ["gauss", "disk"])
 def test_scatter_conserves_total_intensity(camera, mode, family):
     smap = S.tilt_map(camera.shape, position=0.3, slope=0.08, floor=0.5)
-    out = S.blur_varying(camera, smap, family=family, model="scatter", mode=mode)
+    out = S.blur_varying(camera, smap, psf=family, method="scatter", mode=mode)
     assert out.sum(dtype=np.float64) == pytest.approx(camera.sum(dtype=np.float64), rel=1e-5)
-    gathered = S.blur_varying(camera, smap, family=family, model="gather", mode=mode)
+    gathered = S.blur_varying(camera, smap, psf=family, method="gather", mode=mode)
     # Gather does not conserve intensity where sigma varies: the models really differ.
     assert np.abs(gathered - out).max() > 1.0
-    lost = S.blur_varying(camera, smap, family=family, model="scatter", mode="constant")
+    lost = S.blur_varying(camera, smap, psf=family, method="scatter", mode="constant")
     assert lost.sum(dtype=np.float64) < camera.sum(dtype=np.float64)
 
 
@@ -142,17 +142,17 @@ def test_scatter_spreads_each_source_with_its_own_psf():
     img[20, 20] = 100.0
     smap = np.full(img.shape, 0.5, np.float32)
     smap[20, 20] = 3.0  # only the source's own sigma matters for scatter
-    out = S.blur_varying(img, smap, model="scatter")
+    out = S.blur_varying(img, smap, method="scatter")
     expected = np.pad(100.0 * P.gaussian(3.0), 9)  # 23 x 23 kernel centred in 41 x 41
     assert np.abs(out - expected).max() < 1e-4
     # Gather uses each output pixel's sigma instead, so this light is not conserved.
-    assert abs(S.blur_varying(img, smap, model="gather").sum() - 100.0) > 10
+    assert abs(S.blur_varying(img, smap, method="gather").sum() - 100.0) > 10
 
 
 def test_more_blur_away_from_the_sharp_band():
     img = data.brick()[:128, :128]
     smap = S.tilt_map(img.shape, position=0.25, slope=0.06, floor=0.3)
-    out = S.blur_varying(img, smap, family="disk")
+    out = S.blur_varying(img, smap, psf="disk")
     detail = np.abs(np.diff(out, axis=1))
     near, far = detail[24:40].mean(), detail[100:128].mean()
     assert near > 2 * far
@@ -166,7 +166,7 @@ def test_blur_varying_rejects_bad_maps(camera):
     with pytest.raises(BadInputError, match="finite"):
         S.blur_varying(camera, np.full(camera.shape, np.nan))
     with pytest.raises(BadInputError, match="family"):
-        S.blur_varying(camera, np.ones(camera.shape), family="airy")
+        S.blur_varying(camera, np.ones(camera.shape), psf="airy")
     with pytest.raises(BadInputError, match="span"):
         S.blur_varying(camera, np.full(camera.shape, 5.0), levels=[0, 1, 2])
 
@@ -218,3 +218,14 @@ def test_noise_models():
     assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
     with pytest.raises(BadInputError, match="8-bit"):
         S.jpeg_compress(cam.astype(np.uint16))
+
+
+def test_old_keyword_names_still_work_with_a_warning(camera):
+    smap = np.full(camera.shape, 1.5, np.float32)
+    new = S.blur_varying(camera, smap, psf="disk", method="scatter")
+    with pytest.warns(FutureWarning, match="family= is deprecated; use psf="):
+        with pytest.warns(FutureWarning, match="model= is deprecated; use method="):
+            old = S.blur_varying(camera, smap, family="disk", model="scatter")
+    np.testing.assert_array_equal(old, new)
+    with pytest.raises(TypeError, match="family= and psf="):
+        S.blur_varying(camera, smap, family="disk", psf="gauss")

@@ -6,6 +6,7 @@ finiteness checks, and the tile sizes of the lazy path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,19 @@ import numpy as np
 
 from ._errors import BadInputError
 
-__all__ = ["DEFAULT_CHUNK", "as_chunks", "as_float_image", "channels_last", "luminance"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "as_chunks",
+    "as_float_image",
+    "bbox",
+    "channels_last",
+    "check_magnitude",
+    "finish_channels",
+    "level_weights",
+    "luminance",
+    "positive",
+    "saturated",
+]
 
 # ITU-R BT.709 luma weights: the usual choice for linear-ish camera and microscope RGB.
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
@@ -23,7 +36,7 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 MAX_MAGNITUDE = 1e15
 
 
-def _check_magnitude(image: np.ndarray) -> None:
+def check_magnitude(image: np.ndarray) -> None:
     """Refuse values too large for float32 analysis instead of letting them become inf."""
     if image.dtype.kind not in "iuf" or (image.dtype.kind in "iu" and image.dtype.itemsize < 8):
         return  # 32-bit integers and below always fit
@@ -36,6 +49,28 @@ def _check_magnitude(image: np.ndarray) -> None:
             f"image has values up to {big:.3g}; analysis runs in float32 and supports "
             f"magnitudes up to {MAX_MAGNITUDE:g}: rescale it"
         )
+
+
+def positive(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """``value`` as a finite float >= 0 (> 0 without ``allow_zero``), else a one-line error.
+
+    Examples
+    --------
+    >>> positive("sigma", "1.5")
+    1.5
+    >>> positive("radius", -1)
+    Traceback (most recent call last):
+    ...
+    defocus._errors.BadInputError: radius must be a finite number >= 0, got -1
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise BadInputError(f"{name} must be a finite number {bound}, got {value:g}")
+    return value
 
 
 def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
@@ -67,7 +102,7 @@ def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarr
     71.52...
     """
     image = np.asarray(image)
-    _check_magnitude(image)
+    check_magnitude(image)
     if channel_axis is None:
         if image.ndim != 2:
             raise BadInputError(
@@ -90,11 +125,13 @@ def luminance(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarr
     return y
 
 
-def channels_last(image: Any, channel_axis: int | None) -> tuple[np.ndarray, np.dtype]:
+def channels_last(
+    image: Any, channel_axis: int | None, *, dtype: type[np.floating] | None = None
+) -> tuple[np.ndarray, np.dtype]:
     """Validate an image and return it as float (H, W, C) plus the input dtype.
 
-    float64 input stays float64, anything else becomes float32; a greyscale image gets one
-    channel.
+    The working type is ``dtype`` if given; otherwise float64 input stays float64 and anything
+    else becomes float32. A greyscale image gets one channel.
 
     Examples
     --------
@@ -122,11 +159,106 @@ def channels_last(image: Any, channel_axis: int | None) -> tuple[np.ndarray, np.
             raise BadInputError(f"channel_axis {channel_axis} is out of range") from None
     if min(arr.shape[:2]) < 1:
         raise BadInputError(f"image is empty: shape {arr.shape}")
-    work = np.float64 if arr.dtype == np.float64 else np.float32
+    work = dtype or (np.float64 if arr.dtype == np.float64 else np.float32)
     out = arr.astype(work)
     if not np.isfinite(out).all():
         raise BadInputError("image contains NaN or infinite values")
     return out, arr.dtype
+
+
+def finish_channels(
+    out: np.ndarray, channel_axis: int | None, dtype: Any, in_dtype: np.dtype
+) -> np.ndarray:
+    """Undo :func:`channels_last`: restore the channel axis and cast to ``dtype``.
+
+    An integer ``dtype`` rounds and clips to its range; without one, float64 input stays float64
+    and anything else keeps the working type.
+
+    Examples
+    --------
+    >>> finish_channels(np.full((2, 2, 1), 300.4, np.float32), None, np.uint8, np.dtype(np.uint8))
+    array([[255, 255],
+           [255, 255]], dtype=uint8)
+    """
+    out = out[..., 0] if channel_axis is None else np.moveaxis(out, -1, channel_axis)
+    target = np.dtype(dtype) if dtype is not None else out.dtype
+    if np.issubdtype(target, np.integer):
+        info = np.iinfo(target)
+        # the largest float of the working type within range: float32(2**31 - 1) is 2**31
+        hi = out.dtype.type(info.max)
+        if int(hi) > info.max:
+            hi = np.nextafter(hi, out.dtype.type(0))
+        return np.clip(np.rint(out), out.dtype.type(info.min), hi).astype(target)
+    if dtype is None and in_dtype == np.float64:
+        return out.astype(np.float64, copy=False)
+    return out.astype(target, copy=False)
+
+
+def level_weights(sigma: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower level index and the upper level's weight per pixel, interpolating sigma².
+
+    The spatially varying blur and deblur blend two PSFs per pixel with these weights, so
+    that the blend has the pixel's own variance.
+
+    Examples
+    --------
+    >>> idx, t = level_weights(np.array([1.0, 1.5]), np.array([1.0, 2.0]))
+    >>> idx.tolist(), [round(float(v), 4) for v in t]
+    ([0, 0], [0.0, 0.4167])
+    """
+    if levels.size == 1:
+        return np.zeros(sigma.shape, np.intp), np.zeros(sigma.shape, np.float32)
+    idx = np.clip(np.searchsorted(levels, sigma, side="right") - 1, 0, levels.size - 2)
+    lo2, hi2 = levels[idx] ** 2, levels[idx + 1] ** 2
+    t = np.clip((sigma.astype(np.float64) ** 2 - lo2) / (hi2 - lo2), 0.0, 1.0)
+    return idx, t.astype(np.float32)
+
+
+def bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Row and column slices of the smallest box holding every True pixel; None if none.
+
+    Examples
+    --------
+    >>> rows, cols = bbox(np.eye(4, dtype=bool)[::-1] & (np.arange(4) < 2))
+    >>> int(rows.start), int(rows.stop), int(cols.start), int(cols.stop)
+    (2, 4, 0, 2)
+    """
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def saturated(image: Any, channel_axis: int | None = None) -> np.ndarray:
+    """Pixels on a plateau (3×3 or larger) at a value the sensor clips to, in any channel.
+
+    The clipping values are the integer dtype's limits and each channel's own maximum. An
+    isolated pixel at the maximum is a highlight; a plateau is where the signal was cut, so a
+    model that compares two images does not hold there.
+
+    Examples
+    --------
+    >>> img = np.full((8, 8), 100, np.uint8); img[1:5, 1:5] = 255; img[6, 6] = 255
+    >>> int(saturated(img).sum())  # the 4 x 4 block, not the lone highlight
+    16
+    """
+    from scipy import ndimage  # loaded on use: this module is imported by the command line
+
+    arr = np.asarray(image)
+    arr = arr[..., None] if channel_axis is None else np.moveaxis(arr, channel_axis, -1)
+    out = np.zeros(arr.shape[:2], bool)
+    square = np.ones((3, 3), bool)
+    for c in range(arr.shape[-1]):
+        ch = arr[..., c]
+        levels = {ch.max()}
+        if ch.dtype.kind in "iu":
+            info = np.iinfo(ch.dtype)
+            levels |= {info.min, info.max}
+        for level in levels:
+            at = ch == level
+            if at.any():
+                out |= ndimage.binary_opening(at, square)
+    return out
 
 
 def as_float_image(

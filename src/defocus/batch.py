@@ -381,7 +381,9 @@ def start_client(
     dist = distributed()
     if scheduler:
         try:
-            return dist.Client(scheduler, timeout="20s")
+            # not the process's default: a Client that fails to connect would otherwise stay
+            # the default until garbage-collected, and every later dask compute would wait on it
+            return dist.Client(scheduler, timeout="20s", set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
             raise BadInputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     n = workers or os.cpu_count() or 1
@@ -511,7 +513,7 @@ def run_batch(
                 client.submit(qc_one, p, str(out), task, opts, key=f"qc-{task}-{i}-{p}"): p
                 for i, p in enumerate(todo)
             }
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=client.loop):  # not the default client
                 p = futures[fut]
                 try:
                     row = fut.result()

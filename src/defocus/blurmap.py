@@ -66,15 +66,16 @@ from scipy import ndimage as ndi
 
 from ._array import as_float_image
 from ._errors import BadInputError
+from ._types import Progress
 from .io import PixelSize, as_pixel_size
 from .noise import NoiseModel, estimate_noise, quantum
-from .psf import convert_width
+from .psf import FAMILIES, convert_width
 
 __all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
 
 #: PSF families: "disk" is the geometric defocus of a camera, "gauss" SEM probes and
 #: microscopes; "auto" means unknown (read as Gaussian).
-PSF_FAMILIES = ("gauss", "disk", "auto")
+PSF_FAMILIES = (*FAMILIES, "auto")
 
 # Output grid: estimates live on cells of STRIDE x STRIDE pixels.
 STRIDE = 4
@@ -335,11 +336,10 @@ def _white_gains() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _estimate(
-    img: np.ndarray, nm: NoiseModel, scale: float, floor_var: float = 0.0
+    img: np.ndarray, nm: NoiseModel, scale: float, progress: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-cell (sigma, log-sigma standard error, lower-bound flag, repeat); sigma NaN = no
-    edge. ``repeat`` is the side, in cells, of the pyramid pixel the measurement came from;
-    ``floor_var`` a least noise variance (compression error) in units of ``img``."""
+    edge. ``repeat`` is the side, in cells, of the pyramid pixel the measurement came from."""
     cells = (-(-img.shape[0] // STRIDE), -(-img.shape[1] // STRIDE))
     gain_mean, gain_q = _white_gains()
     k = len(SCALES)
@@ -354,7 +354,6 @@ def _estimate(
     for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i], factor[i], last = se, f, i
         var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
-        var = np.maximum(var, np.float32(floor_var))
         weight[i] = nm.spectral_weight(se)
         var *= np.float32(weight[i])
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
@@ -362,6 +361,8 @@ def _estimate(
         energy[i] = e
         noise[i] = var * np.float32(gain_mean[i])
         thresh[i] = var * np.float32(gain_q[i])
+        if progress is not None:
+            progress(i + 1, k, f"scale {SCALES[i]:.3g} px")
     sig = energy > thresh
     # Hysteresis (as in Canny 1986): scales significant at ALPHA join the fit, but the edge's
     # scale (the peak below) is sought only where the energy stands DETECT times above the
@@ -698,6 +699,7 @@ def blur_map(
     noise_sigma: float | None = None,
     noise: NoiseModel | None = None,
     channel_axis: int | None = None,
+    progress: Progress | None = None,
 ) -> BlurMap:
     """Estimate the blur sigma (px) at every pixel, with a confidence.
 
@@ -724,6 +726,9 @@ def blur_map(
         one of ``noise`` and ``noise_sigma``.
     channel_axis : int, optional
         Axis of the colour channels; they are combined to luminance.
+    progress : callable, optional
+        Called as ``progress(done, total, what)`` after the noise model, each scale and each
+        later stage (edge fit, fill, full-size maps).
 
     Returns
     -------
@@ -767,7 +772,16 @@ def blur_map(
         nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
     # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
     scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
-    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale)
+    total = len(SCALES) + 4  # noise model, scales, edge fit, fill, full-size maps
+
+    def report(done: int, what: str) -> None:
+        if progress is not None:
+            progress(done, total, what)
+
+    report(1, "noise model")
+    per_scale = None if progress is None else lambda i, _, what: report(1 + i, what)
+    cell_sigma, sd, lower, repeat = _estimate(img / np.float32(scale), nm, scale, per_scale)
+    report(total - 2, "edge fit")
     if psf == "disk":
         cell_sigma *= np.float32(_DISK_SIGMA_RATIO)
     found = np.isfinite(cell_sigma)
@@ -779,12 +793,13 @@ def blur_map(
     conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
     # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
     lb_share = _fill(lower.astype(np.float32), logvar)
+    report(total - 1, "fill")
 
     def to_sigma(m: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(np.exp(2 * m) - _FLOOR**2, 0)).astype(np.float32)
 
     sparse_conf = np.where(found, 1.0 / (1.0 + (sd / _HALF_CONF_SD) ** 2), 0).astype(np.float32)
-    return BlurMap(
+    result = BlurMap(
         sigma=to_sigma(_upsample(filled, img.shape)),
         confidence=np.clip(_upsample(conf, img.shape), 0, 1).astype(np.float32),
         sparse=cell_sigma.astype(np.float32),
@@ -796,3 +811,5 @@ def blur_map(
         lower_bound=_upsample(lb_share, img.shape) > 0.5,
         noise=nm,
     )
+    report(total, "full-size maps")
+    return result

@@ -37,7 +37,8 @@ import scipy.sparse
 import scipy.special
 
 from . import psf as _psf
-from ._array import as_float_image
+from ._array import as_float_image, channels_last, positive, saturated
+from ._compat import renamed_keywords
 from ._errors import BadInputError
 from .noise import haar_sigma, noise_spectrum
 
@@ -620,28 +621,6 @@ def _auto_size(
     return best
 
 
-def _clipped(image: np.ndarray) -> np.ndarray:
-    """Pixels of a (H, W, C) image on a plateau (3×3 or larger) at a value the sensor clips
-    to: the integer dtype's limits or the image's own maximum, in any channel.
-
-    An isolated pixel at the maximum is a highlight; a plateau is where the signal was cut.
-    """
-    arr = np.asarray(image)
-    out = np.zeros(arr.shape[:2], bool)
-    square = np.ones((3, 3), bool)
-    for c in range(arr.shape[-1]):
-        ch = arr[..., c]
-        levels = {ch.max()}
-        if ch.dtype.kind in "iu":
-            info = np.iinfo(ch.dtype)
-            levels |= {info.min, info.max}
-        for level in levels:
-            at = ch == level
-            if at.any():
-                out |= ndi.binary_opening(at, square)
-    return out
-
-
 def _tukey(n: int, alpha: float = 0.2) -> np.ndarray:
     """Tukey (tapered cosine) window of ``n`` points, flat but for ``alpha`` of its length
     (``scipy.signal.windows.tukey``, without importing scipy.signal: over a second)."""
@@ -746,12 +725,11 @@ def _centroid_offset(h: np.ndarray) -> tuple[float, float]:
 
 
 def _channels(image: Any, channel_axis: int | None, name: str) -> np.ndarray:
-    arr = np.asarray(image)
-    if channel_axis is None:
-        return as_float_image(arr, allow_constant=False, name=name).astype(np.float64)[..., None]
-    arr = np.moveaxis(arr, channel_axis, -1)
-    as_float_image(arr, channel_axis=-1, allow_constant=False, name=name)
-    return arr.astype(np.float64)
+    """(H, W, C) float64, after the checks that name the image (dtype, finite, not constant)."""
+    lum = as_float_image(image, channel_axis=channel_axis, allow_constant=False, name=name)
+    if channel_axis is None:  # grey: the float32 luminance every map reads
+        return lum.astype(np.float64)[..., None]
+    return channels_last(image, channel_axis, dtype=np.float64)[0]
 
 
 def _intensity(eq: _Normal, g: np.ndarray) -> tuple[np.ndarray, float, float, float]:
@@ -763,6 +741,7 @@ def _intensity(eq: _Normal, g: np.ndarray) -> tuple[np.ndarray, float, float, fl
     return unit.reshape(g.shape)[::-1, ::-1], gain, offset, residual
 
 
+@renamed_keywords(noise="noise_sigma")
 def estimate_kernel(
     sharp: Any,
     blurry: Any,
@@ -770,7 +749,7 @@ def estimate_kernel(
     size: int | None = None,
     channel_axis: int | None = None,
     align: bool = True,
-    noise: float | None = None,
+    noise_sigma: float | None = None,
     max_size: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Kernel:
@@ -814,9 +793,10 @@ def estimate_kernel(
         Register the pair to sub-pixel accuracy (phase correlation, then the kernel's
         centroid) and remove the shift first. Without it, any misregistration stays in the
         kernel as an offset centroid.
-    noise : float, optional
+    noise_sigma : float, optional
         Noise standard deviation of ``blurry`` in its intensity units (default: estimated
-        from the residual of the fit).
+        from the residual of the fit). Formerly ``noise``, which still works with a
+        ``FutureWarning``.
     max_size : int, optional
         Largest side tried by the automatic search (default: a third of the smaller image
         side, at most 63).
@@ -870,11 +850,7 @@ def estimate_kernel(
                 f"kernel size must be an odd integer from 1 to {_MAX_SIZE}, got {size}"
             )
 
-    def raw(image: Any) -> np.ndarray:
-        arr = np.asarray(image)
-        return arr[..., None] if channel_axis is None else np.moveaxis(arr, channel_axis, -1)
-
-    x_clip, y_clip = _clipped(raw(sharp)), _clipped(raw(blurry))
+    x_clip, y_clip = saturated(sharp, channel_axis), saturated(blurry, channel_axis)
     clipped = int(x_clip.sum() + y_clip.sum())
     steps = [0, len(_SIZES) + x.shape[-1] + 1]
 
@@ -903,8 +879,10 @@ def estimate_kernel(
             f"{limit}x{limit} kernel; give at least {need} px per side"
         )
     xs, ys = x.mean(axis=-1), y.mean(axis=-1)
-    fixed = noise is not None
-    noise2 = (_psf._positive("noise", noise) if noise is not None else haar_sigma(ys)) ** 2
+    fixed = noise_sigma is not None
+    noise2 = (
+        positive("noise_sigma", noise_sigma) if noise_sigma is not None else haar_sigma(ys)
+    ) ** 2
     clips = (x_clip, y_clip)
     if size is None:
         # Start no smaller than the kernel the gradient correlation shows (a ring's best
@@ -961,7 +939,7 @@ def estimate_kernel(
         residuals.append(residual_c)
         noises.append(math.sqrt(sol.noise2))
         # The noise the fit cannot explain, measured on blurry alone.
-        sigma = float(noise) if noise is not None else haar_sigma(y[..., c])
+        sigma = float(noise_sigma) if noise_sigma is not None else haar_sigma(y[..., c])
         measured.append(sigma)
         tss = max(eq.yy, 1e-300)
         explained.append(1.0 - residual_c**2 * eq.n / tss)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -46,10 +46,12 @@ import scipy.fft
 import scipy.ndimage as ndi
 import scipy.special
 
+from ._array import positive
 from ._errors import BadInputError
 
 __all__ = [
     "ENERGY",
+    "FAMILIES",
     "MAX_KERNEL_SIZE",
     "MODELS",
     "KernelMoments",
@@ -61,11 +63,13 @@ __all__ = [
     "astigmatic_axes",
     "blur_width",
     "box",
+    "check_family",
     "convert_width",
     "defocus",
     "defocus_otf",
     "disk",
     "elliptical_gauss",
+    "family_kernel",
     "gaussian",
     "moments",
     "motion",
@@ -118,17 +122,6 @@ Offset = tuple[float, float]
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def _positive(name: str, value: float, *, allow_zero: bool = True) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise BadInputError(f"{name} must be a finite number {bound}, got {value:g}")
-    return value
 
 
 def _layout(shape: Shape, offset: Offset, support: float) -> tuple[tuple[int, int], Offset]:
@@ -249,7 +242,7 @@ def gaussian(sigma: float, *, shape: Shape = None, offset: Offset = (0.0, 0.0)) 
     >>> round(moments(k).sigma, 3)
     1.0
     """
-    sigma = _positive("sigma", sigma)
+    sigma = positive("sigma", sigma)
     shape, (cy, cx) = _layout(shape, offset, _GAUSS_HALF_WIDTH * sigma)
     if sigma == 0:
         return _delta(shape, (cy, cx))
@@ -279,7 +272,7 @@ def disk(radius: float, *, shape: Shape = None, offset: Offset = (0.0, 0.0)) -> 
     >>> round(moments(k, area_sampled=True).sigma, 2)
     2.5
     """
-    radius = _positive("radius", radius)
+    radius = positive("radius", radius)
     shape, centre = _layout(shape, offset, radius - 0.5)
     if radius == 0:
         return _delta(shape, centre)
@@ -316,9 +309,9 @@ def ring(
     >>> bool(k[k.shape[0] // 2, k.shape[1] // 2] < k.max() / 10)  # hollow centre
     True
     """
-    radius = _positive("radius", radius)
-    width = _positive("width", width, allow_zero=False)
-    softness = _positive("softness", softness)
+    radius = positive("radius", radius)
+    width = positive("width", width, allow_zero=False)
+    softness = positive("softness", softness)
     outer, inner = radius + width / 2, max(radius - width / 2, 0.0)
     shape, centre = _layout(shape, offset, outer - 0.5 + _GAUSS_HALF_WIDTH * softness)
     k = _disk_coverage(shape, centre, outer) - _disk_coverage(shape, centre, inner)
@@ -352,8 +345,8 @@ def box(
            [0.111..., 0.111..., 0.111...],
            [0.111..., 0.111..., 0.111...]])
     """
-    width = _positive("width", width)
-    height = width if height is None else _positive("height", height)
+    width = positive("width", width)
+    height = width if height is None else positive("height", height)
     shape, (cy, cx) = _layout(shape, offset, max(width, height) / 2 - 0.5)
 
     def cover(n: int, c: float, size: float) -> np.ndarray:
@@ -391,7 +384,7 @@ def motion(
            [0.333..., 0.333..., 0.333...],
            [0.       , 0.       , 0.       ]])
     """
-    length = _positive("length", length)
+    length = positive("length", length)
     try:
         theta = math.radians(float(angle))
     except (TypeError, ValueError):
@@ -429,9 +422,9 @@ def airy_radius(wavelength: float, na: float, pixel_size: float) -> float:
     >>> round(airy_radius(0.5, 1.0, 0.1), 3)
     3.049
     """
-    wavelength = _positive("wavelength", wavelength, allow_zero=False)
-    na = _positive("na", na, allow_zero=False)
-    pixel_size = _positive("pixel_size", pixel_size, allow_zero=False)
+    wavelength = positive("wavelength", wavelength, allow_zero=False)
+    na = positive("na", na, allow_zero=False)
+    pixel_size = positive("pixel_size", pixel_size, allow_zero=False)
     return _J1_ZERO / (2 * math.pi) * wavelength / (na * pixel_size)
 
 
@@ -455,8 +448,24 @@ def _cutoff(
         raise BadInputError(
             f"{model} PSF takes either {name} or wavelength/na/pixel_size, not both"
         )
-    radius = _positive(name, radius, allow_zero=False)
+    radius = positive(name, radius, allow_zero=False)
     return _J1_ZERO / (math.pi * radius)
+
+
+# The optical parameters that may stand in for an Airy radius, in _cutoff's order.
+_OPTICS = ("wavelength", "na", "pixel_size")
+
+
+def _model_cutoff(params: Mapping[str, Any], model: str) -> float:
+    """:func:`_cutoff` from a model's parameters: airy's ``radius``, the others' ``airy_radius``."""
+    key = "radius" if model == "airy" else "airy_radius"
+    wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
+    return _cutoff(params.get(key), wavelength, na, pixel_size, key, model)
+
+
+def _airy_sigma(cutoff: float) -> float:
+    """Sigma of the Gaussian core fitted to the Airy pattern of this cutoff (Zhang et al. 2007)."""
+    return _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
 
 
 def _airy_otf(rho: np.ndarray, cutoff: float) -> np.ndarray:
@@ -501,8 +510,8 @@ def defocus_otf(
     ...          - defocus_otf(f, waves=1.0, cutoff=0.5)).max() < 0.02)
     True
     """
-    waves = _positive("waves", waves)
-    cutoff = _positive("cutoff", cutoff, allow_zero=False)
+    waves = positive("waves", waves)
+    cutoff = positive("cutoff", cutoff, allow_zero=False)
     rho = np.asarray(rho, dtype=float)
     s = np.clip(2 * np.abs(rho) / cutoff, 0.0, 2.0)
     if method == "stokseth":
@@ -695,13 +704,20 @@ def defocus(
     )
 
 
+def _defocus_terms(p: Mapping[str, Any]) -> tuple[float, float, float]:
+    """Cutoff, W020 and W040 (waves) from the defocus model's parameters."""
+    cutoff = _model_cutoff(p, "defocus")
+    w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
+    return cutoff, w, _number("spherical", p.get("spherical", 0.0))
+
+
 def _defocus_waves(radius: float | None, waves: float | None, cutoff: float) -> float:
     """W020 in waves (signed when given as waves); the blur-circle radius is 4 |W020| / cutoff."""
     if (radius is None) == (waves is None):
         raise BadInputError("defocus PSF needs exactly one of radius (px) and waves")
     if waves is not None:
         return _number("waves", waves)
-    return _positive("radius", radius) * cutoff / 4  # type: ignore[arg-type]
+    return positive("radius", radius) * cutoff / 4  # type: ignore[arg-type]
 
 
 def _wavefront(rho2: np.ndarray, defocus: float, spherical: float) -> np.ndarray:
@@ -842,8 +858,8 @@ def elliptical_gauss(
     >>> round(m.sigma_y, 2), round(m.sigma_x, 2)
     (3.0, 1.0)
     """
-    sa = _positive("sigma_major", sigma_major)
-    sb = _positive("sigma_minor", sigma_minor)
+    sa = positive("sigma_major", sigma_major)
+    sb = positive("sigma_minor", sigma_minor)
     (ay, ax), (by, bx) = _axes(angle)
     shape, (cy, cx) = _layout(shape, offset, _GAUSS_HALF_WIDTH * max(sa, sb))
     if max(sa, sb) == 0:
@@ -909,8 +925,8 @@ def astigmatic(
     True
     """
     cutoff = _cutoff(airy_radius, wavelength, na, pixel_size, "airy_radius", "astigmatic")
-    ra = _positive("radius_major", radius_major)
-    rb = _positive("radius_minor", radius_minor)
+    ra = positive("radius_major", radius_major)
+    rb = positive("radius_minor", radius_minor)
     return _render_pupil(
         cutoff,
         _astigmatism(ra, rb, angle, cutoff),
@@ -1050,28 +1066,12 @@ def _otf_motion(fy: np.ndarray, fx: np.ndarray, *, length: float, angle: float =
 
 
 def _otf_airy(fy: np.ndarray, fx: np.ndarray, **optics: float) -> np.ndarray:
-    cutoff = _cutoff(
-        optics.get("radius"),
-        optics.get("wavelength"),
-        optics.get("na"),
-        optics.get("pixel_size"),
-        "radius",
-        "airy",
-    )
+    cutoff = _model_cutoff(optics, "airy")
     return _airy_otf(np.hypot(fy, fx), cutoff)
 
 
 def _otf_defocus(fy: np.ndarray, fx: np.ndarray, **p: float) -> np.ndarray:
-    cutoff = _cutoff(
-        p.get("airy_radius"),
-        p.get("wavelength"),
-        p.get("na"),
-        p.get("pixel_size"),
-        "airy_radius",
-        "defocus",
-    )
-    w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
-    spherical = _number("spherical", p.get("spherical", 0.0))
+    cutoff, w, spherical = _defocus_terms(p)
     if spherical != 0:
         return _pupil_otf(
             fy, fx, cutoff, lambda uy, ux: _wavefront(uy * uy + ux * ux, w, spherical)
@@ -1094,32 +1094,16 @@ def _sigma_ring(*, radius: float, width: float = 1.0, softness: float = 0.0) -> 
 
 
 def _sigma_airy(**optics: float) -> float:
-    cutoff = _cutoff(
-        optics.get("radius"),
-        optics.get("wavelength"),
-        optics.get("na"),
-        optics.get("pixel_size"),
-        "radius",
-        "airy",
-    )
-    return _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+    cutoff = _model_cutoff(optics, "airy")
+    return _airy_sigma(cutoff)
 
 
 def _sigma_defocus(**p: float) -> float:
-    cutoff = _cutoff(
-        p.get("airy_radius"),
-        p.get("wavelength"),
-        p.get("na"),
-        p.get("pixel_size"),
-        "airy_radius",
-        "defocus",
-    )
-    w = _defocus_waves(p.get("radius"), p.get("waves"), cutoff)
-    s = _number("spherical", p.get("spherical", 0.0))
+    cutoff, w, s = _defocus_terms(p)
     # Rays of W = w ρ² + s ρ⁴ land (2wρ + 4sρ³)/fc px from the centre; over the uniformly lit
     # pupil their per-axis variance is (w² + 8ws/3 + 2s²)/fc², i.e. (R/2)² when s = 0.
     geometric = math.sqrt(max(w * w + 8 * w * s / 3 + 2 * s * s, 0.0)) / (cutoff / 2)
-    airy_sigma = _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+    airy_sigma = _airy_sigma(cutoff)
     return math.hypot(geometric, airy_sigma)
 
 
@@ -1134,14 +1118,7 @@ def _otf_elliptical(
 def _otf_astigmatic(
     fy: np.ndarray, fx: np.ndarray, *, radius_major: float, radius_minor: float, **p: float
 ) -> np.ndarray:
-    cutoff = _cutoff(
-        p.get("airy_radius"),
-        p.get("wavelength"),
-        p.get("na"),
-        p.get("pixel_size"),
-        "airy_radius",
-        "astigmatic",
-    )
+    cutoff = _model_cutoff(p, "astigmatic")
     w = _astigmatism(radius_major, radius_minor, p.get("angle", 0.0), cutoff)
     return _pupil_otf(fy, fx, cutoff, w)
 
@@ -1160,18 +1137,11 @@ def astigmatic_axes(
     ...                                       angle=30.0, airy_radius=1.0)]
     [3.02, 1.058, 30.0]
     """
-    cutoff = _cutoff(
-        optics.get("airy_radius"),
-        optics.get("wavelength"),
-        optics.get("na"),
-        optics.get("pixel_size"),
-        "airy_radius",
-        "astigmatic",
-    )
-    airy_sigma = _AIRY_SIGMA_PER_RADIUS * _J1_ZERO / (math.pi * cutoff)
+    cutoff = _model_cutoff(optics, "astigmatic")
+    airy_sigma = _airy_sigma(cutoff)
     return (
-        math.hypot(_positive("radius_major", radius_major) / 2, airy_sigma),
-        math.hypot(_positive("radius_minor", radius_minor) / 2, airy_sigma),
+        math.hypot(positive("radius_major", radius_major) / 2, airy_sigma),
+        math.hypot(positive("radius_minor", radius_minor) / 2, airy_sigma),
         _number("angle", angle),
     )
 
@@ -1217,8 +1187,6 @@ class PSFModel:
     params: tuple[str, ...]
     area_sampled: bool
 
-
-_OPTICS = ("wavelength", "na", "pixel_size")
 
 #: Name → :class:`PSFModel` for every parametric model.
 MODELS: Mapping[str, PSFModel] = MappingProxyType(
@@ -1292,6 +1260,43 @@ MODELS: Mapping[str, PSFModel] = MappingProxyType(
         ),
     }
 )
+
+
+#: The PSF families: the one-parameter models (gauss: sigma; disk: radius = 2 sigma), whose size
+#: a sigma map sets pixel by pixel. Spatially varying blur and deblurring take one of them, and
+#: the blur map adds ``"auto"`` (``defocus.blurmap.PSF_FAMILIES``).
+FAMILIES: tuple[str, ...] = tuple(n for n, m in MODELS.items() if m.params == (m.natural,))
+
+
+def check_family(psf: str, *, families: Sequence[str] = FAMILIES) -> str:
+    """Return ``psf`` if it names one of ``families``, else raise a one-line error.
+
+    Examples
+    --------
+    >>> check_family("disk")
+    'disk'
+    >>> check_family("ring")
+    Traceback (most recent call last):
+    ...
+    defocus._errors.BadInputError: psf must be a PSF family (gauss, disk), got 'ring'
+    """
+    if psf not in families:
+        raise BadInputError(f"psf must be a PSF family ({', '.join(families)}), got {psf!r}")
+    return psf
+
+
+def family_kernel(psf: str, sigma: float) -> np.ndarray:
+    """Kernel of a PSF family at one sigma (px): a Gaussian of that sigma, a disk of radius 2 sigma.
+
+    Examples
+    --------
+    >>> np.array_equal(family_kernel("disk", 1.5), disk(3.0))
+    True
+    """
+    m = MODELS[check_family(psf)]
+    # A family's sigma is proportional to its size parameter, so one evaluation gives the
+    # factor (1 or 1/2: exact in binary, the kernel is the one render() gives).
+    return m.render(**{m.natural: sigma / m.sigma(**{m.natural: 1.0})})
 
 
 def _model(name: str, params: Mapping[str, Any], *, complete: bool = True) -> PSFModel:
@@ -1386,7 +1391,7 @@ def natural_from_sigma(model: str, sigma: float, **fixed: float) -> float:
     3.968627
     """
     m = _model(model, fixed, complete=False)
-    sigma = _positive("sigma", sigma)
+    sigma = positive("sigma", sigma)
     if m.natural in fixed:
         raise BadInputError(f"{m.natural} is what natural_from_sigma solves for; do not pass it")
 
@@ -1430,15 +1435,7 @@ def _radial_otf(model: str, params: Mapping[str, float]) -> tuple[Callable, floa
     m = _model(model, params)
     fy = np.zeros(1)
     if model in ("airy", "defocus"):
-        radius_key = "radius" if model == "airy" else "airy_radius"
-        cutoff = _cutoff(
-            params.get(radius_key),
-            params.get("wavelength"),
-            params.get("na"),
-            params.get("pixel_size"),
-            radius_key,
-            model,
-        )
+        cutoff = _model_cutoff(params, model)
         extent = 4 * m.sigma(**params) + 3 * _J1_ZERO / (math.pi * cutoff)
         return lambda rho: m.otf(fy, np.asarray(rho), **params), cutoff, extent
     raise BadInputError(f"FWHM and edge width are not defined here for {model}")
@@ -1499,14 +1496,10 @@ def blur_width(model: str, measure: str = "sigma", **params: float) -> float:
         if m.natural != "radius":
             raise BadInputError(f"{model} has no radius; use sigma, fwhm or edge")
         if model == "airy" and params.get("radius") is None:
-            wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
-            r = _J1_ZERO / (math.pi * _cutoff(None, wavelength, na, pixel_size, "radius", "airy"))
+            r = _J1_ZERO / (math.pi * _model_cutoff(params, "airy"))
         elif model == "defocus" and params.get("radius") is None:
-            wavelength, na, pixel_size = (params.get(k) for k in _OPTICS)
-            cutoff = _cutoff(
-                params.get("airy_radius"), wavelength, na, pixel_size, "airy_radius", model
-            )
-            r = 4 * _defocus_waves(None, params.get("waves"), cutoff) / cutoff
+            cutoff, w, _ = _defocus_terms(params)
+            r = 4 * w / cutoff
         else:
             r = float(params["radius"])
         return r if measure == "radius" else 2 * r
@@ -1547,7 +1540,7 @@ def convert_width(
     1.0
     """
     m = _model(model, fixed, complete=False)
-    value = _positive(from_, value)
+    value = positive(from_, value)
     if from_ == "sigma":
         x = natural_from_sigma(model, value, **fixed)
     else:

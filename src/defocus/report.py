@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from . import __version__
 from ._array import luminance
 from ._errors import BadInputError
-from ._types import PSFFamily
+from ._types import Progress, PSFFamily, progress_part
 from .blurmap import PSF_FAMILIES, blur_map
 from .focalplane import FocalPlane, focal_plane
 from .io import ImageData, PixelSize, atomic_path, parse_pixel_size, read_image
@@ -176,13 +176,24 @@ def _fmt(v: float, err: float | None, unit: str) -> str:
 
 
 def _kernel_part(
-    sharp: ImageData, image: ImageData, name: str, models: Sequence[str] | None
+    sharp: ImageData,
+    image: ImageData,
+    name: str,
+    models: Sequence[str] | None,
+    progress: Progress | None,
 ) -> tuple[str, dict[str, Any]]:
     if sharp.channel_axis != image.channel_axis:
         raise BadInputError("one image is colour and the other greyscale; give a matching pair")
-    est = estimate_kernel(sharp.data, image.data, channel_axis=image.channel_axis)
+    est = estimate_kernel(
+        sharp.data,
+        image.data,
+        channel_axis=image.channel_axis,
+        progress=progress_part(progress, 50, 85, 100),
+    )
     k = est.kernel if est.kernel.ndim == 2 else est.kernel.mean(axis=-1)
     fit = fit_psf(k) if models is None else fit_psf(k, models=models)
+    if progress is not None:
+        progress(100, 100, "PSF model fit")
     best = fit.best
     shown = ", ".join(
         f"{p} = {_fmt(v, best.errors.get(p), '°' if p == 'angle' else 'px')}"
@@ -245,6 +256,7 @@ def report_section(
     channel_axis: int | None = None,
     name: str | None = None,
     models: Sequence[str] | None = None,
+    progress: Progress | None = None,
 ) -> Section:
     """Analyse one image and lay out its part of the report.
 
@@ -264,6 +276,9 @@ def report_section(
         Heading; default the file name, or ``"image"``.
     models : sequence of str, optional
         PSF models to fit to the kernel (default: those of :func:`defocus.fit_psf`).
+    progress : callable, optional
+        Called as ``progress(done, 100, what)`` through the blur map, the focal plane, the
+        pictures and, with ``sharp``, the kernel estimate and its model fit.
 
     Returns
     -------
@@ -281,12 +296,26 @@ def report_section(
     img = _as_image(image, pixel_size, channel_axis)
     if name is None:
         name = img.path.name if img.path is not None else "image"
-    bm = blur_map(img.data, psf=psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis)
+    # Shares of the work in percent: the blur map dominates unless a kernel is estimated too.
+    mapped, fitted, drawn = (35, 40, 50) if sharp is not None else (70, 75, 100)
+
+    def report(done: int, what: str) -> None:
+        if progress is not None:
+            progress(done, 100, what)
+
+    bm = blur_map(
+        img.data,
+        psf=psf,
+        pixel_size=img.pixel_size,
+        channel_axis=img.channel_axis,
+        progress=progress_part(progress, 0, mapped, 100),
+    )
     try:
         fp: FocalPlane | None = focal_plane(bm)
         fp_note = ""
     except BadInputError as exc:  # e.g. too few confident measurements: the map still stands
         fp, fp_note = None, str(exc)
+    report(fitted, "focal plane")
     physical = _physical(img.pixel_size)
     blur = bm.summary()
     q = blur["sigma"]
@@ -426,9 +455,10 @@ def report_section(
             + _grid(bands, (f"band ({span})", "sigma ± half 16-84 % (px)", "confidence"))
         )
     parts.append("<h3>Pictures</h3>" + "".join(pictures))
+    report(drawn, "pictures")
     if sharp is not None:
         sharp_img = _as_image(sharp, pixel_size, channel_axis)
-        part, summary["kernel"] = _kernel_part(sharp_img, img, name, models)
+        part, summary["kernel"] = _kernel_part(sharp_img, img, name, models, progress)
         parts.append(part)
     parts.append("</section>")
     return Section(name=name, html="\n".join(parts), summary=summary)
@@ -487,6 +517,7 @@ def make_report(
     models: Sequence[str] | None = None,
     title: str = "defocus report",
     output: str | os.PathLike | None = None,
+    progress: Progress | None = None,
 ) -> str:
     """Analyse images and return (and optionally write) a self-contained HTML report.
 
@@ -503,6 +534,8 @@ def make_report(
         Page title.
     output : path, optional
         Also write the page there, atomically (temporary file, then rename).
+    progress : callable, optional
+        Called as ``progress(done, 100 × images, what)``, each image's section counting 100.
 
     Returns
     -------
@@ -535,6 +568,7 @@ def make_report(
             channel_axis=channel_axis,
             models=models,
             name=name if name is not None or len(images) == 1 else f"image {i + 1}",
+            progress=progress_part(progress, 100 * i, 100 * (i + 1), 100 * len(images)),
         )
         for i, (im, name) in enumerate(zip(images, names, strict=True))
     ]
@@ -564,7 +598,7 @@ def through_focus_section(
     >>> sec.html.count("<img"), sec.summary["z_unit"]
     (3, 'µm')
     """
-    from .viz import heatmap_figure
+    from .viz import height_figure
 
     img = _as_image(image, None, None)
     s = tf.summary()
@@ -598,20 +632,14 @@ def through_focus_section(
     rows += [("note", n) for n in s["notes"]]
     pictures = []
     if ok.mean() >= 0.01:
-        lo, hi = (float(v) for v in np.percentile(tf.height[ok], (1, 99)))
         pictures += [
             _img(
                 _png(
-                    heatmap_figure(
+                    height_figure(
+                        tf,
                         img.data,
-                        np.where(ok, tf.height, np.nan),
                         label=f"best-focus z ({u}); blank: not measurable",
                         channel_axis=img.channel_axis,
-                        cmap="viridis",
-                        alpha=0.75,
-                        vmin=lo,
-                        vmax=hi if hi > lo else lo + 1e-6,
-                        pixel_size=tf.pixel_size,
                     )
                 ),
                 f"{name}: height",

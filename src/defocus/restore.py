@@ -63,11 +63,18 @@ import numpy as np
 import scipy.fft
 
 from . import psf as _psf
-from ._array import _check_magnitude
+from ._array import (
+    bbox,
+    channels_last,
+    check_magnitude,
+    finish_channels,
+    level_weights,
+    saturated,
+)
+from ._compat import renamed_keywords
 from ._errors import BadInputError
 from .blurmap import BlurMap
 from .noise import noise_level
-from .synth import FAMILIES, _bbox, _channels_last, _family_kernel, _finish, _level_weights
 
 __all__ = ["BOUNDARIES", "METHODS", "deblur", "deblur_varying"]
 
@@ -509,13 +516,10 @@ def _prepare(image: Any, channel_axis: int | None) -> _Input:
     :data:`defocus._array.MAX_MAGNITUDE`) nor underflow (tiny values) in float32.
     """
     arr = np.asarray(image)
-    _check_magnitude(arr)
-    if arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4:
-        # float32 holds 24 bits: wider integers are computed in float64 to keep every count.
-        data, _ = _channels_last(arr.astype(np.float64), channel_axis)
-        in_dtype = arr.dtype
-    else:
-        data, in_dtype = _channels_last(arr, channel_axis)
+    check_magnitude(arr)
+    # float32 holds 24 bits: wider integers are computed in float64 to keep every count.
+    wide = arr.dtype.kind in "iu" and arr.dtype.itemsize >= 4
+    data, in_dtype = channels_last(arr, channel_axis, dtype=np.float64 if wide else None)
     low, high = float(data.min()), float(data.max())
     peak = np.abs(data).max(axis=(0, 1)).astype(np.float64)
     scales = np.where(peak > 0, np.exp2(np.frexp(peak)[1]), 1.0)
@@ -539,7 +543,7 @@ def _output(out: np.ndarray, inp: _Input, channel_axis: int | None) -> np.ndarra
         lo, hi = float(info.min), float(info.max)
     elif inp.high <= 1.0 and lo == 0.0:
         hi = 1.0
-    return _finish(np.clip(out, lo, hi, out=out), channel_axis, inp.dtype, inp.dtype)
+    return finish_channels(np.clip(out, lo, hi, out=out), channel_axis, inp.dtype, inp.dtype)
 
 
 def deblur(
@@ -629,12 +633,7 @@ def deblur(
     nch = data.shape[-1]
     observed = None
     if boundary == "valid":
-        from .kernel import _clipped  # loaded on use: kernel's imports are heavy
-
-        raw = np.asarray(image)
-        clipped = _clipped(
-            raw[..., None] if channel_axis is None else np.moveaxis(raw, channel_axis, -1)
-        )
+        clipped = saturated(image, channel_axis)
         observed = ~clipped if clipped.any() else None
     colour = nch == 3
     if colour:
@@ -698,7 +697,7 @@ def _blend_levels(
     idx: np.ndarray,
     t: np.ndarray,
     levels: np.ndarray,
-    family: str,
+    psf: str,
     noise: list[float],
     method: str,
     steps: int,
@@ -713,7 +712,7 @@ def _blend_levels(
     out = np.zeros_like(patch)
     for k in range(levels.size):
         weight = np.where(idx == k, 1 - t, 0) + np.where(idx == k - 1, t, 0)
-        box = _bbox(weight > 0)
+        box = bbox(weight > 0)
         if box is None:
             continue
         weight = weight[box].astype(patch.dtype)
@@ -722,7 +721,7 @@ def _blend_levels(
             report((k + 1) / levels.size)
             continue
         observed = weight > 0
-        kernel = _family_kernel(family, float(levels[k])).astype(patch.dtype)
+        kernel = _psf.family_kernel(psf, float(levels[k])).astype(patch.dtype)
         for c in range(patch.shape[-1]):
             x = _deblur_channel(
                 patch[(*box, c)],
@@ -765,11 +764,12 @@ def _tile_progress(report: Callable[[float], None], done: int, total: int, f: fl
     report((done + f) / total)
 
 
+@renamed_keywords(family="psf")
 def deblur_varying(
     image: np.ndarray,
     sigma_map: np.ndarray | BlurMap,
     *,
-    family: str | None = None,
+    psf: str | None = None,
     method: str = "wiener",
     noise_sigma: float | None = None,
     tile: int | None = None,
@@ -795,10 +795,12 @@ def deblur_varying(
         2-D image, or multichannel with ``channel_axis``.
     sigma_map : (H, W) ndarray or BlurMap
         Sigma in pixels at each pixel (>= 0), or a :class:`~defocus.BlurMap`, whose ``sigma``
-        is used and whose ``psf`` family is the default ``family``. Below 0.3 px the blur
-        is blended with no deconvolution at 0.
-    family : {"gauss", "disk"}, optional
-        PSF family (a disk has radius 2 sigma). Default: the blur map's, else ``"gauss"``.
+        is used and whose ``psf`` is the default ``psf``. Below 0.3 px the blur is blended
+        with no deconvolution at 0.
+    psf : {"gauss", "disk"}, optional
+        PSF family (:data:`defocus.psf.FAMILIES`; a disk has radius 2 sigma). Default: the
+        blur map's, else ``"gauss"``. Formerly ``family``, which still works with a
+        ``FutureWarning``.
     method, noise_sigma, iterations, channel_axis
         As for :func:`deblur`, except that channels are deconvolved one by one; the noise is
         estimated once on the whole image.
@@ -828,14 +830,12 @@ def deblur_varying(
     (dtype('uint8'), True)
     """
     if isinstance(sigma_map, BlurMap):
-        if family is None and sigma_map.psf in FAMILIES:
-            family = sigma_map.psf
+        if psf is None and sigma_map.psf in _psf.FAMILIES:
+            psf = sigma_map.psf
         smap = np.asarray(sigma_map.sigma)
     else:
         smap = np.asarray(sigma_map)
-    family = family or "gauss"
-    if family not in FAMILIES:
-        raise BadInputError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    psf = _psf.check_family(psf or "gauss")
     steps = _check(method, "valid", iterations)
     inp = _prepare(image, channel_axis)
     data = inp.data
@@ -850,17 +850,17 @@ def deblur_varying(
         raise BadInputError(f"tile must be an integer of at least 8 px, got {tile!r}")
     noise = _noise_levels(data, noise_sigma, inp.dtype, inp.scales)
     levels = _ladder(smap)
-    idx, t = _level_weights(smap, levels)
+    idx, t = level_weights(smap, levels)
 
     def report(fraction: float) -> None:
         if progress is not None:
             progress(min(100, round(100 * fraction)), 100, "sigma levels")
 
     if tile is None:
-        out = _blend_levels(data, idx, t, levels, family, noise, method, steps, report)
+        out = _blend_levels(data, idx, t, levels, psf, noise, method, steps, report)
         report(1.0)
         return _output(out, inp, channel_axis)
-    margin = _family_kernel(family, float(levels[-1])).shape[0]
+    margin = _psf.family_kernel(psf, float(levels[-1])).shape[0]
     cy, wy = _window_1d(h, int(tile))
     cx, wx = _window_1d(w, int(tile))
     out = np.zeros_like(data)
@@ -884,7 +884,7 @@ def deblur_varying(
                 idx[ys, xs],
                 t[ys, xs],
                 levels,
-                family,
+                psf,
                 noise,
                 method,
                 steps,

@@ -740,13 +740,14 @@ def fuse(
 
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as mill:
         ahead = reader.submit(read, 0)
-        pending: list[Future] = []  # the frame being decomposed, at most one
+        pending: Future | None = None  # the frame being decomposed
 
         def drain() -> None:
-            for job in pending:
+            nonlocal pending
+            if pending is not None:
+                job, pending = pending, None
                 job.result()
                 tick(f"aligned and decomposed frame {len(energies)}/{n}")
-            pending.clear()
 
         for k in range(n):
             try:
@@ -769,7 +770,7 @@ def fuse(
             job = mill.submit(decompose, k, y)
             del fr, y, lv
             drain()
-            pending.append(job)
+            pending = job
         drain()
     return _finish(
         frames,

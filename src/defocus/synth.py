@@ -5,8 +5,8 @@ Results are float32 (float64 for float64 input) unless ``dtype`` asks for anothe
 integer ``dtype`` rounds and clips to that type's range.
 
 Spatially varying blur takes a map of sigma in pixels (the unit of blur, see
-docs/architecture.md) and a one-parameter PSF family: ``"gauss"`` (sigma itself) or ``"disk"``
-(radius = 2 sigma). Two physical models:
+docs/architecture.md) and a PSF family (``psf=``, :data:`defocus.psf.FAMILIES`): ``"gauss"``
+(sigma itself) or ``"disk"`` (radius = 2 sigma). ``method=`` picks one of two physical models:
 
 * ``gather``: each output pixel is the image seen through its own PSF,
   ``out(p) = Σ_q h_σ(p)(p − q) I(q)``. The usual model for a blur map.
@@ -33,8 +33,10 @@ import scipy.fft
 import scipy.ndimage as ndi
 
 from . import psf as _psf
-from ._array import channels_last as _channels_last
+from ._array import bbox, channels_last, finish_channels, level_weights, positive
+from ._compat import renamed_keywords
 from ._errors import BadInputError
+from ._types import Family
 
 __all__ = [
     "FAMILIES",
@@ -49,10 +51,9 @@ __all__ = [
     "tilt_map",
 ]
 
-#: PSF families for spatially varying blur (gauss: sigma; disk: radius = 2 sigma).
-FAMILIES = ("gauss", "disk")
+#: PSF families for spatially varying blur (:data:`defocus.psf.FAMILIES`).
+FAMILIES = _psf.FAMILIES
 
-Family = Literal["gauss", "disk"]
 #: scipy.ndimage's boundary modes.
 Mode = Literal["reflect", "mirror", "nearest", "wrap", "constant"]
 
@@ -76,24 +77,6 @@ _PAD_MODES = {
 def _check_mode(mode: str) -> None:
     if mode not in _PAD_MODES:
         raise BadInputError(f"mode must be one of {', '.join(_PAD_MODES)}, got {mode!r}")
-
-
-def _finish(
-    out: np.ndarray, channel_axis: int | None, dtype: Any, in_dtype: np.dtype
-) -> np.ndarray:
-    """Restore the channel axis and cast, rounding and clipping for integer types."""
-    out = out[..., 0] if channel_axis is None else np.moveaxis(out, -1, channel_axis)
-    target = np.dtype(dtype) if dtype is not None else out.dtype
-    if np.issubdtype(target, np.integer):
-        info = np.iinfo(target)
-        # the largest float of the working type within range: float32(2**31 - 1) is 2**31
-        hi = out.dtype.type(info.max)
-        if int(hi) > info.max:
-            hi = np.nextafter(hi, out.dtype.type(0))
-        return np.clip(np.rint(out), out.dtype.type(info.min), hi).astype(target)
-    if dtype is None and in_dtype == np.float64:
-        return out.astype(np.float64, copy=False)
-    return out.astype(target, copy=False)
 
 
 def _pad(
@@ -202,7 +185,7 @@ def blur(
     """
     _check_mode(mode)
     kernel = _psf.as_kernel(psf, normalize=False)
-    data, in_dtype = _channels_last(image, channel_axis)
+    data, in_dtype = channels_last(image, channel_axis)
     kh, kw = kernel.shape
     before = ((kh - 1) // 2, (kw - 1) // 2)
     padded = _pad(data, before, (kh - 1 - before[0], kw - 1 - before[1]), mode, cval)
@@ -210,19 +193,11 @@ def blur(
         [_convolve_valid(padded[..., c], kernel, method) for c in range(data.shape[-1])],
         axis=-1,
     )
-    return _finish(out.astype(data.dtype, copy=False), channel_axis, dtype, in_dtype)
+    return finish_channels(out.astype(data.dtype, copy=False), channel_axis, dtype, in_dtype)
 
 
 # --------------------------------------------------------------------------------------------
 # spatially varying blur
-
-
-def _family_kernel(family: str, sigma: float) -> np.ndarray:
-    if family == "gauss":
-        return _psf.gaussian(sigma)
-    if family == "disk":
-        return _psf.disk(2 * sigma)
-    raise BadInputError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
 
 
 def _blend_error(family: str, s0: float, s1: float) -> float:
@@ -266,8 +241,9 @@ def _auto_levels(family: str, top: float) -> tuple[float, ...]:
     return tuple(levels)
 
 
-def sigma_levels(family: str, max_sigma: float) -> np.ndarray:
-    """The sigma levels that :func:`blur_varying` blends for a family, up to ``max_sigma``.
+@renamed_keywords(family="psf")
+def sigma_levels(psf: str, max_sigma: float) -> np.ndarray:
+    """The sigma levels that :func:`blur_varying` blends for a PSF family, up to ``max_sigma``.
 
     Starting at 0, each level is the widest step from the previous one for which blending the
     two (with variance weights) gives a transfer function within :data:`LEVEL_TOLERANCE`
@@ -282,30 +258,12 @@ def sigma_levels(family: str, max_sigma: float) -> np.ndarray:
     >>> float(lv[0]), bool(lv[-1] >= 8.0), bool(np.all(np.diff(lv) > 0))
     (0.0, True, True)
     """
-    if family not in FAMILIES:
-        raise BadInputError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    max_sigma = _psf._positive("max_sigma", max_sigma)
+    _psf.check_family(psf)
+    max_sigma = positive("max_sigma", max_sigma)
     # Cache by power-of-two ceiling so nearby maxima share one computation.
     top = 2.0 ** math.ceil(math.log2(max(max_sigma, 1.0)))
-    levels = np.array(_auto_levels(family, top))
+    levels = np.array(_auto_levels(psf, top))
     return levels[: int(np.searchsorted(levels, max_sigma)) + 1]
-
-
-def _level_weights(sigma: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower level index and variance-interpolation weight of the upper level per pixel."""
-    if levels.size == 1:
-        return np.zeros(sigma.shape, np.intp), np.zeros(sigma.shape, np.float32)
-    idx = np.clip(np.searchsorted(levels, sigma, side="right") - 1, 0, levels.size - 2)
-    lo2, hi2 = levels[idx] ** 2, levels[idx + 1] ** 2
-    t = np.clip((sigma.astype(np.float64) ** 2 - lo2) / (hi2 - lo2), 0.0, 1.0)
-    return idx, t.astype(np.float32)
-
-
-def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if rows.size == 0:
-        return None
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _fold(canvas: np.ndarray, pad: int, shape: tuple[int, int], mode: str) -> np.ndarray:
@@ -322,12 +280,13 @@ def _fold(canvas: np.ndarray, pad: int, shape: tuple[int, int], mode: str) -> np
     return out
 
 
+@renamed_keywords(family="psf", model="method")
 def blur_varying(
     image: np.ndarray,
     sigma_map: np.ndarray,
     *,
-    family: Family = "gauss",
-    model: Literal["gather", "scatter"] = "gather",
+    psf: Family = "gauss",
+    method: Literal["gather", "scatter"] = "gather",
     mode: Mode = "reflect",
     cval: float = 0.0,
     levels: Sequence[float] | None = None,
@@ -342,12 +301,14 @@ def blur_varying(
         2-D image, or multichannel with ``channel_axis``.
     sigma_map : (H, W) ndarray
         Sigma in pixels at each pixel, >= 0.
-    family : {"gauss", "disk"}
-        PSF family; a disk has radius 2 sigma (:func:`defocus.psf.disk`).
-    model : {"gather", "scatter"}
+    psf : {"gauss", "disk"}
+        PSF family (:data:`defocus.psf.FAMILIES`); a disk has radius 2 sigma
+        (:func:`defocus.psf.disk`). Formerly ``family``.
+    method : {"gather", "scatter"}
         ``gather``: each output pixel uses the PSF of its own sigma. ``scatter``: each source
         pixel spreads with the PSF of its sigma, conserving total intensity for
         ``mode="reflect"`` or ``"wrap"`` (light leaves the frame with ``"constant"``).
+        Formerly ``model``; the old names still work, with a ``FutureWarning``.
     mode, cval
         Boundary handling, as for :func:`blur`. For scatter, light that lands outside is folded
         back as the mode's extension would map it.
@@ -377,16 +338,15 @@ def blur_varying(
     >>> out = blur_varying(img, ramp)
     >>> out.dtype, out.shape
     (dtype('float32'), (128, 128))
-    >>> tot = blur_varying(img, ramp, model="scatter").sum(dtype=float) / img.sum(dtype=float)
+    >>> tot = blur_varying(img, ramp, method="scatter").sum(dtype=float) / img.sum(dtype=float)
     >>> round(float(tot), 5)
     1.0
     """
     _check_mode(mode)
-    if model not in ("gather", "scatter"):
-        raise BadInputError(f"model must be 'gather' or 'scatter', got {model!r}")
-    if family not in FAMILIES:
-        raise BadInputError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    data, in_dtype = _channels_last(image, channel_axis)
+    if method not in ("gather", "scatter"):
+        raise BadInputError(f"method must be 'gather' or 'scatter', got {method!r}")
+    _psf.check_family(psf)
+    data, in_dtype = channels_last(image, channel_axis)
     smap = np.asarray(sigma_map)
     if smap.shape != data.shape[:2]:
         raise BadInputError(
@@ -400,18 +360,18 @@ def blur_varying(
         # A map of a few distinct values (regions) is blurred exactly, level by level; a
         # subsample rules out smooth maps without sorting every pixel.
         few = np.unique(smap.ravel()[::97]).size <= 16 and np.unique(smap).size <= 16
-        lv = np.unique(smap) if few else sigma_levels(family, float(smap.max()))
+        lv = np.unique(smap) if few else sigma_levels(psf, float(smap.max()))
     else:
         lv = np.unique(np.asarray(levels, dtype=np.float64))
         if lv.size == 0 or lv[0] < 0 or lv[0] > smap.min() or lv[-1] < smap.max():
             raise BadInputError("levels must be >= 0 and span the sigma map's range")
-    idx, t = _level_weights(smap, np.asarray(lv, dtype=np.float64))
+    idx, t = level_weights(smap, np.asarray(lv, dtype=np.float64))
     shape, nch = data.shape[:2], data.shape[-1]
-    pad = _family_kernel(family, float(lv[min(int(idx.max()) + 1, lv.size - 1)])).shape[0] // 2
+    pad = _psf.family_kernel(psf, float(lv[min(int(idx.max()) + 1, lv.size - 1)])).shape[0] // 2
     # Level k serves pixels whose bracket is [k, k+1] or [k-1, k]: find its rows and columns
     # from per-row and per-column index ranges, so no full-size array is built per level.
     row_lo, row_hi, col_lo, col_hi = idx.min(1), idx.max(1), idx.min(0), idx.max(0)
-    if model == "gather":
+    if method == "gather":
         padded = _pad(data, (pad, pad), (pad, pad), mode, cval)
         out = np.zeros_like(data)
     else:
@@ -426,30 +386,30 @@ def blur_varying(
         ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
         i, f = idx[ys, xs], t[ys, xs]
         weight = np.where(i == k, 1 - f, 0) + np.where(i == k - 1, f, 0)
-        box = _bbox(weight > 0)
+        box = bbox(weight > 0)
         if box is None:
             continue
         weight = weight[box].astype(data.dtype)
         ys = slice(ys.start + box[0].start, ys.start + box[0].stop)
         xs = slice(xs.start + box[1].start, xs.start + box[1].stop)
-        kern = _family_kernel(family, float(lv[k]))
+        kern = _psf.family_kernel(psf, float(lv[k]))
         r = kern.shape[0] // 2
         # Gaussians are separable; skip the rank test that "auto" would run.
-        method = "separable" if family == "gauss" else "direct" if kern.size <= 49 else "fft"
+        route = "separable" if psf == "gauss" else "direct" if kern.size <= 49 else "fft"
         # The region of the padded frame that the level reads (gather) or writes (scatter).
         win = (
             slice(ys.start + pad - r, ys.stop + pad + r),
             slice(xs.start + pad - r, xs.stop + pad + r),
         )
         for c in range(nch):
-            if model == "gather":
-                out[ys, xs, c] += weight * _convolve_valid(padded[(*win, c)], kern, method)
+            if method == "gather":
+                out[ys, xs, c] += weight * _convolve_valid(padded[(*win, c)], kern, route)
             else:
                 src = np.pad(weight * data[ys, xs, c], 2 * r)  # zero margins: 'full' output
-                canvas[(*win, c)] += _convolve_valid(src, kern, method)
-    if model == "scatter":
+                canvas[(*win, c)] += _convolve_valid(src, kern, route)
+    if method == "scatter":
         out = _fold(canvas, pad, shape, mode)
-    return _finish(out, channel_axis, dtype, in_dtype)
+    return finish_channels(out, channel_axis, dtype, in_dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,8 +459,8 @@ def tilt_map(
         raise BadInputError(f"shape must be two integers, got {shape!r}") from None
     if h < 1 or w < 1:
         raise BadInputError(f"shape must be positive, got {shape!r}")
-    slope = _psf._positive("slope", slope)
-    floor = _psf._positive("floor", floor)
+    slope = positive("slope", slope)
+    floor = positive("floor", floor)
     position, theta = float(position), math.radians(float(angle))
     if not (math.isfinite(position) and math.isfinite(theta)):
         raise BadInputError("position and angle must be finite")
@@ -559,14 +519,14 @@ def depth_to_sigma(
     z = np.asarray(depth, dtype=np.float64)
     if not np.isfinite(z).all():
         raise BadInputError("depth map contains NaN or infinite values")
-    aperture = _psf._positive("aperture", aperture)
+    aperture = positive("aperture", aperture)
     focus = float(focus)
     if disparity:
         return (aperture * np.abs(z - focus) / 4).astype(np.float32)
     if focal_length is None or pixel_size is None:
         raise BadInputError("depth_to_sigma needs focal_length and pixel_size for depth maps")
-    f = _psf._positive("focal_length", focal_length, allow_zero=False)
-    p = _psf._positive("pixel_size", pixel_size, allow_zero=False)
+    f = positive("focal_length", focal_length, allow_zero=False)
+    p = positive("pixel_size", pixel_size, allow_zero=False)
     if not focus > f:
         raise BadInputError(f"focus distance {focus:g} must exceed the focal length {f:g}")
     if z.min() <= 0:
@@ -598,10 +558,10 @@ def add_gaussian_noise(
     >>> round(float(noisy.std()), 1), noisy.dtype
     (5.0, dtype('float64'))
     """
-    data, in_dtype = _channels_last(image, channel_axis)
-    sigma = _psf._positive("sigma", sigma)
+    data, in_dtype = channels_last(image, channel_axis)
+    sigma = positive("sigma", sigma)
     out = data + _rng(rng).normal(0.0, sigma, data.shape).astype(data.dtype)
-    return _finish(out, channel_axis, dtype, in_dtype)
+    return finish_channels(out, channel_axis, dtype, in_dtype)
 
 
 def add_poisson_noise(
@@ -623,12 +583,12 @@ def add_poisson_noise(
     >>> round(float(noisy.mean())), bool(abs(noisy.var() - 50 / 4) < 0.3)
     (50, True)
     """
-    data, in_dtype = _channels_last(image, channel_axis)
-    gain = _psf._positive("counts_per_unit", counts_per_unit, allow_zero=False)
+    data, in_dtype = channels_last(image, channel_axis)
+    gain = positive("counts_per_unit", counts_per_unit, allow_zero=False)
     if data.min() < 0:
         raise BadInputError("Poisson noise needs non-negative intensities")
     counts = _rng(rng).poisson(data.astype(np.float64) * gain)
-    return _finish((counts / gain).astype(data.dtype), channel_axis, dtype, in_dtype)
+    return finish_channels((counts / gain).astype(data.dtype), channel_axis, dtype, in_dtype)
 
 
 def jpeg_compress(
@@ -653,7 +613,7 @@ def jpeg_compress(
     if not 1 <= int(quality) <= 95:
         raise BadInputError(f"JPEG quality must be 1..95, got {quality}")
     arr = np.asarray(image)
-    data, in_dtype = _channels_last(arr, channel_axis)
+    data, in_dtype = channels_last(arr, channel_axis)
     if np.issubdtype(in_dtype, np.integer) and in_dtype != np.uint8:
         raise BadInputError(f"JPEG holds 8-bit data; got {in_dtype} (convert it explicitly)")
     if data.min() < -0.5 or data.max() > 255.5:
@@ -670,4 +630,4 @@ def jpeg_compress(
     decoded = iio.imread(io.BytesIO(encoded), extension=".jpg")
     decoded = decoded.reshape(data.shape)
     dtype = np.uint8 if in_dtype == np.uint8 else np.float32
-    return _finish(decoded.astype(np.float32), channel_axis, dtype, in_dtype)
+    return finish_channels(decoded.astype(np.float32), channel_axis, dtype, in_dtype)

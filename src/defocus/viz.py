@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "focal_plane_figure",
     "heatmap_figure",
+    "height_figure",
     "histogram_figure",
     "kernel_figure",
     "kernel_model_figure",
@@ -572,6 +573,47 @@ def kernel_model_figure(k: np.ndarray, model: np.ndarray, *, title: str = "") ->
     ax_p.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def height_figure(
+    tf: ThroughFocus,
+    image: np.ndarray,
+    *,
+    label: str,
+    channel_axis: int | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Best-focus height of a through-focus series over one of its frames.
+
+    Blank where the confidence is below 0.3; the colours span the 1-99 % range of the rest
+    (the frames' z range if nothing is confident).
+
+    Examples
+    --------
+    >>> from defocus.zseries import through_focus
+    >>> rng = np.random.default_rng(0)
+    >>> frames = [rng.random((64, 64)) * (1 + i) for i in range(3)]
+    >>> tf = through_focus(frames, [0, 1, 2], align=False)
+    >>> len(height_figure(tf, frames[1], label="z (µm)").axes)
+    2
+    """
+    ok = tf.confidence >= 0.3
+    if ok.any():
+        lo, hi = (float(v) for v in np.percentile(tf.height[ok], (1, 99)))
+    else:
+        lo, hi = float(np.min(tf.z)), float(np.max(tf.z))
+    return heatmap_figure(
+        image,
+        np.where(ok, tf.height, np.nan),
+        label=label,
+        channel_axis=channel_axis,
+        cmap="viridis",
+        alpha=0.75,
+        vmin=lo,
+        vmax=hi if hi > lo else lo + 1e-6,
+        pixel_size=tf.pixel_size,
+        title=title,
+    )
 
 
 def surface_figure(tf: ThroughFocus, *, title: str | None = None) -> Figure:

@@ -15,9 +15,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .._errors import BadInputError
-from ..io import remove_stale_partials
+from ..io import remove_stale_partials, stem_of
 
-__all__ = ["IMAGE_SUFFIXES", "add_output_options", "check_image_name", "check_plan", "resolved"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "add_output_options",
+    "check_image_name",
+    "check_plan",
+    "output_names",
+    "resolved",
+]
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +34,18 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace outputs that already exist (never an input)",
     )
+
+
+def output_names(path: str, out: Path, command: str, **endings: str) -> dict[str, Path]:
+    """A command's outputs for one input: ``name -> out/<stem>.<command>.<ending>``.
+
+    Examples
+    --------
+    >>> output_names("a/cam.tif", Path("o"), "blur", summary="json")
+    {'summary': PosixPath('o/cam.blur.json')}
+    """
+    stem = stem_of(path)
+    return {name: out / f"{stem}.{command}.{end}" for name, end in endings.items()}
 
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")

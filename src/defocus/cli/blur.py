@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kernel", metavar="K.tif", help="kernel image to apply instead of a model")
     p.add_argument("--sigma-map", metavar="MAP.tif", help="per-pixel sigma (px): varying blur")
     p.add_argument(
-        "--model",
+        "--method",
+        "--model",  # its former name
         dest="varying_model",
         choices=("gather", "scatter"),
         default="gather",
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sigma_map:
         family, smap, what = sigma_map(args, img)
         result = synth.blur_varying(
-            img.data, smap, family=family, model=args.varying_model, **options
+            img.data, smap, psf=family, method=args.varying_model, **options
         )
         what = what.replace(", sigma ", f" ({args.varying_model}), sigma ", 1)
     elif args.kernel:

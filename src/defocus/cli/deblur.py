@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         family, smap, what = sigma_map(args, img)
         with progress_bar("deblur") as progress:
             result = restore.deblur_varying(
-                img.data, smap, family=family, tile=args.tile, progress=progress, **options
+                img.data, smap, psf=family, tile=args.tile, progress=progress, **options
             )
     else:
         if args.tile is not None:

@@ -25,7 +25,7 @@ from ._common import (
     read_input,
     stem_of,
 )
-from ._outputs import add_output_options, check_plan
+from ._outputs import add_output_options, check_plan, output_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,15 +87,17 @@ def _list_measures() -> int:
 
 def focus_outputs(path: str, out: Path) -> dict[str, Path]:
     """The files :func:`focus_one` writes for ``path`` into ``out``."""
-    stem = stem_of(path)
-    return {
-        "map": out / f"{stem}.focus.tif",
-        "heatmap": out / f"{stem}.focus.png",
-        "mask": out / f"{stem}.focus.mask.png",
-        "sketch": out / f"{stem}.focus.sketch.png",
-        "profile": out / f"{stem}.focus.profile.png",
-        "summary": out / f"{stem}.focus.json",
-    }
+    return output_names(
+        path,
+        out,
+        "focus",
+        map="tif",
+        heatmap="png",
+        mask="mask.png",
+        sketch="sketch.png",
+        profile="profile.png",
+        summary="json",
+    )
 
 
 def check_options(args: argparse.Namespace) -> None:

@@ -26,7 +26,7 @@ from ._common import (
     read_input,
     stem_of,
 )
-from ._outputs import add_output_options, check_plan
+from ._outputs import add_output_options, check_plan, output_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -114,17 +114,18 @@ def _calibration(args: argparse.Namespace) -> tuple[float, str] | None:
 
 def map_outputs(path: str, out: Path, *, height: bool = False) -> dict[str, Path]:
     """The files :func:`map_one` writes for ``path`` into ``out``."""
-    stem = stem_of(path)
-    files = {
-        "sigma": out / f"{stem}.blur.sigma.tif",
-        "confidence": out / f"{stem}.blur.confidence.tif",
-        "heatmap": out / f"{stem}.blur.png",
-        "profile": out / f"{stem}.blur.profile.png",
-        "summary": out / f"{stem}.blur.json",
-    }
-    if height:
-        files["height"] = out / f"{stem}.blur.height.tif"
-    return files
+    extra = {"height": "height.tif"} if height else {}
+    return output_names(
+        path,
+        out,
+        "blur",
+        sigma="sigma.tif",
+        confidence="confidence.tif",
+        heatmap="png",
+        profile="profile.png",
+        summary="json",
+        **extra,
+    )
 
 
 def _viz() -> ModuleType:
@@ -144,9 +145,14 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         try:
             viz = pool.submit(_viz)
             img = read_input(path, args)
-            bm = blur_map(
-                img.data, psf=args.psf, pixel_size=img.pixel_size, channel_axis=img.channel_axis
-            )
+            with progress_bar("blur map") as progress:
+                bm = blur_map(
+                    img.data,
+                    psf=args.psf,
+                    pixel_size=img.pixel_size,
+                    channel_axis=img.channel_axis,
+                    progress=progress,
+                )
             calibration = _calibration(args)
             files = map_outputs(path, out, height=calibration is not None)
             for name, values in (("sigma", bm.sigma), ("confidence", bm.confidence)):

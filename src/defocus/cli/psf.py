@@ -120,11 +120,9 @@ def kernel_file(args: argparse.Namespace, image: ImageData) -> tuple[np.ndarray,
 def sigma_map(args: argparse.Namespace, image: ImageData) -> tuple[Any, np.ndarray, str]:
     """The ``--sigma-map MAP.tif`` option: the PSF family (``--psf``, default gauss), the map
     as float32 (checked against the image) and a line describing it."""
-    from .. import synth
-
     family = args.psf or "gauss"
-    if family not in synth.FAMILIES:
-        raise BadInputError(f"--sigma-map takes --psf {' or '.join(synth.FAMILIES)}")
+    if family not in P.FAMILIES:
+        raise BadInputError(f"--sigma-map takes --psf {' or '.join(P.FAMILIES)}")
     model_params(args, family, None)  # refuse stray parameters
     smap = read_image(args.sigma_map, max_pixels=args.max_pixels).data
     if smap.ndim != 2:

@@ -11,7 +11,7 @@ from ..blurmap import PSF_FAMILIES
 from ..io import atomic_path
 from ..psf import MODELS
 from . import COMMANDS
-from ._common import add_input_options, blur_line, for_each_image, read_input
+from ._common import add_input_options, blur_line, for_each_image, progress_bar, read_input
 from ._outputs import add_output_options, check_plan
 
 
@@ -64,13 +64,15 @@ def run(args: argparse.Namespace) -> int:
 
     def work(path: str) -> None:
         try:
-            sec = report_section(
-                read_input(path, args),
-                sharp=sharp,
-                psf=args.psf,
-                name=Path(path).name,
-                models=args.models,
-            )
+            with progress_bar("report") as progress:
+                sec = report_section(
+                    read_input(path, args),
+                    sharp=sharp,
+                    psf=args.psf,
+                    name=Path(path).name,
+                    models=args.models,
+                    progress=progress,
+                )
         except Exception as exc:
             failures.append((path, str(exc)))
             raise

@@ -14,7 +14,7 @@ from ..blurmap import PSF_FAMILIES
 from ..io import write_json, write_map
 from . import COMMANDS
 from ._common import display_name, number, pixel_size_option, stem_of
-from ._outputs import add_output_options, check_plan
+from ._outputs import add_output_options, check_plan, output_names
 
 _STEP = re.compile(r"\s*(?P<value>[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(?P<unit>nm|um|µm|mm)?\s*")
 
@@ -88,23 +88,23 @@ def z_positions(args: argparse.Namespace) -> tuple[np.ndarray, str, str]:
 
 
 def outputs(first: str, out: Path, *, report: bool = False) -> dict[str, Path]:
-    stem = stem_of(first)
-    files = {
-        "height": out / f"{stem}.zseries.height.tif",
-        "confidence": out / f"{stem}.zseries.confidence.tif",
-        "picture": out / f"{stem}.zseries.height.png",
-        "surface": out / f"{stem}.zseries.surface.png",
-        "summary": out / f"{stem}.zseries.json",
-    }
-    if report:
-        files["report"] = out / f"{stem}.zseries.html"
-    return files
+    return output_names(
+        first,
+        out,
+        "zseries",
+        height="height.tif",
+        confidence="confidence.tif",
+        picture="height.png",
+        surface="surface.png",
+        summary="json",
+        **({"report": "html"} if report else {}),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..io import atomic_path, read_image
     from ..report import report_page, through_focus_section
-    from ..viz import heatmap_figure, save_figure, surface_figure
+    from ..viz import height_figure, save_figure, surface_figure
     from ..zseries import through_focus
 
     z, unit, source = z_positions(args)
@@ -131,26 +131,14 @@ def run(args: argparse.Namespace) -> int:
         tilt = "tilt needs the pixel size (--pixel-size)"
     else:
         tilt = "no plane"
-    ok = tf.confidence >= 0.3
-    shown = np.where(ok, tf.height, np.nan)
-    lo, hi = (
-        (float(np.percentile(tf.height[ok], 1)), float(np.percentile(tf.height[ok], 99)))
-        if ok.any()
-        else (float(z.min()), float(z.max()))
-    )
     middle = read_image(args.frames[len(args.frames) // 2])
     name = display_name(args.frames[0])
     save_figure(
-        heatmap_figure(
+        height_figure(
+            tf,
             middle.data,
-            shown,
             label=f"height: best-focus z ({unit}); blank: not measurable",
             channel_axis=middle.channel_axis,
-            cmap="viridis",
-            alpha=0.75,
-            vmin=lo,
-            vmax=hi if hi > lo else lo + 1e-6,
-            pixel_size=tf.pixel_size,
             title=f"{len(z)} frames: {tilt}",
         ),
         files["picture"],

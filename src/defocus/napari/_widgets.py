@@ -118,6 +118,12 @@ def focal_line(fp: FocalPlane) -> np.ndarray:
     return np.array([[cy + lo * dy, cx + lo * dx], [cy + hi * dy, cx + hi * dx]])
 
 
+def _pixel_size_field() -> LineEdit:
+    field = LineEdit(label="pixel size", value="")
+    field.tooltip = "e.g. 2.5nm; blank: from the layer's scale and units"
+    return field
+
+
 class _LayerCombo(ComboBox):
     """A choice of the viewer's image layers (filled in by :class:`_Widget`)."""
 
@@ -188,6 +194,27 @@ class _Widget(Container):
     def _pixel_size(self, layer: Layer, text: str) -> PixelSize | None:
         return parse_pixel_size(text.strip()) if text.strip() else layer_pixel_size(layer)
 
+    @staticmethod
+    def _layer(combo: _LayerCombo) -> Image:
+        if combo.value is None:
+            raise BadInputError("add an image layer first")
+        return combo.value
+
+    @staticmethod
+    def _frames(layer: Image, what: str) -> list[np.ndarray]:
+        """The frames of a 3-D layer (frames first), refused in one line otherwise."""
+        if layer.ndim != 3:
+            raise BadInputError(
+                f"{layer.name}: a {what} is a 3-D layer (frames first), got {layer.ndim}-D"
+            )
+        return [np.asarray(layer.data[i]) for i in range(layer.data.shape[0])]
+
+    def _add_confidence(self, values: np.ndarray, layer: Layer, ps: PixelSize | None, **kw):
+        """A map's confidence (0-1, grey), hidden until asked for."""
+        return self._add(
+            values, layer, ps, colormap="gray", contrast_limits=(0.0, 1.0), visible=False, **kw
+        )
+
     def _add(self, data: Any, layer: Layer, ps: PixelSize | None, kind: str = "image", **kw):
         """Add a 2-D result over ``layer``: its (y, x) translate, scale/units from ``ps``."""
         place: dict[str, Any] = {"translate": tuple(layer.translate[-2:])}
@@ -219,14 +246,11 @@ class FocusMapWidget(_Widget):
         self.image = _LayerCombo("image")
         self.measure = ComboBox(label="measure", choices=list_measures(), value=DEFAULT_MEASURE)
         self.scale = FloatSpinBox(label="scale (px)", value=DEFAULT_SCALE, min=0.5, max=100)
-        self.pixel_size = LineEdit(label="pixel size", value="")
-        self.pixel_size.tooltip = "e.g. 2.5nm; blank: from the layer's scale and units"
+        self.pixel_size = _pixel_size_field()
         super().__init__(napari_viewer, [self.image, self.measure, self.scale, self.pixel_size])
 
     def _plan(self):
-        layer = self.image.value
-        if layer is None:
-            raise BadInputError("add an image layer first")
+        layer = self._layer(self.image)
         plane, where = self._plane(layer)
         ps = self._pixel_size(layer, self.pixel_size.value)
         measure, scale = self.measure.value, float(self.scale.value)
@@ -277,14 +301,11 @@ class BlurMapWidget(_Widget):
     def __init__(self, napari_viewer: Viewer) -> None:
         self.image = _LayerCombo("image")
         self.psf = ComboBox(label="PSF", choices=list(PSF_FAMILIES), value="gauss")
-        self.pixel_size = LineEdit(label="pixel size", value="")
-        self.pixel_size.tooltip = "e.g. 2.5nm; blank: from the layer's scale and units"
+        self.pixel_size = _pixel_size_field()
         super().__init__(napari_viewer, [self.image, self.psf, self.pixel_size])
 
     def _plan(self):
-        layer = self.image.value
-        if layer is None:
-            raise BadInputError("add an image layer first")
+        layer = self._layer(self.image)
         plane, where = self._plane(layer)
         ps = self._pixel_size(layer, self.pixel_size.value)
         psf, channel_axis = self.psf.value, -1 if layer.rgb else None
@@ -326,16 +347,7 @@ class BlurMapWidget(_Widget):
                 contrast_limits=(0.0, float(np.percentile(bm.sigma, 99)) or 1.0),
                 metadata=meta,
             )
-            self._add(
-                bm.confidence,
-                layer,
-                ps,
-                name=f"{name} confidence",
-                colormap="gray",
-                contrast_limits=(0.0, 1.0),
-                visible=False,
-                metadata=meta,
-            )
+            self._add_confidence(bm.confidence, layer, ps, name=f"{name} confidence", metadata=meta)
             if isinstance(fp, FocalPlane) and fp.significant and len(line := focal_line(fp)):
                 self._add(
                     [line],
@@ -364,18 +376,12 @@ class StackWidget(_Widget):
         self.image = _LayerCombo("stack")
         self.method = ComboBox(label="method", choices=list(METHODS), value="pyramid")
         self.align = CheckBox(label="align frames", value=True)
-        self.pixel_size = LineEdit(label="pixel size", value="")
+        self.pixel_size = _pixel_size_field()
         super().__init__(napari_viewer, [self.image, self.method, self.align, self.pixel_size])
 
     def _plan(self):
-        layer = self.image.value
-        if layer is None:
-            raise BadInputError("add an image layer first")
-        if layer.ndim != 3:
-            raise BadInputError(
-                f"{layer.name}: a focus stack is a 3-D layer (frames first), got {layer.ndim}-D"
-            )
-        frames = [np.asarray(layer.data[i]) for i in range(layer.data.shape[0])]
+        layer = self._layer(self.image)
+        frames = self._frames(layer, "focus stack")
         ps = self._pixel_size(layer, self.pixel_size.value)
         method, align = self.method.value, bool(self.align.value)
         channel_axis = -1 if layer.rgb else None
@@ -398,15 +404,8 @@ class StackWidget(_Widget):
                 opacity=0.6,
                 metadata=meta,
             )
-            self._add(
-                res.confidence,
-                layer,
-                ps,
-                name=f"{layer.name} depth confidence",
-                colormap="gray",
-                contrast_limits=(0.0, 1.0),
-                visible=False,
-                metadata=meta,
+            self._add_confidence(
+                res.confidence, layer, ps, name=f"{layer.name} depth confidence", metadata=meta
             )
             failed = int((~res.aligned).sum())
             self.status.value = f"fused {len(frames)} frames ({res.method})" + (
@@ -430,7 +429,7 @@ class ThroughFocusWidget(_Widget):
             "translate and unit)"
         )
         self.align = CheckBox(label="align frames", value=True)
-        self.pixel_size = LineEdit(label="pixel size", value="")
+        self.pixel_size = _pixel_size_field()
         super().__init__(napari_viewer, [self.image, self.z, self.align, self.pixel_size])
 
     def _z(self, layer: Image, n: int) -> tuple[np.ndarray, str]:
@@ -446,15 +445,8 @@ class ThroughFocusWidget(_Widget):
         return float(layer.translate[0]) + float(layer.scale[0]) * np.arange(n), unit
 
     def _plan(self):
-        layer = self.image.value
-        if layer is None:
-            raise BadInputError("add an image layer first")
-        if layer.ndim != 3:
-            raise BadInputError(
-                f"{layer.name}: a through-focus series is a 3-D layer (frames first), "
-                f"got {layer.ndim}-D"
-            )
-        frames = [np.asarray(layer.data[i]) for i in range(layer.data.shape[0])]
+        layer = self._layer(self.image)
+        frames = self._frames(layer, "through-focus series")
         z, unit = self._z(layer, len(frames))
         ps = self._pixel_size(layer, self.pixel_size.value)
         align = bool(self.align.value)
@@ -480,15 +472,8 @@ class ThroughFocusWidget(_Widget):
                 opacity=0.7,
                 metadata=meta,
             )
-            self._add(
-                tf.confidence,
-                layer,
-                ps,
-                name=f"{layer.name} height confidence",
-                colormap="gray",
-                contrast_limits=(0.0, 1.0),
-                visible=False,
-                metadata=meta,
+            self._add_confidence(
+                tf.confidence, layer, ps, name=f"{layer.name} height confidence", metadata=meta
             )
             # best focus on a coarse grid of confident pixels, in the stack's world frame: the
             # height as a fractional frame index through the layer's own scale and translate
