@@ -167,7 +167,7 @@ def blur_uniform(image: F32, sigma: float, family: str) -> F32:
 
 
 def blur_varying_levels(
-    image: F32, sigma_map: F32, *, family: str = "gauss", max_log_step: float = 0.1
+    image: F32, sigma_map: F32, *, psf: str = "gauss", max_log_step: float = 0.1
 ) -> F32:
     """Spatially varying blur by a level stack (gather model).
 
@@ -177,7 +177,7 @@ def blur_varying_levels(
     smin = float(sigma_map.min())
     smax = float(sigma_map.max())
     if smax / smin < 1 + 1e-6:
-        return blur_uniform(image, smin, family)
+        return blur_uniform(image, smin, psf)
     n = int(np.ceil(np.log(smax / smin) / max_log_step)) + 1
     levels = np.geomspace(smin, smax, n)
     t = (np.log(sigma_map) - np.log(smin)) / (np.log(smax / smin)) * (n - 1)
@@ -186,7 +186,7 @@ def blur_varying_levels(
     for i, s in enumerate(levels):
         w = np.clip(1.0 - np.abs(t - i), 0.0, None)  # hat weight of level i
         if w.any():
-            out += w * blur_uniform(image, float(s), family)
+            out += w * blur_uniform(image, float(s), psf)
     return out
 
 
@@ -201,14 +201,14 @@ def get_renderer() -> tuple[Callable[[F32, F32, str], F32], str]:
         fn = synth.blur_varying
     except (ImportError, AttributeError):
         return (
-            lambda im, s, fam: blur_varying_levels(im, s, family=fam),
+            lambda im, s, fam: blur_varying_levels(im, s, psf=fam),
             "private level stack (benchmarks/_scenes.py; Δlog σ ≤ 0.1, linear interpolation)",
         )
 
     def render(im: F32, s: F32, fam: str) -> F32:
-        return np.asarray(fn(im, s, family=fam, model="gather"), dtype=np.float32)
+        return np.asarray(fn(im, s, psf=fam, method="gather"), dtype=np.float32)
 
-    return render, "defocus.synth.blur_varying(model='gather')"
+    return render, "defocus.synth.blur_varying(method='gather')"
 
 
 def add_noise(image: F32, level: float, *, ref_range: float, seed: int) -> F32:

@@ -218,14 +218,14 @@ def varying_table(size: int, noise: float) -> list[dict]:
         ("depth (motorcycle)", moto[win][MARGIN:-MARGIN, MARGIN:-MARGIN], moto[win], depth, "disk"),
     ]
     for label, sharp, scene, smap_big, family in cases:
-        y = S.blur_varying(scene, smap_big, family=family)[MARGIN:-MARGIN, MARGIN:-MARGIN]
+        y = S.blur_varying(scene, smap_big, psf=family)[MARGIN:-MARGIN, MARGIN:-MARGIN]
         y = S.add_gaussian_noise(y, noise, rng=7)
         smap = smap_big[MARGIN:-MARGIN, MARGIN:-MARGIN]
         med = float(np.median(smap))
         kernel = P.gaussian(med) if family == "gauss" else P.disk(2 * med)
         for method in ("wiener", "tv"):
             t = time.perf_counter()
-            var = defocus.deblur_varying(y, smap, family=family, method=method)
+            var = defocus.deblur_varying(y, smap, psf=family, method=method)
             tv = time.perf_counter() - t
             uni = defocus.deblur(y, kernel, method=method)
             rows.append(

@@ -111,8 +111,8 @@ def render_stack(sharp, disp, n: int, seed: int = 0) -> tuple[list[np.ndarray], 
     frames = []
     for f in focus:
         sigma = synth.depth_to_sigma(d, focus=f, aperture=APERTURE, disparity=True)
-        light = synth.blur_varying(sharp, sigma, family="disk", model="scatter", channel_axis=-1)
-        weight = synth.blur_varying(ones, sigma, family="disk", model="scatter")
+        light = synth.blur_varying(sharp, sigma, psf="disk", method="scatter", channel_axis=-1)
+        weight = synth.blur_varying(ones, sigma, psf="disk", method="scatter")
         img = light / weight[..., None] + rng.normal(0, NOISE * 255, sharp.shape)
         frames.append(np.clip(np.rint(img), 0, 255).astype(np.uint8))
     return frames, (d - lo) / (hi - lo) * (n - 1)

@@ -259,7 +259,7 @@ def synthetic() -> list[dict]:
     z = np.linspace(-0.25, 4.25, 10)
     k = 1.5
     frames = [
-        _noisy(blur_varying(grey, np.hypot(0.3, k * (zi - height)), family="disk"), rng) for zi in z
+        _noisy(blur_varying(grey, np.hypot(0.3, k * (zi - height)), psf="disk"), rng) for zi in z
     ]
     tf = through_focus(frames, z, align=False, psf="disk")
     rows.append(

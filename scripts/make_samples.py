@@ -27,7 +27,7 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "defocus" / "data"
 def main() -> None:
     sharp = data.gravel().astype(np.float32)
     sigma = tilt_map(sharp.shape, **TILTED_GRAVEL["tilt"])
-    blurred = blur_varying(sharp, sigma, family="gauss", model="scatter")
+    blurred = blur_varying(sharp, sigma, psf="gauss", method="scatter")
     # 900 electrons per pixel at mid grey (signal-to-noise 30): SEM-like shot noise
     noisy = add_poisson_noise(blurred, counts_per_unit=900 / 128, rng=20261121)
     image = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
