@@ -37,7 +37,8 @@ texture is learned (step 5); the physics alone decides what is measured.
    sign cancel at scales near their spacing, the energy falls faster than the step law, and the
    line fit reads sigma low (0.6-0.75x). A small network trained on images the benchmarks do not
    use reads a correction of log sigma from the curve's shape around its peak, its departure from
-   the step law, its signal-to-noise and the density of measured cells around it
+   the step law and the density of measured cells around it (not its signal-to-noise, which
+   gain changes)
    (:mod:`defocus._blurcorrect`). It changes only measured cells of confidence >= 0.3 whose
    physical sigma lies in 1-16 px (where its training images show blur well), never a lower bound;
    ``correction=False`` gives the physics alone.
@@ -437,7 +438,7 @@ def _estimate(
     repeat = np.maximum(1.0, factor / STRIDE)[peak]
     sigma = np.where(found, sigma, np.nan).astype(np.float32)
     if features is not None:
-        features.update(signal=signal, noise=noise, sig=sig, peak=peak, last=last, rms=rms)
+        features.update(signal=signal, peak=peak, last=last, rms=rms)
     return sigma, sd.astype(np.float32), lower & found, repeat.astype(np.float32)
 
 
