@@ -67,6 +67,7 @@ def cell_features(
     *,
     disk: bool,
     sigma_range: tuple[float, float],
+    at: np.ndarray | None = None,
 ) -> np.ndarray:
     """(h, w, n) features of every cell: its scale curve around the peak relative to the
     peak and to the step law, the peak scale, the physical sigma, the fit's residual, and the
@@ -76,7 +77,8 @@ def cell_features(
     ``sigma`` the physical per-cell sigma (NaN where nothing was measured), ``sd`` its log
     standard error, ``lower`` the lower-bound flags. The context counts only the cells the
     correction applies to (:func:`applicable`): lower bounds and wide, uncertain cells (a
-    quantised ramp's staircase) say nothing about a cell's neighbours.
+    quantised ramp's staircase) say nothing about a cell's neighbours. With a boolean mask
+    ``at``, only those cells' rows are returned, (n, features).
     """
     signal, peak, last = feats["signal"], feats["peak"], feats["last"]
     k = signal.shape[0]
@@ -120,6 +122,8 @@ def cell_features(
         np.full(sigma.shape, float(disk)),
     ]
     # Cells the line fit skipped carry NaN residuals: they enter as 0.
+    if at is not None:
+        return np.nan_to_num(np.stack([np.asarray(p, np.float32)[at] for p in planes], axis=-1))
     return np.nan_to_num(np.stack([np.asarray(p, np.float32) for p in planes], axis=-1))
 
 
@@ -168,7 +172,7 @@ def correct(
     use &= ~ndi.maximum_filter(foreign, size=3, mode="nearest")
     if not use.any():
         return sigma
-    x = cell_features(feats, sigma, sd, lower, disk=disk, sigma_range=(lo, hi))[use]
+    x = cell_features(feats, sigma, sd, lower, disk=disk, sigma_range=(lo, hi), at=use)
     delta = predict(x.astype(np.float32), w)
     out = sigma.copy()
     logs = np.log(np.sqrt(sigma[use].astype(np.float64) ** 2 + FLOOR**2)) + delta
