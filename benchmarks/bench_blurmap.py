@@ -552,9 +552,7 @@ def speed_image(mp: int) -> F32:
     """A real blurred greyscale image of ``mp`` megapixels (mirror-tiled, so no seams)."""
     sharp = S.load_image("camera")
     sig = S.tilt_sigma(sharp.shape, band_frac=0.45, angle_deg=5.0)
-    small = S.add_noise(
-        S.blur_varying_levels(sharp, sig, psf="gauss"), 0.01, ref_range=1.0, seed=7
-    )
+    small = S.add_noise(S.blur_varying_levels(sharp, sig, psf="gauss"), 0.01, ref_range=1.0, seed=7)
     h, w = SIZES[mp]
     reps = (-(-h // small.shape[0]), -(-w // small.shape[1]))
     tile = np.block(

@@ -297,3 +297,50 @@ def test_progress_counts_up_to_the_total_and_changes_nothing(sharp):
     assert {t for _, t, _ in seen} == {seen[-1][1]} and done[-1] == seen[-1][1]
     assert any(what.startswith("scale") for _, _, what in seen)
     np.testing.assert_array_equal(est.sigma, blur_map(img).sigma)
+
+
+@pytest.fixture(scope="module")
+def texture() -> np.ndarray:
+    """Dense gravel texture (256 x 256), blurred by a Gaussian of sigma 3 px, 1 % noise."""
+    sharp = data.gravel()[:256, :256].astype(np.float32) / 255
+    return _noisy(ndi.gaussian_filter(sharp, 3.0), seed=11)
+
+
+def test_dense_texture_of_known_sigma_reads_within_30_percent(texture):
+    # Neighbouring edges of opposite sign cancel at scales near their spacing; the isolated
+    # step law alone reads such texture low, the learned correction of the curve shape not.
+    est = blur_map(texture)
+    assert est.summary()["sigma"]["median"] == pytest.approx(3.0, rel=0.3)
+
+
+def test_correction_keeps_gain_and_offset_invariance(texture):
+    ref = blur_map(texture).sigma
+    scaled = blur_map(4.0 * texture + 1000.0).sigma
+    assert np.median(np.abs(scaled - ref) / np.maximum(ref, 0.3)) < 0.02
+
+
+def test_correction_only_reads_what_physics_measured(texture):
+    # The physics decides which cells hold a measurement and which are lower bounds; the
+    # correction changes values only, only on measured cells, within its training range.
+    learned, physical = blur_map(texture), blur_map(texture, correction=False)
+    np.testing.assert_array_equal(np.isnan(learned.sparse), np.isnan(physical.sparse))
+    np.testing.assert_array_equal(learned.sparse_confidence, physical.sparse_confidence)
+    assert not np.allclose(learned.sparse, physical.sparse, equal_nan=True)
+    from defocus.blurmap import _cells
+
+    wide = _edge(30.0, n=192)  # beyond what the image shows: lower bounds stay as read
+    opts = {"psf": "gauss", "noise_sigma": None, "channel_axis": None}
+    _, _, phys, _, lower, _ = _cells(wide, correction=False, **opts)
+    _, _, corrected, _, _, _ = _cells(wide, correction=True, **opts)
+    assert lower.any()
+    np.testing.assert_array_equal(corrected[lower], phys[lower])
+
+
+def test_correction_weights_are_small_and_complete():
+    from defocus import _blurcorrect
+
+    assert _blurcorrect.WEIGHTS.stat().st_size < 5 * 2**20
+    w = _blurcorrect._weights()
+    assert w is not None and np.isfinite(w["w0"]).all()
+    lo, hi = w["out_range"]
+    assert -1.0 < lo < 0 < hi < 1.5  # a correction, not a free answer
