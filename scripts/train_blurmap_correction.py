@@ -44,7 +44,6 @@ IMAGES = (
     "text",
     "page",
     "clock",
-    "cat",
 )
 N_LEAVES = 4  # dead-leaves textures, from sparse to dense
 CROP = 448
@@ -246,7 +245,7 @@ def scene_cells(seed: int, sharp: np.ndarray, family: str, kind: str, cond: str)
     """Features, targets and weights of the measured cells of one rendered scene."""
     rng = np.random.default_rng(seed)
     sigma = sigma_scene(sharp.shape, kind, rng)
-    clean = np.asarray(synth.blur_varying(sharp, sigma, family=family, model="gather"), np.float32)
+    clean = np.asarray(synth.blur_varying(sharp, sigma, psf=family, method="gather"), np.float32)
     rec = degrade(clean, cond, rng)
     feats: dict = {}
     _, _, cell_sigma, sd, lower, _ = _cells(
