@@ -13,8 +13,9 @@ and tiled up to the pixel count needed, so that the commands see real texture an
 Run ``python benchmarks/bench_speed.py`` (about 15 minutes; ``--quick`` for a 2-minute smoke run at
 smaller sizes). The table goes to ``results/speed.md`` (``speed_quick.md``); a run of a few rows
 with ``--only TEXT`` goes to its own file, ``speed_only_<text>.md``, and leaves the full table be.
-``defocus psf estimate`` is timed here as a command; its comparison with DIPlib's recipe is
-``bench_kernel.py --track speed`` (in one process, with each kernel's error).
+``defocus psf estimate`` is timed here as a whole command against DIPlib's recipe run as a
+script, both in fresh processes (the command-line target); ``bench_kernel.py --track speed``
+compares the estimators themselves in one process, on the same arrays, with each kernel's error.
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ PEER_SRC = ROOT.parent / "shared" / "peers" / "focus-stack"
 RESULTS = HERE / "results"
 PY = sys.executable
 DEFOCUS = [PY, "-m", "defocus"]
-
-# psf estimate is compared with DIPlib's recipe in one place only, in process and with each
-# kernel's error: bench_kernel.py --track speed. Here it is timed as a command, without a peer.
-KERNEL_PEER = "against DIPlib: kernel_speed.md"
 
 # The last focus-stack figure measured on this class of machine, quoted when it cannot be built
 # (from the issue: quiet machine, 7 x 3.1 MP pcb stack, 3 threads).
@@ -170,6 +167,15 @@ PEER_CODE = {
         "img = tifffile.imread(sys.argv[1]).astype(np.float32);"
         "tifffile.imwrite('out/g.tif', ndimage.gaussian_filter(img, 2.0))"
     ),
+    "DIPlib recipe": (
+        "import sys, numpy as np, tifffile, diplib as dip;"
+        "s = tifffile.imread(sys.argv[1]).astype(np.float32);"
+        "b = tifffile.imread(sys.argv[2]).astype(np.float32);"
+        "k = np.asarray(dip.WienerDeconvolution(b, s, 1e-9, {'pad'}));"
+        "n = int(sys.argv[3]); c = [d // 2 for d in k.shape];"
+        "k = k[c[0] - n // 2 : c[0] + n // 2 + 1, c[1] - n // 2 : c[1] + n // 2 + 1];"
+        "tifffile.imwrite('out/k.tif', np.clip(k, 0, None) / max(k.clip(0).sum(), 1e-12))"
+    ),
     "skimage wiener": (
         "import sys, numpy as np, tifffile; from skimage import restoration;"
         "y = tifffile.imread(sys.argv[1]).astype(np.float32) / 255;"
@@ -252,19 +258,21 @@ def make_cases(work: Path, quick: bool) -> tuple[list[Case], str]:
                 "--size",
                 "41",
             ],
-            None,
-            "",
-            KERNEL_PEER,
+            peer("DIPlib recipe", files["sharp"], files["blurry"], 41),
+            "DIPlib recipe (size 41)",
+            "≤ 3× DIPlib (CLI)",
             files["sharp"],
+            "ratio3",
         ),
         Case(
             f"`defocus psf estimate` (auto size) {mp_pair:.1f} MP pair",
             mp_pair,
             [*DEFOCUS, "psf", "estimate", str(files["sharp"]), str(files["blurry"]), "-o", "out"],
-            None,
-            "",
-            KERNEL_PEER,
+            peer("DIPlib recipe", files["sharp"], files["blurry"], 41),
+            "DIPlib recipe (size 41)",
+            "≤ 3× DIPlib (CLI)",
             files["sharp"],
+            "ratio3",
         ),
         Case(
             f"`defocus deblur` {mp_big:.0f} MP, disk r 15 (Wiener)",
