@@ -306,11 +306,21 @@ def texture() -> np.ndarray:
     return _noisy(ndi.gaussian_filter(sharp, 3.0), seed=11)
 
 
-def test_dense_texture_of_known_sigma_reads_within_30_percent(texture):
+@pytest.fixture(scope="module")
+def wide_texture() -> np.ndarray:
+    """The same gravel blurred by sigma 6 px: dense enough that the step law reads it > 30 % low."""
+    sharp = data.gravel()[:256, :256].astype(np.float32) / 255
+    return _noisy(ndi.gaussian_filter(sharp, 6.0), seed=11)
+
+
+def test_dense_texture_of_known_sigma_reads_within_30_percent(wide_texture):
     # Neighbouring edges of opposite sign cancel at scales near their spacing; the isolated
-    # step law alone reads such texture low, the learned correction of the curve shape not.
-    est = blur_map(texture)
-    assert est.summary()["sigma"]["median"] == pytest.approx(3.0, rel=0.3)
+    # step law alone reads such texture low, the learned correction of the curve shape less so.
+    learned = blur_map(wide_texture).summary()["sigma"]["median"]
+    physical = blur_map(wide_texture, correction=False).summary()["sigma"]["median"]
+    assert physical < 0.7 * 6.0  # the case the stage is for
+    assert learned == pytest.approx(6.0, rel=0.3)
+    assert abs(learned - 6.0) < abs(physical - 6.0)
 
 
 def test_correction_keeps_gain_and_offset_invariance(texture):
@@ -326,14 +336,51 @@ def test_correction_only_reads_what_physics_measured(texture):
     np.testing.assert_array_equal(np.isnan(learned.sparse), np.isnan(physical.sparse))
     np.testing.assert_array_equal(learned.sparse_confidence, physical.sparse_confidence)
     assert not np.allclose(learned.sparse, physical.sparse, equal_nan=True)
+
+
+def test_correction_never_changes_a_lower_bound(monkeypatch):
+    # Blur beyond what the image shows reads ~30 px, outside the stage's range; widen the range
+    # so that only the lower-bound guard keeps those cells as the physics read them.
+    from defocus import _blurcorrect
     from defocus.blurmap import _cells
 
-    wide = _edge(30.0, n=192)  # beyond what the image shows: lower bounds stay as read
+    trained = _blurcorrect._weights()
+    assert trained is not None
+    wide = _edge(30.0, n=192)
     opts = {"psf": "gauss", "noise_sigma": None, "channel_axis": None}
-    _, _, phys, _, lower, _ = _cells(wide, correction=False, **opts)
+    _, _, phys, sd, lower, _ = _cells(wide, correction=False, **opts)
+    assert lower.any() and np.nanmin(phys[lower]) > trained["sigma_range"][1]
+    widened = {**trained, "sigma_range": np.array([1.0, 64.0])}
+    monkeypatch.setattr(_blurcorrect, "_weights", lambda: widened)
+    assert not _blurcorrect.applicable(phys, sd, lower, (1.0, 64.0))[lower].any()
     _, _, corrected, _, _, _ = _cells(wide, correction=True, **opts)
-    assert lower.any()
     np.testing.assert_array_equal(corrected[lower], phys[lower])
+
+
+def test_correction_leaves_an_isolated_edge_alone():
+    # The stage is for dense texture: a lone straight edge already follows the step law.
+    rng = np.random.default_rng(3)
+    for sigma in (2.0, 4.0):
+        edge = _edge(sigma)
+        edge = edge + rng.normal(0, 1.0, edge.shape)  # 1 % of the 100-level step
+        physical = _at_edge(blur_map(edge, correction=False))
+        assert _at_edge(blur_map(edge)) == pytest.approx(physical, rel=0.1)
+
+
+def test_correction_constants_are_the_blur_maps():
+    # _blurcorrect cannot import blurmap (blurmap imports it): its copies must agree.
+    from defocus import _blurcorrect, blurmap
+
+    assert _blurcorrect.MIN_CONFIDENCE == blurmap.CONFIDENCE_THRESHOLD
+    assert _blurcorrect.HALF_CONF_SD == blurmap._HALF_CONF_SD
+    sd = _blurcorrect.MAX_SD
+    assert 1 / (1 + (sd / blurmap._HALF_CONF_SD) ** 2) == pytest.approx(
+        blurmap.CONFIDENCE_THRESHOLD
+    )
+    assert _blurcorrect.FLOOR == blurmap._FLOOR
+    index = np.arange(len(blurmap.SCALES))
+    np.testing.assert_allclose(_blurcorrect._scale(index), blurmap.SCALES, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(_blurcorrect._log_scale(index)), blurmap.SCALES, rtol=1e-12)
 
 
 def test_correction_weights_are_small_and_complete():

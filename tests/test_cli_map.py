@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from skimage import data
 
 from defocus.cli import main
@@ -141,3 +142,26 @@ def test_progress_bar_on_stderr_only_when_asked_or_a_terminal(
     monkeypatch.delenv("DEFOCUS_PROGRESS")
     assert main(["map", str(tilted), "-o", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_physics_only_turns_the_learned_stage_off_in_memory_and_tiled(tmp_path):
+    import defocus
+
+    pytest.importorskip("dask")
+    rng = np.random.default_rng(11)
+    gravel = data.gravel()[:256, :256].astype(np.float64)
+    soft = ndi.gaussian_filter(gravel, 3.0) + rng.normal(0, 2.5, gravel.shape)
+    path = tmp_path / "gravel.tif"
+    write_image(path, np.clip(soft, 0, 255).astype(np.float32))
+    img = read_image(path).data
+    for extra in ([], ["--chunks", "128"]):
+        medians = {}
+        for flag in ([], ["--physics-only"]):
+            out = tmp_path / f"o{len(extra)}{len(flag)}"
+            assert main(["map", str(path), "-o", str(out), *extra, *flag]) == 0
+            summary = json.loads(next(out.glob("*.json")).read_text())
+            assert summary["learned_correction"] == (not flag)
+            medians[bool(flag)] = summary["blur"]["sigma"]["median"]
+        physics = defocus.blur_map(img, correction=False).summary()["sigma"]["median"]
+        assert medians[True] == pytest.approx(physics, rel=0.01)
+        assert medians[False] > 1.05 * medians[True]  # dense texture: the stage reads higher

@@ -210,3 +210,20 @@ def test_detrend_is_the_least_squares_plane():
     np.testing.assert_allclose(resid, ref, atol=1e-9)
     np.testing.assert_allclose(means, blocks.mean(axis=(1, 2)))
     np.testing.assert_allclose(varis, (ref**2).sum(axis=1) / (1024 - 3))
+
+
+def test_block_compression_needs_blocks_of_32_px():
+    # Blocks must hold both halves of every phase of the 16-px period the grid test compares;
+    # 16-px blocks cannot (the line between blocks is not measured): 0, quietly, not a guess.
+    from defocus.noise import _block_compression
+
+    rng = np.random.default_rng(0)
+    soft = ndi.gaussian_filter(data.camera() * 1.0, 4) + rng.normal(0, 3, (512, 512))
+    jpeg = _jpeg(np.clip(soft, 0, 255).astype(np.uint8), 50).astype(np.float64)
+
+    def cut(b: int) -> np.ndarray:
+        return jpeg.reshape(512 // b, b, 512 // b, b).transpose(0, 2, 1, 3).reshape(-1, b, b)
+
+    assert _block_compression(cut(32)) == pytest.approx(compression_variance(jpeg), rel=0.5)
+    assert _block_compression(cut(32)) > 0
+    assert _block_compression(cut(16)) == 0.0

@@ -311,3 +311,40 @@ def test_tiled_blur_map_of_a_jpeg_frame_carries_its_compression_floor():
     # without the floor (the old per-tile level) the map is another one
     level = defocus.blur_map(rgb, channel_axis=-1, noise_sigma=12**-0.5)
     assert np.median(np.abs(level.sigma - memory.sigma) / np.maximum(memory.sigma, 0.1)) > 0.05
+
+
+def test_noise_level_is_blur_maps_without_running_it():
+    # The level is the median of the noise model's deviation over the mosaic's luminance, as
+    # blur_map reports it; measured directly, not by a whole blur map of the mosaic.
+    rng = np.random.default_rng(2)
+    cam = ndi.zoom(data.camera(), 2.5, order=1)[:1100, :1230]  # more than one mosaic tile
+    grey = np.clip(cam + rng.normal(0, 3, cam.shape), 0, 255).astype(np.uint16) * 7
+    plane = da.from_array(grey, chunks=512)
+    sample = tiled._mosaic(plane)
+    assert sample.shape != grey.shape
+    nm, level = tiled._noise_model(grey, sample, None)
+    assert nm is not None and level > 0
+    assert level == defocus.blur_map(sample).noise_sigma
+    assert tiled.blur_map(plane).noise_sigma == level
+
+
+def test_physics_only_tiles_equal_the_physics_only_map():
+    # correction= reaches every tile: without the learned stage the tiles give the in-memory
+    # physics-alone map (one tile: to the bit), which on dense texture differs from the learned.
+    sharp = data.gravel().astype(np.float32) / 255
+    rng = np.random.default_rng(11)
+    img = (ndi.gaussian_filter(sharp, 3.0) + rng.normal(0, 0.01, sharp.shape)).astype(np.float32)
+    one = tiled.blur_map(img[:256, :256], correction=False).sigma.compute()
+    np.testing.assert_array_equal(one, defocus.blur_map(img[:256, :256], correction=False).sigma)
+    lazy = tiled.blur_map(img, chunks=ODD, depth=128, correction=False)
+    assert len(lazy.data.chunks[1]) > 1 and len(lazy.data.chunks[2]) > 1
+    sigma = lazy.sigma.compute()
+    physics = defocus.blur_map(img, correction=False)
+    learned = defocus.blur_map(img)
+
+    def rel(ref: np.ndarray) -> np.ndarray:
+        return np.abs(sigma - ref) / np.maximum(ref, 0.1)
+
+    assert np.median(rel(physics.sigma)) < 0.01
+    assert np.percentile(rel(physics.sigma)[physics.confidence > 0.5], 95) < 0.02
+    assert np.median(rel(learned.sigma)) > 0.05

@@ -41,12 +41,25 @@ WEIGHTS = Path(__file__).parent / "data" / "blurmap_correction.npz"
 # Scales gathered around each cell's peak (half-octave steps), and the context's reach (cells).
 OFFSETS = np.arange(-3, 4)
 CONTEXT_CELLS = 3.0
+# Copies of blurmap's constants (blurmap imports this module); tests hold them equal.
 # Largest log-sigma standard error of a cell the correction reads: a cell's confidence
-# 1 / (1 + (sd / 0.25)^2) must reach MIN_CONFIDENCE. Less certain cells keep their physics.
+# 1 / (1 + (sd / HALF_CONF_SD)^2) must reach MIN_CONFIDENCE (blurmap.CONFIDENCE_THRESHOLD).
+# Less certain cells keep their physics.
 MIN_CONFIDENCE = 0.3
-MAX_SD = 0.25 * np.sqrt(1 / MIN_CONFIDENCE - 1)
+HALF_CONF_SD = 0.25  # blurmap._HALF_CONF_SD
+MAX_SD = HALF_CONF_SD * np.sqrt(1 / MIN_CONFIDENCE - 1)
 # The floor of the log-sigma form the fill works in (blurmap._FLOOR).
 FLOOR = 0.3
+
+
+def _scale(index: np.ndarray) -> np.ndarray:
+    """The blur map's scale (px) of each index: blurmap.SCALES, half-octave steps from 0.5 px."""
+    return 0.5 * 2 ** (index / 2)
+
+
+def _log_scale(index: np.ndarray) -> np.ndarray:
+    """The log of :func:`_scale`."""
+    return np.log(0.5) + index * np.log(2) / 2
 
 
 def applicable(
@@ -95,10 +108,10 @@ def cell_features(
         rel = np.where(valid, np.clip(np.log(s_i / s_p), -10.0, 3.0), -10.0)
     found = np.isfinite(sigma)
     logs = np.log(np.sqrt(np.where(found, sigma, 1.0) ** 2 + FLOOR**2))
-    log_peak = np.log(0.5) + peak * np.log(2) / 2
+    log_peak = _log_scale(peak)
     # How far the curve departs from the isolated step law at the physical sigma: neighbours
     # of opposite sign make it fall faster above the peak.
-    s2 = (0.5 * 2 ** ((peak[None] + OFFSETS[:, None, None]) / 2)) ** 2
+    s2 = _scale(peak[None] + OFFSETS[:, None, None]) ** 2
     v = np.where(found, sigma, 1.0) ** 2
     law = np.log((v + np.exp(2 * log_peak)) / (v + s2))
     excess = np.where(valid, np.clip(rel - law, -5.0, 5.0), 0.0)

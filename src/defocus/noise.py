@@ -639,10 +639,13 @@ def _compression(img: np.ndarray) -> float:
 
 def _block_compression(blocks: np.ndarray) -> float:
     """:func:`compression_variance` from (n, b, b) blocks cut from the image at multiples of
-    16 px (so every block sees the grid at the image's phase), such as a regular sample."""
+    32 px (so every block sees the grid at the image's phase), such as a regular sample; 0 for
+    other block sizes."""
     b = blocks.shape[-1]
+    # The grid test compares each phase's two halves of a 16-px period; a block of 16 px
+    # measures only one half of the phase that crosses between blocks, so it takes 32.
     # On 16 blocks (a 128-px image) texture alone put one phase 5 % above the rest; ask for 64.
-    if b % 16 or len(blocks) < 64:
+    if b % 32 or len(blocks) < 64:
         return 0.0
     excess = []
     for axis in (1, 2):

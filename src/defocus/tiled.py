@@ -61,7 +61,7 @@ from ._array import as_chunks, as_float_image, luminance
 from ._errors import BadInputError
 from ._optional import dask_array
 from ._types import PSFFamily
-from .blurmap import CONFIDENCE_THRESHOLD, PSF_FAMILIES, REACH
+from .blurmap import CONFIDENCE_THRESHOLD, PSF_FAMILIES, REACH, _centred
 from .blurmap import blur_map as _blur_map
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, as_pixel_size
@@ -233,12 +233,13 @@ def _mosaic(plane: da.Array, *, tile: int = 256, n: int = 4) -> np.ndarray:
 
 
 def _noise_model(
-    image: Any, sample: np.ndarray, channel_axis: int | None, psf: str
+    image: Any, sample: np.ndarray, channel_axis: int | None
 ) -> tuple[NoiseModel | None, float]:
     """The noise model :func:`defocus.blur_map` fits, measured once on a mosaic of the image
     as given (its own dtype and channels, whose quantisation the model counts, and its JPEG
-    block grid), and the noise level blur_map reports with it. None for a constant mosaic of
-    a varied image: no noise seen."""
+    block grid), and the noise level blur_map reports with it (the median of the model's
+    standard deviation over the mosaic's luminance). None for a constant mosaic of a varied
+    image: no noise seen."""
     if sample.min() == sample.max():
         return None, 0.0
     if channel_axis is not None:
@@ -247,7 +248,8 @@ def _noise_model(
         sample = _mosaic(da.moveaxis(raw, channel_axis % raw.ndim, -1))
     axis = None if channel_axis is None else -1
     nm = estimate_noise(sample, channel_axis=axis)
-    return nm, float(_blur_map(sample, psf=psf, noise=nm, channel_axis=axis).noise_sigma)
+    lum = as_float_image(_centred(sample), channel_axis=axis)
+    return nm, float(np.median(nm.std(lum[:: max(1, lum.shape[0] // 256)])))
 
 
 def blur_support() -> int:
@@ -558,6 +560,7 @@ def _blur_block(
     noise_sigma: float | None,
     noise: NoiseModel | None,
     colour: bool,
+    correction: bool,
 ) -> np.ndarray:
     """sigma, confidence and lower bound of one tile; a colour tile comes channels first."""
     lum = luminance(block, channel_axis=0) if colour else block
@@ -565,7 +568,12 @@ def _blur_block(
         # A tile that is constant even with its overlap holds no blur information.
         return np.zeros((3, *lum.shape), np.float32)
     bm = _blur_map(
-        block, psf=psf, noise_sigma=noise_sigma, noise=noise, channel_axis=0 if colour else None
+        block,
+        psf=psf,
+        noise_sigma=noise_sigma,
+        noise=noise,
+        channel_axis=0 if colour else None,
+        correction=correction,
     )
     lower = np.zeros(lum.shape, bool) if bm.lower_bound is None else bm.lower_bound
     return np.stack([bm.sigma, bm.confidence, lower.astype(np.float32)])
@@ -580,6 +588,7 @@ def blur_map(
     channel_axis: int | None = None,
     chunks: int | Sequence[int] | None = None,
     depth: int | None = None,
+    correction: bool = True,
 ) -> TiledBlurMap:
     """Lazy, tiled :func:`defocus.blur_map` of a large image.
 
@@ -602,6 +611,9 @@ def blur_map(
     depth : int, optional
         Overlap between tiles in px, rounded up to a multiple of 32; default
         :func:`blur_support`.
+    correction : bool
+        As for :func:`defocus.blur_map`, in every tile: the learned correction of dense
+        texture; False gives the physical estimate alone.
 
     Returns
     -------
@@ -642,7 +654,7 @@ def blur_map(
     # constant sample of a varied image shows no noise: level 0).
     nm, level = (None, float(noise_sigma)) if noise_sigma is not None else (None, 0.0)
     if noise_sigma is None:
-        nm, level = _noise_model(image, sample, channel_axis, psf)
+        nm, level = _noise_model(image, sample, channel_axis)
     # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
     dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
     colour = channel_axis is not None
@@ -662,6 +674,7 @@ def blur_map(
         noise_sigma=None if nm is not None else level,
         noise=nm,
         colour=colour,
+        correction=correction,
         new_axis=None if colour else 0,
         chunks=out_chunks,
         dtype=np.float32,
