@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     for kind, path in summary["outputs"].items():
         print(f"  {kind:8s} {path}")
 
-    map_args = argparse.Namespace(psf="gauss", pixel_size=None, index=None, max_pixels=None)
+    map_args = argparse.Namespace(
+        psf="gauss", pixel_size=None, index=None, max_pixels=None, physics_only=False
+    )
     summary = map_one(str(tilted.path), map_args, out)
     estimate = read_image(summary["outputs"]["sigma"]).data
     # the benchmark's tolerance: within 30 % of the true sigma, or 0.3 px where that is wider

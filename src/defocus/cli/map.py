@@ -118,12 +118,6 @@ def _calibration(args: argparse.Namespace) -> tuple[float, str] | None:
     return getattr(args, "k", None)
 
 
-def _learned(args: argparse.Namespace) -> bool:
-    """Whether the blur map's learned stage runs; namespaces built by other commands (demo)
-    without the flag get the default."""
-    return not getattr(args, "physics_only", False)
-
-
 def map_outputs(path: str, out: Path, *, height: bool = False) -> dict[str, Path]:
     """The files :func:`map_one` writes for ``path`` into ``out``."""
     extra = {"height": "height.tif"} if height else {}
@@ -164,7 +158,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     pixel_size=img.pixel_size,
                     channel_axis=img.channel_axis,
                     progress=progress,
-                    correction=_learned(args),
+                    correction=not args.physics_only,
                 )
             calibration = _calibration(args)
             files = map_outputs(path, out, height=calibration is not None)
@@ -199,7 +193,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 "dtype": str(img.data.dtype),
                 "pixel_size": img.pixel_size,
                 "pixel_size_source": img.pixel_size_source,
-                "learned_correction": _learned(args),
+                "learned_correction": not args.physics_only,
                 "blur": blur_summary.result(),
             }
             if physical is not None and summary["blur"]["sigma"] is not None:
@@ -293,13 +287,13 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
         pixel_size=img.pixel_size,
         channel_axis=img.channel_axis,
         chunks=args.chunks,
-        correction=_learned(args),
+        correction=not args.physics_only,
     )
     attrs = {
         "quantity": "blur sigma (per-axis PSF standard deviation)",
         "unit": "px",
         "psf": args.psf,
-        "learned_correction": _learned(args),
+        "learned_correction": not args.physics_only,
         "noise_sigma": lazy.noise_sigma,
         "tile_depth_px": lazy.depth,
         "input": str(path),
@@ -342,7 +336,7 @@ def map_tiled(path: str, args: argparse.Namespace, target: Path) -> dict[str, An
         "pixel_size": img.pixel_size,
         "pixel_size_source": img.pixel_size_source,
         "tiles": {"chunks": list(lazy.data.chunksize[1:]), "depth": lazy.depth},
-        "learned_correction": _learned(args),
+        "learned_correction": not args.physics_only,
         "blur": blur,
         "outputs": outputs,
     }
