@@ -40,10 +40,9 @@ How close a tiled map is to the in-memory one
   percentile where confidence > 0.5 at the default depth, 0.07 at the median).
 
 Input comes lazily from :func:`defocus.io.open_image` (Zarr, OME-Zarr, tiled TIFF) in its own
-dtype: 8- and 16-bit data go into the overlap exchange as they are (wider data shifted, as
-float32), and are converted to
-float32 only inside each tile. Maps go out through :func:`defocus.io.write_ome_zarr` or
-:func:`defocus.io.write_tiled_tiff`.
+dtype: 8- and 16-bit data go into the overlap exchange as they are, and are converted to
+float32 only inside each tile; wider data go in shifted, as float32. Maps go out through
+:func:`defocus.io.write_ome_zarr` or :func:`defocus.io.write_tiled_tiff`.
 
 The signatures are those of the in-memory functions, plus ``chunks`` (and ``depth`` for the
 blur map); :meth:`TiledBlurMap.summary` gives :meth:`defocus.BlurMap.summary`'s dictionary,
