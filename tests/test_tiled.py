@@ -439,3 +439,24 @@ def test_wide_colour_is_shifted_as_blur_map_shifts_it():
     lazy = tiled.blur_map(rgb, channel_axis=-1)
     assert lazy.noise_sigma == pytest.approx(memory.noise_sigma, rel=1e-6)
     np.testing.assert_allclose(lazy.sigma.compute(), memory.sigma, rtol=1e-4, atol=1e-4)
+
+
+def test_jpeg_floor_is_found_on_a_sampled_mosaic():
+    # A whole camera frame (larger than the mosaic, which then samples 4 x 4 tiles): the jumps
+    # of the scene where the tiles meet lie on the JPEG grid's phase and hid the grid, so the
+    # tiles got the 8-bit rounding (0.29) for noise instead of the compression error (2.2).
+    if not PCB.is_file():
+        pytest.skip("shared real data not present")
+    from defocus.io import read_image
+    from defocus.noise import estimate_noise
+
+    rgb = read_image(PCB).data
+    lazy = tiled.blur_map(rgb, channel_axis=-1)
+    sample = tiled._mosaic(da.from_array(rgb))
+    assert sample.shape[:2] != rgb.shape[:2]
+    whole = estimate_noise(rgb, channel_axis=-1)  # the floor of blur_map's level here
+    assert whole.compression > 1
+    assert lazy.noise_sigma == pytest.approx(np.sqrt(whole.compression), rel=0.1)
+    # leaving the seams out changes nothing where the mosaic shows no grid
+    grey = data.camera()
+    assert tiled._seamless_compression(grey.astype(np.float32), (128, 128)) == 0
