@@ -68,6 +68,9 @@ SEM_PSF = "gauss"  # an electron or ion probe
 TEXTURE_SNR = 10.0
 FOCUS_RANGE = 2.0
 LOG_SCALE = 1.0  # px: scale of the Laplacian-of-Gaussian focus measure
+# Diagnostic only (not a criterion): a tile is measured in a frame when at least this share of
+# its pixels reaches the blur map's CONFIDENCE_THRESHOLD; elsewhere its sigma is the fill.
+MEASURED_SHARE = 0.1
 # DeepFocus: WD - WD_focus of each frame, in µm (the data set's SOURCE.txt).
 DEEPFOCUS = {
     "series_0_def-13324_astx-466_asty219_pert5000.png": -8.324,
@@ -285,8 +288,10 @@ def tile_series(
     -------
     dict
         ``sigma`` and ``energy`` (frames x tiles; sigma is the confidence-weighted median of
-        the dense map in the tile, energy the mean focus measure), ``covered`` (tiles inside
-        every frame), ``shape``, ``ncc_min`` of the registration, ``scales`` of the frames.
+        the dense map in the tile, energy the mean focus measure), ``measured`` (frames x
+        tiles: the share of the tile's pixels at confidence >= ``CONFIDENCE_THRESHOLD``),
+        ``covered`` (tiles inside every frame), ``shape``, ``ncc_min`` of the registration,
+        ``scales`` of the frames.
     """
     if len(frames) < 3:
         raise ValueError(f"a sweep needs at least 3 frames, got {len(frames)}")
@@ -294,7 +299,7 @@ def tile_series(
     shape = lums[0].shape
     ref = len(frames) // 2
     ny, nx = shape[0] // tile, shape[1] // tile
-    sig_t, en_t, nccs, scales = [], [], [], []
+    sig_t, en_t, meas_t, nccs, scales = [], [], [], [], []
     covered = np.ones((ny, nx), bool)
     for j, (frame, lum) in enumerate(zip(frames, lums, strict=True)):
         sigma, conf = _estimate(estimator, np.asarray(frame), psf, channel_axis)
@@ -311,9 +316,11 @@ def tile_series(
         scales.append(scale)
         sig_t.append(tile_weighted_median(sigma, np.clip(conf, 0, 1), tile).ravel())
         en_t.append(_tile_view(energy, tile).mean(-1).ravel())
+        meas_t.append((_tile_view(conf, tile) >= CONFIDENCE_THRESHOLD).mean(-1).ravel())
     return {
         "sigma": np.array(sig_t),
         "energy": np.array(en_t),
+        "measured": np.array(meas_t),
         "covered": covered.ravel(),
         "shape": shape,
         "ncc_min": float(min(nccs)) if nccs else math.nan,
@@ -322,7 +329,12 @@ def tile_series(
     }
 
 
-def score_series(sigma: np.ndarray, energy: np.ndarray, covered: np.ndarray) -> dict[str, Any]:
+def score_series(
+    sigma: np.ndarray,
+    energy: np.ndarray,
+    covered: np.ndarray,
+    measured: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Score per-tile sigma over a sweep (frames x tiles) against the physics of defocus.
 
     Frames are at positions 0, 1, 2, ... in the sweep. On the textured
@@ -331,6 +343,13 @@ def score_series(sigma: np.ndarray, energy: np.ndarray, covered: np.ndarray) -> 
     frame where the focus measure peaks (a tile matches only when every frame tying for least
     sigma does), the same rate for a frame drawn at random, and the spread of k over the tiles
     the law fits (R² >= 0.8).
+
+    With ``measured`` (frames x tiles, as :func:`tile_series` gives it), a diagnostic that is
+    not a criterion: the median R² refitted on each tile's measured frames only (share >=
+    ``MEASURED_SHARE``; tiles with at least 4 such frames), beside the same fit with as many
+    frames dropped at random (fewer points fit better by themselves), and the tiles' median
+    share of measured pixels per frame, for the tiles the law fits (R² >= 0.8) and those it
+    does not (R² < 0.5).
     """
     n = sigma.shape[0]
     index = np.arange(n, dtype=np.float64)
@@ -346,7 +365,9 @@ def score_series(sigma: np.ndarray, energy: np.ndarray, covered: np.ndarray) -> 
     good = r2 >= 0.8
     kq = np.percentile(k[good], [25, 50, 75]) if good.any() else np.full(3, np.nan)
     some = bool(tex.any())
+    diag = _measured_diagnostic(sig, measured[:, tex], r2) if measured is not None and some else {}
     return {
+        **diag,
         "n_frames": n,
         "n_tiles": int(sigma.shape[1]),
         "n_textured": int(tex.sum()),
@@ -362,6 +383,53 @@ def score_series(sigma: np.ndarray, energy: np.ndarray, covered: np.ndarray) -> 
         "argmin_histogram": np.bincount(sig.argmin(0), minlength=n).tolist(),
         "r2": r2,
         "k": k,
+    }
+
+
+def _fit_masked(sigma: np.ndarray, keep: np.ndarray, *, i0_step: float = 0.05) -> np.ndarray:
+    """R² of :func:`fit_through_focus` on each tile's own frames (``keep``, frames x tiles),
+    at frame positions 0, 1, 2, ...: the same bounded fit, with 0/1 weights; i0 is sought over
+    the whole sweep's range, not only the kept frames'."""
+    y = np.asarray(sigma, dtype=np.float64) ** 2
+    w = keep.astype(np.float64)
+    i = np.arange(y.shape[0], dtype=np.float64)[:, None]
+    sw = w.sum(0)
+    ybar = (w * y).sum(0) / sw
+    sst = (w * (y - ybar) ** 2).sum(0)
+    best = np.full(y.shape[1], np.inf)
+    for i0 in np.arange(i.min() - 1, i.max() + 1 + i0_step / 2, i0_step):
+        u = (i - i0) ** 2
+        ubar = (w * u).sum(0) / sw
+        b = (w * (u - ubar) * (y - ybar)).sum(0) / (w * (u - ubar) ** 2).sum(0)
+        cands = [(ybar - b * ubar, b), (0 * ybar, (w * u * y).sum(0) / (w * u * u).sum(0))]
+        cands.append((ybar, 0 * ybar))
+        for ca, cb in cands:
+            sse = (w * (y - ca - cb * u) ** 2).sum(0)
+            best = np.where((ca >= 0) & (cb >= 0) & (sse < best), sse, best)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sst > 0, 1.0 - best / sst, 0.0)
+
+
+def _measured_diagnostic(sig: np.ndarray, share: np.ndarray, r2: np.ndarray) -> dict[str, Any]:
+    """R² on each tile's measured frames against random frame drops (see :func:`score_series`)."""
+    keep = share >= MEASURED_SHARE
+    some = keep.sum(0) >= 4
+    sig, keep = sig[:, some], keep[:, some]
+    r2_measured = _fit_masked(sig, keep)
+    rng = np.random.default_rng(0)
+    r2_random = []
+    for _ in range(10):
+        # As many frames per tile as it has measured, drawn at random: rank random keys.
+        ranks = np.argsort(np.argsort(rng.random(keep.shape), axis=0), axis=0)
+        r2_random.append(_fit_masked(sig, ranks < keep.sum(0)))
+    fits, fails = r2 >= 0.8, r2 < 0.5
+    return {
+        "r2_median_measured": float(np.median(r2_measured)) if some.any() else math.nan,
+        "r2_median_random_drop": float(np.median(r2_random)) if some.any() else math.nan,
+        "n_measured_fit": int(some.sum()),
+        "measured_share_fit": np.median(share[:, fits], 1).tolist() if fits.any() else [],
+        "measured_share_fail": np.median(share[:, fails], 1).tolist() if fails.any() else [],
+        "n_fail": int(fails.sum()),
     }
 
 
@@ -381,7 +449,7 @@ def through_focus_consistency(
         of the registration.
     """
     ser = tile_series(frames, estimator, **options)
-    score = score_series(ser["sigma"], ser["energy"], ser["covered"])
+    score = score_series(ser["sigma"], ser["energy"], ser["covered"], ser["measured"])
     return {**score, "ncc_min": ser["ncc_min"], "scales": ser["scales"]}
 
 
@@ -546,7 +614,7 @@ def run(estimator: Estimator = defocus.blur_map, data: Path = DATA) -> dict[str,
         frames = [read_image(p).data for p in paths]
         ser = tile_series(frames, estimator, channel_axis=-1)
         del frames
-        r = score_series(ser["sigma"], ser["energy"], ser["covered"])
+        r = score_series(ser["sigma"], ser["energy"], ser["covered"], ser["measured"])
         r.update(files=[p.name for p in paths], shape=ser["shape"], ncc_min=ser["ncc_min"])
         # Mean focus measure of each frame over the tiles every frame covers (estimator-free).
         r["energy_per_frame"] = ser["energy"][:, ser["covered"]].mean(1).tolist()
@@ -704,6 +772,30 @@ def write_report(res: dict[str, Any], cmd: str, where: str, seconds: float) -> s
                 f"{r['energy_per_frame'][j]:.3g} | {r['peak_histogram'][j]} | "
                 f"{r['argmin_histogram'][j]} |"
             )
+    L += [
+        "",
+        "Diagnostic, not a criterion: where a tile holds no structure the map can measure, its "
+        "σ is the dense fill from elsewhere. *Measured*: the share of the tile's pixels at "
+        f"confidence ≥ {CONFIDENCE_THRESHOLD:g} reaches {MEASURED_SHARE:.0%}. The median R² "
+        "refitted on each tile's measured frames only (tiles with ≥ 4), beside the same fit "
+        "with as many frames dropped at random (10 draws per tile): fewer points fit better "
+        "by themselves, so only the difference says that fill values break the law. Then the "
+        "median share of measured pixels per frame, first frame to last, for the tiles the "
+        "law fits (R² ≥ 0.8) and those it does not (R² < 0.5).",
+        "",
+        "| Stack | R², measured frames (tiles) | R², random drops | measured share per frame, "
+        "R² ≥ 0.8 tiles | the same, R² < 0.5 tiles (count) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in res["stacks"].items():
+        if "r2_median_measured" not in r:
+            continue
+        L.append(
+            f"| {name} | {_f(r['r2_median_measured'])} ({r['n_measured_fit']}) | "
+            f"{_f(r['r2_median_random_drop'])} | "
+            f"{' '.join(f'{x:.2f}' for x in r['measured_share_fit'])} | "
+            f"{' '.join(f'{x:.2f}' for x in r['measured_share_fail'])} ({r['n_fail']}) |"
+        )
     d = res["deepfocus"]
     L += [
         "",
