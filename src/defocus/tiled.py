@@ -69,8 +69,16 @@ from ._blurcorrect import CONTEXT_CELLS
 from ._errors import BadInputError
 from ._optional import dask_array
 from ._types import PSFFamily
-from .blurmap import CONFIDENCE_THRESHOLD, PSF_FAMILIES, REACH, SCALES, STRIDE
-from .blurmap import blur_map as _blur_map
+from .blurmap import (
+    CONFIDENCE_THRESHOLD,
+    PSF_FAMILIES,
+    REACH,
+    SCALES,
+    STRIDE,
+    _cell_maps,
+    _cells,
+    _dense,
+)
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, as_pixel_size
 from .noise import BandNoise, NoiseModel, _grid_excess, estimate_noise, noise_variance_map
@@ -633,21 +641,37 @@ def _weighted_quantiles(
     return found
 
 
-def _blur_block(
+# The tiled blur map assembles the whole image's cell grids in memory (see blur_map): refused
+# above this many pixels, where its grids and the fill's pyramid would pass some 6 GB.
+MAX_BLUR_PIXELS = 2**31
+
+
+def _cell_block(
     block: np.ndarray,
     *,
+    own: tuple[tuple[int, ...], tuple[int, ...]],
+    depth: tuple[int, int],
     psf: str,
     noise_sigma: float | None,
     noise: NoiseModel | None,
     colour: bool,
     correction: bool,
+    block_id: tuple[int, ...] = (0, 0, 0),
 ) -> np.ndarray:
-    """sigma, confidence and lower bound of one tile; a colour tile comes channels first."""
+    """Per-cell measurements of one tile with its overlap (:func:`defocus.blurmap._cells`:
+    sigma, log-sigma standard error, lower-bound flag, repeat), cropped to the tile's own cells;
+    a colour tile comes channels first. ``own``: the tiles' own sizes (px) along each axis."""
+    i, j = block_id[-2:]
+    h, w = own[0][i], own[1][j]
+    top, left = (0 if k == 0 else d for k, d in zip((i, j), depth, strict=True))
+    cy, cx, ch, cw = top // STRIDE, left // STRIDE, -(-h // STRIDE), -(-w // STRIDE)
     lum = luminance(block, channel_axis=0) if colour else block
     if lum.min() == lum.max():
-        # A tile that is constant even with its overlap holds no blur information.
-        return np.zeros((3, *lum.shape), np.float32)
-    bm = _blur_map(
+        # A tile that is constant even with its overlap holds no measurement.
+        out = np.ones((4, ch, cw), np.float32)
+        out[0], out[2] = np.nan, 0
+        return out
+    _, _, cell_sigma, sd, lower, repeat = _cells(
         block,
         psf=psf,
         noise_sigma=noise_sigma,
@@ -655,8 +679,29 @@ def _blur_block(
         channel_axis=0 if colour else None,
         correction=correction,
     )
-    lower = np.zeros(lum.shape, bool) if bm.lower_bound is None else bm.lower_bound
-    return np.stack([bm.sigma, bm.confidence, lower.astype(np.float32)])
+    cells = np.stack([cell_sigma, sd, lower, repeat]).astype(np.float32)
+    return cells[:, cy : cy + ch, cx : cx + cw]
+
+
+def _fill_cells(cells: np.ndarray) -> np.ndarray:
+    """:func:`defocus.blurmap._cell_maps` of the whole image's cell grids: filled log sigma,
+    confidence and lower-bound share, stacked."""
+    sigma, sd, lower, repeat = cells
+    return np.stack(_cell_maps(sigma, sd, lower > 0.5, repeat))
+
+
+def _dense_chunk(grids: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], shape: Any):
+    """sigma, confidence and lower bound (as 0/1) of the output chunk ``rows`` x ``cols`` (px):
+    :func:`defocus.blurmap._dense` of its cells and a one-cell halo, which is all that bilinear
+    upsampling reads, so the chunk equals that part of the in-memory map."""
+    out = []
+    for (p0, p1), n, size in zip((rows, cols), grids.shape[1:], shape, strict=True):
+        a0, a1 = max(p0 // STRIDE - 1, 0), min(-(-p1 // STRIDE) + 1, n)
+        out.append((a0, a1, min(a1 * STRIDE, size) - a0 * STRIDE, p0 - a0 * STRIDE, p1 - p0))
+    (y0, y1, h, oy, ny), (x0, x1, w, ox, nx) = out
+    sub = grids[:, y0:y1, x0:x1]
+    sigma, conf, lower = _dense(sub[0], sub[1], sub[2], (h, w))
+    return np.stack([sigma, conf, lower.astype(np.float32)])[:, oy : oy + ny, ox : ox + nx]
 
 
 def blur_map(
@@ -735,6 +780,11 @@ def blur_map(
         for n, c in zip(plane.shape, (cy, cx), strict=True)
     )
     plane = plane.rechunk(grid)
+    if plane.size > MAX_BLUR_PIXELS:
+        raise BadInputError(
+            f"image of {plane.size / 1e9:.3g} gigapixels is above the tiled blur map's "
+            f"{MAX_BLUR_PIXELS / 1e9:.3g}: its cell grids are held in memory; crop the image"
+        )
     sample = _checked_sample(plane)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
@@ -756,23 +806,44 @@ def blur_map(
         if offset is not None:
             raw = raw.map_blocks(_shift, offset, dtype=np.float32)
         padded = da.overlap.overlap(raw, depth={0: 0, 1: dy, 2: dx}, boundary="none")
-        out_chunks = ((3,), *padded.chunks[1:])
     else:
         padded = da.overlap.overlap(plane, depth={0: dy, 1: dx}, boundary="none")
-        out_chunks = ((3,), *padded.chunks)
-    maps = padded.map_blocks(
-        _blur_block,
+    own = plane.chunks
+    cell_chunks = tuple(tuple(-(-c // STRIDE) for c in axis) for axis in own)
+    cells = padded.map_blocks(
+        _cell_block,
+        own=own,
+        depth=(dy, dx),
         psf=psf,
         noise_sigma=None if nm is not None else level,
         noise=nm,
         colour=colour,
         correction=correction,
         new_axis=None if colour else 0,
-        chunks=out_chunks,
+        chunks=((4,), *cell_chunks),
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
     )
-    maps = da.overlap.trim_internal(maps, {0: 0, 1: dy, 2: dx}, boundary="none")
+    from dask import delayed
+
+    # The fill reaches across the whole image: it runs once, on the assembled cell grids, and
+    # every output chunk upsamples its own cells from them.
+    grids = delayed(_fill_cells)(cells)
+    starts = [np.cumsum((0, *c)) for c in own]
+    maps = da.block(
+        [
+            [
+                da.from_delayed(
+                    delayed(_dense_chunk)(grids, (ys, ye), (xs, xe), plane.shape),
+                    shape=(3, ye - ys, xe - xs),
+                    dtype=np.float32,
+                    meta=np.empty((0, 0, 0), np.float32),
+                )
+                for xs, xe in zip(starts[1][:-1], starts[1][1:], strict=True)
+            ]
+            for ys, ye in zip(starts[0][:-1], starts[0][1:], strict=True)
+        ]
+    )
     return TiledBlurMap(
         data=maps[:2],
         noise_sigma=level,
