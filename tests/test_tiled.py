@@ -240,6 +240,12 @@ def test_tiled_blur_map_fills_as_the_whole_image_does():
     assert sigma < 1e-4 and conf < 1e-4 and lower < 1e-4
 
 
+def test_image_too_large_for_the_cell_grids_is_refused_before_any_work():
+    huge = da.zeros((50_000, 50_000), dtype=np.uint8, chunks=4096)  # 2.5 gigapixels, lazy
+    with pytest.raises(BadInputError, match="gigapixels"):
+        tiled.blur_map(huge)
+
+
 def test_tiled_lower_bound_spreads_as_the_whole_images_does():
     # the FIB crop's right half blurred far beyond the largest scale: 3 % of the in-memory map
     # is a lower bound, spread by the fill from the cells that hold one
