@@ -709,6 +709,13 @@ class BlurMap:
     to_dict = summary
 
 
+def _spread(img: np.ndarray) -> float:
+    """The intensity scale :func:`_cells` works relative to (the standard deviation of about
+    512 rows): keeps float32 maths well scaled for any dtype. The noise floors of
+    :func:`_estimate` are relative to it, so tiles of one image must share it."""
+    return float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
+
+
 def _cells(
     image: np.ndarray,
     *,
@@ -719,10 +726,13 @@ def _cells(
     correction: bool,
     features: dict[str, Any] | None = None,
     progress: Callable[[int, str], None] | None = None,
+    spread: float | None = None,
 ) -> tuple[np.ndarray, NoiseModel, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The checked float image, its noise model and the per-cell measurements of
     :func:`_estimate` in input pixels (disk family applied, learned correction where asked).
-    ``progress(done, what)`` hears of the noise model (1) and each scale (2, 3, ...)."""
+    ``progress(done, what)`` hears of the noise model (1) and each scale (2, 3, ...).
+    ``spread``: the intensity scale to work relative to (default :func:`_spread` of this
+    image); a tile of a larger image is given the whole image's."""
     if psf not in PSF_FAMILIES:
         raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
     image = _centred(np.asarray(image))
@@ -739,8 +749,7 @@ def _cells(
         white = np.ones((8, 8))
         q = quantum(np.asarray(image))  # a given noise level does not remove the grey levels
         nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
-    # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
-    scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
+    scale = _spread(img) if spread is None else spread
     if progress is not None:
         progress(1, "noise model")
     per_scale = None if progress is None else lambda i, _, what: progress(1 + i, what)

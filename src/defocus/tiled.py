@@ -30,12 +30,13 @@ How close a tiled map is to the in-memory one
   noise model (signal-dependent, correlated, quantised, JPEG's compression error) measured once
   on the image; colour tiles get the colour data, as the in-memory map does, and data wider
   than 16 bits are shifted once for the whole image as :func:`defocus.blur_map` shifts them,
-  so that the tiles read the noise model at the intensities it was fitted at. Against
-  :func:`defocus.blur_map` with the same noise model, the tiled map equals the in-memory one
-  to the float32 rounding of the cells' measurements: on the FIB image of a needle before a
-  defocused background, cut into 2 x 2 and 2 x 3 tiles of 512 px, sigma to a relative 3e-5,
-  the confidence to 2e-5 and the lower bound exactly; where the in-memory map is 3 % lower
-  bound (blurred far beyond the largest scale), 3 pixels in a million differ. The tile count
+  so that the tiles read the noise model at the intensities it was fitted at; the intensity
+  spread the method's noise floors are relative to is read once too, on the same mosaic.
+  Against :func:`defocus.blur_map` with the same noise model, the tiled map equals the
+  in-memory one to the float32 rounding of the cells' measurements: on the FIB image of a
+  needle before a defocused background, cut into 2 x 2 and 2 x 3 tiles of 512 px, sigma to a
+  relative 5e-5, the confidence to 2e-5 and the lower bound exactly, and so where its right
+  half is blurred far beyond the largest scale (3 % of the map a lower bound). The tile count
   no longer changes the map. Cells of one tile still see only the tile and its overlap: the
   camera image in 4 x 3 tiles of 128-160 px agrees to 1 % at the median and 2 % at the 95th
   percentile where confidence > 0.5 from a depth of 128 px (at 64 px the learned stage's
@@ -79,6 +80,7 @@ from .blurmap import (
     _cell_maps,
     _cells,
     _dense,
+    _spread,
 )
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, as_pixel_size
@@ -657,6 +659,7 @@ def _cell_block(
     noise: NoiseModel | None,
     colour: bool,
     correction: bool,
+    spread: float,
     block_id: tuple[int, ...] = (0, 0, 0),
 ) -> np.ndarray:
     """Per-cell measurements of one tile with its overlap (:func:`defocus.blurmap._cells`:
@@ -679,6 +682,7 @@ def _cell_block(
         noise=noise,
         channel_axis=0 if colour else None,
         correction=correction,
+        spread=spread,
     )
     cells = np.stack([cell_sigma, sd, lower, repeat]).astype(np.float32)
     return cells[:, cy : cy + ch, cx : cx + cw]
@@ -810,6 +814,12 @@ def blur_map(
             model_sample = _mosaic(raw).astype(np.float64) - offset
         seams = _seams(plane.shape, model_sample.shape)
         nm, level = _noise_model(model_sample, colour=colour, seams=seams)
+    # The intensity scale the method works relative to, read once (on the mosaic, as for the
+    # noise model) and given to every tile: its noise floors are relative to it.
+    full = _mosaic(raw) if colour or offset is not None else sample
+    if offset is not None:
+        full = full.astype(np.float64) - offset
+    spread = _spread(as_float_image(full, channel_axis=-1 if colour else None))
     # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
     dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
     if colour:
@@ -832,6 +842,7 @@ def blur_map(
         noise=nm,
         colour=colour,
         correction=correction,
+        spread=spread,
         new_axis=None if colour else 0,
         chunks=((4,), *cell_chunks),
         dtype=np.float32,
