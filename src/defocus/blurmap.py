@@ -709,6 +709,13 @@ class BlurMap:
     to_dict = summary
 
 
+def _spread(img: np.ndarray) -> float:
+    """The intensity scale :func:`_cells` works relative to (the standard deviation of about
+    512 rows): keeps float32 maths well scaled for any dtype. The noise floors of
+    :func:`_estimate` are relative to it, so tiles of one image must share it."""
+    return float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
+
+
 def _cells(
     image: np.ndarray,
     *,
@@ -719,10 +726,13 @@ def _cells(
     correction: bool,
     features: dict[str, Any] | None = None,
     progress: Callable[[int, str], None] | None = None,
+    spread: float | None = None,
 ) -> tuple[np.ndarray, NoiseModel, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The checked float image, its noise model and the per-cell measurements of
     :func:`_estimate` in input pixels (disk family applied, learned correction where asked).
-    ``progress(done, what)`` hears of the noise model (1) and each scale (2, 3, ...)."""
+    ``progress(done, what)`` hears of the noise model (1) and each scale (2, 3, ...).
+    ``spread``: the intensity scale to work relative to (default :func:`_spread` of this
+    image); a tile of a larger image is given the whole image's."""
     if psf not in PSF_FAMILIES:
         raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
     image = _centred(np.asarray(image))
@@ -739,8 +749,7 @@ def _cells(
         white = np.ones((8, 8))
         q = quantum(np.asarray(image))  # a given noise level does not remove the grey levels
         nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
-    # Work relative to the image's spread: keeps float32 maths well scaled for any dtype.
-    scale = float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
+    scale = _spread(img) if spread is None else spread
     if progress is not None:
         progress(1, "noise model")
     per_scale = None if progress is None else lambda i, _, what: progress(1 + i, what)
@@ -754,6 +763,37 @@ def _cells(
         # Dense texture: see defocus._blurcorrect (physics picks the cells, the model reads them).
         cell_sigma = correct(cell_sigma, sd, lower, feats, disk=psf == "disk")
     return img, nm, cell_sigma, sd, lower, repeat
+
+
+def _cell_maps(
+    cell_sigma: np.ndarray, sd: np.ndarray, lower: np.ndarray, repeat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The filled maps on the cell grid, from :func:`_cells`' per-cell measurements: log
+    sqrt(sigma^2 + FLOOR^2), the confidence, and the share of lower-bound evidence.
+
+    The fill reaches across the whole grid, so it runs on the whole image's cells (the tiled map
+    assembles them from its tiles and calls this once)."""
+    found = np.isfinite(cell_sigma)
+    mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
+    # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred edges
+    # do not outvote thin sharp ones; the confidence is that of the measurement itself.
+    logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
+    filled = _fill(mean.astype(np.float32), logvar)
+    conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
+    # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
+    lb_share = _fill(lower.astype(np.float32), logvar)
+    return filled, conf, lb_share
+
+
+def _dense(
+    filled: np.ndarray, conf: np.ndarray, lb_share: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full-resolution sigma, confidence and lower bound of ``shape`` from :func:`_cell_maps`'
+    grids, by :func:`_upsample`: each pixel reads only the cells either side of it, so a part of
+    the grid with a one-cell halo gives that part of the map exactly."""
+    sigma = np.sqrt(np.maximum(np.exp(2 * _upsample(filled, shape)) - _FLOOR**2, 0))
+    confidence = np.clip(_upsample(conf, shape), 0, 1).astype(np.float32)
+    return sigma.astype(np.float32), confidence, _upsample(lb_share, shape) > 0.5
 
 
 def blur_map(
@@ -840,31 +880,21 @@ def blur_map(
         progress=report,
     )
     report(total - 2, "edge fit")
-    found = np.isfinite(cell_sigma)
-    mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
-    # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred edges
-    # do not outvote thin sharp ones; the confidence is that of the measurement itself.
-    logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
-    filled = _fill(mean.astype(np.float32), logvar)
-    conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
-    # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
-    lb_share = _fill(lower.astype(np.float32), logvar)
+    filled, conf, lb_share = _cell_maps(cell_sigma, sd, lower, repeat)
     report(total - 1, "fill")
-
-    def to_sigma(m: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.maximum(np.exp(2 * m) - _FLOOR**2, 0)).astype(np.float32)
-
+    sigma, confidence, lower_bound = _dense(filled, conf, lb_share, img.shape)
+    found = np.isfinite(cell_sigma)
     sparse_conf = np.where(found, 1.0 / (1.0 + (sd / _HALF_CONF_SD) ** 2), 0).astype(np.float32)
     result = BlurMap(
-        sigma=to_sigma(_upsample(filled, img.shape)),
-        confidence=np.clip(_upsample(conf, img.shape), 0, 1).astype(np.float32),
+        sigma=sigma,
+        confidence=confidence,
         sparse=cell_sigma.astype(np.float32),
         sparse_confidence=sparse_conf,
         stride=STRIDE,
         noise_sigma=float(np.median(nm.std(img[:: max(1, img.shape[0] // 256)]))),
         psf=psf,
         pixel_size=as_pixel_size(pixel_size),
-        lower_bound=_upsample(lb_share, img.shape) > 0.5,
+        lower_bound=lower_bound,
         noise=nm,
     )
     report(total, "full-size maps")

@@ -19,29 +19,32 @@ How close a tiled map is to the in-memory one
   a relative 1e-5 (``spectral_slope``, a log-log slope that crosses 0, to 1e-4 absolute).
 - ``spectral_ratio`` filters the whole image's spectrum; it has no finite support and is
   refused.
-- **Blur map**: the in-memory method ends with a pyramid fill that reaches across the whole
-  image, so tiles cannot be exact. Tiles are aligned to the method's 32-px grid, overlap by
-  ``depth`` px (default :func:`blur_support`, 288 px: the largest scale's reach and the learned
-  stage's context of measured cells, see :mod:`defocus._blurcorrect`), and every tile gets
-  the same noise: the ``noise_sigma`` given, or else the noise model (signal-dependent,
-  correlated, quantised, JPEG's compression error) measured once on the image; colour tiles
-  get the colour data, as the in-memory map does, and data wider than 16 bits are shifted once
-  for the whole image as :func:`defocus.blur_map` shifts them, so that the tiles read the noise
-  model at the intensities it was fitted at. Against :func:`defocus.blur_map` with the same
-  noise, the test suite holds, with and without the learned stage: the relative difference of
-  sigma below 1 % at the median, below 2 % at the 95th percentile where confidence > 0.5, and
-  the confidence within 0.02 at the 95th percentile, on the camera image in 4 x 3 tiles of
-  128-160 px from a depth of 128 px (at 64 px the learned stage's 95th percentile is 7 %, the
-  physics alone 4 %) and on the retina photograph (864 px) in 3 x 3 tiles at the default depth
-  (0.01 % or less). A whole JPEG camera frame (the pcb focus stack, 1536 x 2048, colour,
-  3 x 4 tiles of 512 px) against the in-memory map with its own noise model: 1.0 % at the
-  median, 4.3 % at the 95th percentile where confidence > 0.5 (the mosaic's JPEG floor, 2.25
-  grey levels, is not quite the whole frame's 2.18). Where the measured cells are few and
-  wide, the fill's coarse levels, which see the whole image, decide a value even where the
-  confidence is high: on the FIB image of a needle before a defocused background (1024 x
-  1536), the tiles that hold only the wide glow read its own 40-60 px where the whole map
-  reads 5-20 px (relative difference 3.3 at the 95th percentile where confidence > 0.5 at the
-  default depth, 0.07 at the median).
+- **Blur map**: the in-memory method measures every 4-px cell, fills the whole grid by a
+  pyramid of normalised convolutions that reaches across the image, and upsamples the filled
+  cells bilinearly. Tiles, aligned to the method's 32-px grid and overlapping by ``depth`` px
+  (default :func:`blur_support`, 288 px: the largest scale's reach and the learned stage's
+  context of measured cells, see :mod:`defocus._blurcorrect`), measure their own cells only;
+  the cells are assembled into the whole image's grids (1/16 of its pixels), the fill and the
+  confidence run once on them as in memory, and every output chunk upsamples its own cells
+  with a one-cell halo. Every tile gets the same noise: the ``noise_sigma`` given, or else the
+  noise model (signal-dependent, correlated, quantised, JPEG's compression error) measured once
+  on the image; colour tiles get the colour data, as the in-memory map does, and data wider
+  than 16 bits are shifted once for the whole image as :func:`defocus.blur_map` shifts them,
+  so that the tiles read the noise model at the intensities it was fitted at; the intensity
+  spread the method's noise floors are relative to is read once too, on the same mosaic.
+  Against :func:`defocus.blur_map` with the same noise model, the tiled map equals the
+  in-memory one to the float32 rounding of the cells' measurements: on the FIB image of a
+  needle before a defocused background, cut into 2 x 2 and 2 x 3 tiles of 512 px, sigma to a
+  relative 5e-5, the confidence to 2e-5 and the lower bound exactly, and so where its right
+  half is blurred far beyond the largest scale (3 % of the map a lower bound). At the default
+  depth the tile size does not change the map (tiles of 256, 512 or 1024 px on the FIB image:
+  the same figures below). Cells of one tile still see only the tile and its overlap: the
+  camera image in 4 x 3 tiles of 128-160 px agrees to 1 % at the median and 2 % at the 95th
+  percentile where confidence > 0.5 from a depth of 128 px (at 64 px the learned stage's
+  context is cut). What remains between a tiled map and :func:`defocus.blur_map` left to
+  measure its own noise is the noise model: the mosaic's is not quite the whole image's (on
+  the FIB image 14.39 against 14.33 grey levels; relative sigma difference 0.018 at the median,
+  0.12 at the 95th percentile where confidence > 0.5).
 
 Input comes lazily from :func:`defocus.io.open_image` (Zarr, OME-Zarr, tiled TIFF) in its own
 dtype: 8- and 16-bit data go into the overlap exchange as they are, and are converted to
@@ -69,8 +72,17 @@ from ._blurcorrect import CONTEXT_CELLS
 from ._errors import BadInputError
 from ._optional import dask_array
 from ._types import PSFFamily
-from .blurmap import CONFIDENCE_THRESHOLD, PSF_FAMILIES, REACH, SCALES, STRIDE
-from .blurmap import blur_map as _blur_map
+from .blurmap import (
+    CONFIDENCE_THRESHOLD,
+    PSF_FAMILIES,
+    REACH,
+    SCALES,
+    STRIDE,
+    _cell_maps,
+    _cells,
+    _dense,
+    _spread,
+)
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, as_pixel_size
 from .noise import BandNoise, NoiseModel, _grid_excess, estimate_noise, noise_variance_map
@@ -633,30 +645,71 @@ def _weighted_quantiles(
     return found
 
 
-def _blur_block(
+#: Largest image (px) the tiled blur map takes: it assembles the whole image's cell grids in
+#: memory (see blur_map), some 9-10 GB with the fill's pyramid at this size.
+MAX_BLUR_PIXELS = 2**31
+
+
+def _cell_block(
     block: np.ndarray,
     *,
+    own: tuple[tuple[int, ...], tuple[int, ...]],
+    depth: tuple[int, int],
     psf: str,
     noise_sigma: float | None,
     noise: NoiseModel | None,
     colour: bool,
     correction: bool,
+    spread: float,
+    block_id: tuple[int, ...] = (0, 0, 0),
 ) -> np.ndarray:
-    """sigma, confidence and lower bound of one tile; a colour tile comes channels first."""
+    """Per-cell measurements of one tile with its overlap (:func:`defocus.blurmap._cells`:
+    sigma, log-sigma standard error, lower-bound flag, repeat), cropped to the tile's own cells;
+    a colour tile comes channels first. ``own``: the tiles' own sizes (px) along each axis."""
+    i, j = block_id[-2:]
+    h, w = own[0][i], own[1][j]
+    top, left = (0 if k == 0 else d for k, d in zip((i, j), depth, strict=True))
+    cy, cx, ch, cw = top // STRIDE, left // STRIDE, -(-h // STRIDE), -(-w // STRIDE)
     lum = luminance(block, channel_axis=0) if colour else block
     if lum.min() == lum.max():
-        # A tile that is constant even with its overlap holds no blur information.
-        return np.zeros((3, *lum.shape), np.float32)
-    bm = _blur_map(
+        # A tile that is constant even with its overlap holds no measurement.
+        out = np.ones((4, ch, cw), np.float32)
+        out[0], out[2] = np.nan, 0
+        return out
+    _, _, cell_sigma, sd, lower, repeat = _cells(
         block,
         psf=psf,
         noise_sigma=noise_sigma,
         noise=noise,
         channel_axis=0 if colour else None,
         correction=correction,
+        spread=spread,
     )
-    lower = np.zeros(lum.shape, bool) if bm.lower_bound is None else bm.lower_bound
-    return np.stack([bm.sigma, bm.confidence, lower.astype(np.float32)])
+    cells = np.stack([cell_sigma, sd, lower, repeat]).astype(np.float32)
+    return cells[:, cy : cy + ch, cx : cx + cw]
+
+
+def _fill_cells(cells: np.ndarray) -> np.ndarray:
+    """:func:`defocus.blurmap._cell_maps` of the whole image's cell grids: filled log sigma,
+    confidence and lower-bound share, stacked."""
+    sigma, sd, lower, repeat = cells
+    return np.stack(_cell_maps(sigma, sd, lower > 0.5, repeat))
+
+
+def _dense_chunk(
+    grids: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], shape: Any
+) -> np.ndarray:
+    """sigma, confidence and lower bound (as 0/1) of the output chunk ``rows`` x ``cols`` (px):
+    :func:`defocus.blurmap._dense` of its cells and a one-cell halo, which is all that bilinear
+    upsampling reads, so the chunk equals that part of the in-memory map."""
+    out = []
+    for (p0, p1), n, size in zip((rows, cols), grids.shape[1:], shape, strict=True):
+        a0, a1 = max(p0 // STRIDE - 1, 0), min(-(-p1 // STRIDE) + 1, n)
+        out.append((a0, a1, min(a1 * STRIDE, size) - a0 * STRIDE, p0 - a0 * STRIDE, p1 - p0))
+    (y0, y1, h, oy, ny), (x0, x1, w, ox, nx) = out
+    sub = grids[:, y0:y1, x0:x1]
+    sigma, conf, lower = _dense(sub[0], sub[1], sub[2], (h, w))
+    return np.stack([sigma, conf, lower.astype(np.float32)])[:, oy : oy + ny, ox : ox + nx]
 
 
 def blur_map(
@@ -701,11 +754,21 @@ def blur_map(
         ``data`` of shape (2, H, W): sigma and confidence. See the module docstring for how
         closely it matches the in-memory map.
 
+    Notes
+    -----
+    The fill reaches across the whole image, so the per-cell measurements of all tiles are
+    gathered in memory when the map is computed: four float32 grids of 1/16 of the image's
+    pixels (a gigapixel image: about 250 MB each), and the fill's pyramid and temporaries
+    over them, 13.4 grids more at their peak (measured on a 268-MP image's cells): some 4.5 GB
+    for a gigapixel image. Images above :data:`MAX_BLUR_PIXELS` (2**31 px, some 9-10 GB) are
+    refused. Each output chunk is then upsampled from the filled grids on its own.
+
     Raises
     ------
     BadInputError
         What :func:`defocus.blur_map` refuses, with its message: an unknown ``psf``, a bad
-        ``noise_sigma`` or ``pixel_size``, an image smaller than 16 px, constant, or with NaN.
+        ``noise_sigma`` or ``pixel_size``, an image smaller than 16 px, constant, or with NaN;
+        and an image above :data:`MAX_BLUR_PIXELS`.
 
     Examples
     --------
@@ -735,6 +798,11 @@ def blur_map(
         for n, c in zip(plane.shape, (cy, cx), strict=True)
     )
     plane = plane.rechunk(grid)
+    if plane.size > MAX_BLUR_PIXELS:
+        raise BadInputError(
+            f"image of {plane.size / 1e9:.3g} gigapixels is above the tiled blur map's "
+            f"{MAX_BLUR_PIXELS / 1e9:.3g}: its cell grids are held in memory; crop the image"
+        )
     sample = _checked_sample(plane)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
@@ -747,6 +815,12 @@ def blur_map(
             model_sample = _mosaic(raw).astype(np.float64) - offset
         seams = _seams(plane.shape, model_sample.shape)
         nm, level = _noise_model(model_sample, colour=colour, seams=seams)
+    # The intensity scale the method works relative to, read once (on the mosaic, as for the
+    # noise model) and given to every tile: its noise floors are relative to it.
+    full = _mosaic(raw) if colour or offset is not None else sample
+    if offset is not None:
+        full = full.astype(np.float64) - offset
+    spread = _spread(as_float_image(full, channel_axis=-1 if colour else None))
     # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
     dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
     if colour:
@@ -756,23 +830,45 @@ def blur_map(
         if offset is not None:
             raw = raw.map_blocks(_shift, offset, dtype=np.float32)
         padded = da.overlap.overlap(raw, depth={0: 0, 1: dy, 2: dx}, boundary="none")
-        out_chunks = ((3,), *padded.chunks[1:])
     else:
         padded = da.overlap.overlap(plane, depth={0: dy, 1: dx}, boundary="none")
-        out_chunks = ((3,), *padded.chunks)
-    maps = padded.map_blocks(
-        _blur_block,
+    own = plane.chunks
+    cell_chunks = tuple(tuple(-(-c // STRIDE) for c in axis) for axis in own)
+    cells = padded.map_blocks(
+        _cell_block,
+        own=own,
+        depth=(dy, dx),
         psf=psf,
         noise_sigma=None if nm is not None else level,
         noise=nm,
         colour=colour,
         correction=correction,
+        spread=spread,
         new_axis=None if colour else 0,
-        chunks=out_chunks,
+        chunks=((4,), *cell_chunks),
         dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32),
     )
-    maps = da.overlap.trim_internal(maps, {0: 0, 1: dy, 2: dx}, boundary="none")
+    from dask import delayed
+
+    # The fill reaches across the whole image: it runs once, on the assembled cell grids, and
+    # every output chunk upsamples its own cells from them.
+    grids = delayed(_fill_cells)(cells)
+    starts = [np.cumsum((0, *c)) for c in own]
+    maps = da.block(
+        [
+            [
+                da.from_delayed(
+                    delayed(_dense_chunk)(grids, (ys, ye), (xs, xe), plane.shape),
+                    shape=(3, ye - ys, xe - xs),
+                    dtype=np.float32,
+                    meta=np.empty((0, 0, 0), np.float32),
+                )
+                for xs, xe in zip(starts[1][:-1], starts[1][1:], strict=True)
+            ]
+            for ys, ye in zip(starts[0][:-1], starts[0][1:], strict=True)
+        ]
+    )
     return TiledBlurMap(
         data=maps[:2],
         noise_sigma=level,
