@@ -66,6 +66,13 @@ def load(name: str) -> np.ndarray:
     return np.asarray(img[y0 : y0 + CROP, x0 : x0 + CROP], np.float32)
 
 
+def _window(size: int, r: float, cy: float, cx: float) -> tuple[slice, slice] | None:
+    """The pixels a disk of radius ``r`` at (``cy``, ``cx``) can cover; None off the image."""
+    y0, y1 = int(max(0, cy - r)), int(min(size, cy + r + 1))
+    x0, x1 = int(max(0, cx - r)), int(min(size, cx + r + 1))
+    return None if y0 >= y1 or x0 >= x1 else (slice(y0, y1), slice(x0, x1))
+
+
 def dead_leaves(seed: int, *, r_min: float, r_max: float, size: int = CROP) -> np.ndarray:
     """Occluding disks of random grey, radii with density ∝ r^-3 (scale invariant)."""
     rng = np.random.default_rng(seed)
@@ -75,12 +82,11 @@ def dead_leaves(seed: int, *, r_min: float, r_max: float, size: int = CROP) -> n
         u = rng.random()
         r = 1 / np.sqrt(u / r_min**2 + (1 - u) / r_max**2)  # inverse CDF of r^-3 on [min, max]
         cy, cx = rng.uniform(-r, size + r, 2)
-        y0, y1 = int(max(0, cy - r)), int(min(size, cy + r + 1))
-        x0, x1 = int(max(0, cx - r)), int(min(size, cx + r + 1))
-        if y0 >= y1 or x0 >= x1:
+        w = _window(size, r, cy, cx)
+        if w is None:
             continue
-        win = img[y0:y1, x0:x1]
-        disk = (yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 <= r * r
+        win = img[w]
+        disk = (yy[w] - cy) ** 2 + (xx[w] - cx) ** 2 <= r * r
         win[disk & np.isnan(win)] = rng.uniform(0.1, 0.9)  # the first disk drawn stays on top
     return np.nan_to_num(img, nan=0.5)
 
@@ -104,12 +110,11 @@ def pebbles(seed: int, *, r_min: float, r_max: float, size: int = CROP) -> np.nd
     while np.isnan(img).mean() > 0.002:
         r = float(rng.uniform(r_min, r_max))
         cy, cx = rng.uniform(-r, size + r, 2)
-        y0, y1 = int(max(0, cy - r)), int(min(size, cy + r + 1))
-        x0, x1 = int(max(0, cx - r)), int(min(size, cx + r + 1))
-        if y0 >= y1 or x0 >= x1:
+        w = _window(size, r, cy, cx)
+        if w is None:
             continue
-        win = img[y0:y1, x0:x1]
-        d = np.hypot(yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx)
+        win = img[w]
+        d = np.hypot(yy[w] - cy, xx[w] - cx)
         shade = rng.uniform(0.3, 0.9) * (1 - 0.5 * (d / r) ** 2) * np.where(d > r - 1.5, 0.3, 1)
         new = (d <= r) & np.isnan(win)
         win[new] = shade[new]
