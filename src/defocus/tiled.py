@@ -257,13 +257,13 @@ def _shift(block: np.ndarray, offset: float | None) -> np.ndarray:
     return (block.astype(np.float64) - offset).astype(np.float32)
 
 
-def _offset(raw: da.Array) -> float | None:
+def _offset(raw_sample: np.ndarray) -> float | None:
     """The shift :func:`defocus.blur_map` gives wide data (the median of its finite values),
     taken once on the mosaic of the raw image (rows, columns, any channels last), so that every
     tile and the noise model see the same intensities; None for data it does not shift."""
-    if not _wide(raw.dtype):
+    if not _wide(raw_sample.dtype):
         return None
-    sample = _mosaic(raw).astype(np.float64)
+    sample = raw_sample.astype(np.float64)
     finite = sample[np.isfinite(sample)]
     return float(np.median(finite)) if finite.size else None
 
@@ -789,7 +789,10 @@ def blur_map(
         raw = da.moveaxis(raw, channel_axis % raw.ndim, -1)  # channels last, as the mosaic reads
     # Wide data are shifted once for the whole image, by blur_map's rule: tiles and the noise
     # model then read the noise at the same intensities (each tile's own median would not).
-    offset = _offset(raw)
+    # The raw mosaic (read once: on a lazy store each read is I/O) where the grey plane's own
+    # sample is not the image blur_map would see: colour, or data it shifts.
+    raw_sample = _mosaic(raw) if colour or _wide(raw.dtype) else None
+    offset = None if raw_sample is None else _offset(raw_sample)
     if offset is not None:
         plane = _plane(image, chunks, channel_axis, offset=offset)
     cy, cx = as_chunks(chunks)
@@ -808,19 +811,16 @@ def blur_map(
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
     # Tiles get the given level, or else the noise model measured once on the image (a
     # constant sample of a varied image shows no noise: level 0).
+    mosaic = sample if raw_sample is None else raw_sample
+    if offset is not None:  # in float64, as blur_map fits it
+        mosaic = mosaic.astype(np.float64) - offset
     nm, level = (None, float(noise_sigma)) if noise_sigma is not None else (None, 0.0)
     if noise_sigma is None:
-        model_sample = _mosaic(raw) if colour else sample
-        if offset is not None:  # in float64, as blur_map fits it
-            model_sample = _mosaic(raw).astype(np.float64) - offset
-        seams = _seams(plane.shape, model_sample.shape)
-        nm, level = _noise_model(model_sample, colour=colour, seams=seams)
+        seams = _seams(plane.shape, mosaic.shape)
+        nm, level = _noise_model(mosaic, colour=colour, seams=seams)
     # The intensity scale the method works relative to, read once (on the mosaic, as for the
     # noise model) and given to every tile: its noise floors are relative to it.
-    full = _mosaic(raw) if colour or offset is not None else sample
-    if offset is not None:
-        full = full.astype(np.float64) - offset
-    spread = _spread(as_float_image(full, channel_axis=-1 if colour else None))
+    spread = _spread(as_float_image(mosaic, channel_axis=-1 if colour else None))
     # an axis held in one chunk needs no overlap (and Dask refuses one wider than the axis)
     dy, dx = (0 if len(c) == 1 else depth for c in plane.chunks)
     if colour:
