@@ -11,9 +11,16 @@ cells are first reduced to at most 4096 confidence-weighted medians, 8 x 8 bins 
 8 x 8 blocks of the bootstrap. For a fixed line, sigma² is linear in (sigma0², k²), so a fine
 search over the line's angle and offset solves each candidate in closed form; Gauss-Newton
 steps with the analytic Jacobian then refine the best. Uncertainties come from a block
-bootstrap, which respects the spatial correlation of blur-map errors and restarts each
-resample from the solution. A line is reported only when the blur gradient is significant (see
-:class:`FocalPlane`). It also gives per-band statistics and profiles along both axes.
+bootstrap, which respects the spatial correlation of blur-map errors within a block and
+restarts each resample from the solution.
+
+A blur map's errors are correlated over distances that can reach a fair part of the image
+(fill, smoothing, texture-dependent bias), so cells are not independent evidence of a gradient,
+and the fitted growth k, never negative, sits some errors above zero on any map. A line is
+therefore claimed only when the V-shaped law explains more of the map than it does in fits to a
+constant blur plus random fields with the spectrum of the fit's residuals (a surrogate-data
+test, Theiler et al. 1992, Physica D 58, 77), the search for the line included; see
+:class:`FocalPlane`. It also gives per-band statistics and profiles along both axes.
 """
 
 from __future__ import annotations
@@ -23,22 +30,33 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaincc
 
 from ._errors import BadInputError
 from .blurmap import BlurMap
 
 __all__ = ["FocalPlane", "Profile", "focal_plane", "region_stats"]
 
+# Block-bootstrap refits for the errors, and simulated constant-blur maps for the significance.
 _BOOTSTRAP = 32
+_NULL = 96
 # The bootstrap resamples _BLOCKS x _BLOCKS blocks of the image; the fit runs on medians over
 # _BINS x _BINS bins in each block (at most 4096 points), so resampling blocks resamples bins.
 _BLOCKS = 8
 _BINS = 8
-# A line is claimed only when k exceeds this many bootstrap errors and the fitted blur
-# (sigma_eff, with the floor) varies across the image by at least this factor: a change under
-# 30 % is within the blur map's own accuracy target (+-30 %, docs/architecture.md).
-_MIN_Z = 3.0
+# A line is claimed only when a constant blur with the map's correlated errors explains as
+# large a share of the map by the V-shaped law with a probability under _MAX_P (one-sided 3
+# standard deviations), and the fitted blur (sigma_eff, with the floor) varies across the image
+# by at least _MIN_RANGE: a change under 30 % is within the blur map's own accuracy target
+# (+-30 %, docs/architecture.md).
+_MAX_P = 0.00135
 _MIN_RANGE = 1.3
+# Residuals are clipped at this many robust standard deviations before their spectrum is
+# taken and before the test, as the robust loss discounts outliers.
+_CLIP = 3.0
+# Parzen lag window of the residuals' spectrum, as a fraction of the grid: wide enough to keep
+# errors correlated over a quarter of the image (the DeepFocus SEM frames' reach).
+_WINDOW = 0.5
 # The estimator's own floor: fitting log sqrt(sigma^2 + FLOOR^2) keeps sharp pixels finite.
 _FLOOR = 0.4
 
@@ -61,12 +79,13 @@ class Profile:
 class FocalPlane:
     """Sharpest line and blur-growth model fitted to a blur map.
 
-    The line is claimed (``significant``) only when the blur gradient is significant: the
-    growth ``k`` exceeds 3 of its bootstrap errors, and the fitted blur, taken with the
-    estimator's 0.4 px floor as ``sqrt(sigma² + 0.4²)``, varies by at least 30 % across the
-    image (``blur_range`` >= 1.3; a smaller change is within the blur map's accuracy). Otherwise
-    the fit's numbers are kept, but :meth:`summary` says "no significant blur gradient: no focal
-    line" and gives ``reason``.
+    The line is claimed (``significant``) only when the blur gradient is significant: a
+    constant blur with the map's spatially correlated errors explains as large a share of the
+    map by the V-shaped law with probability ``p_value`` under 0.00135 (3 standard deviations,
+    one-sided), and the fitted blur, taken with the estimator's 0.4 px floor as
+    ``sqrt(sigma² + 0.4²)``, varies by at least 30 % across the image (``blur_range`` >= 1.3; a
+    smaller change is within the blur map's accuracy). Otherwise the fit's numbers are kept, but
+    :meth:`summary` says "no significant blur gradient: no focal line" and gives ``reason``.
 
     Attributes
     ----------
@@ -88,7 +107,7 @@ class FocalPlane:
         Growth ``k`` of sigma per pixel of distance from the line (px/px).
     errors : dict
         One-standard-deviation uncertainties of ``position`` (that of ``fitted_position``),
-        ``angle``, ``sigma0``, ``slope``.
+        ``angle``, ``sigma0``, ``slope``, from the block bootstrap.
     rms_log_residual : float
         Weighted RMS residual of the fit, in natural-log units (0.1 = about 10 %).
     bands : list of dict
@@ -103,6 +122,9 @@ class FocalPlane:
         Whether the blur gradient is significant, so that the line is an answer.
     reason : str
         Empty, or why the gradient is not significant.
+    p_value : float
+        Probability that a constant blur, with errors correlated as the fit's residuals are,
+        gives a V-shaped law that explains as large a share of the map (see :func:`focal_plane`).
     """
 
     position: float
@@ -120,6 +142,7 @@ class FocalPlane:
     note: str = ""
     significant: bool = True
     reason: str = ""
+    p_value: float = 0.0
 
     @property
     def outside(self) -> bool:
@@ -166,6 +189,7 @@ class FocalPlane:
                 "unit": "px",
                 "significant": False,
                 "reason": self.reason,
+                "p_value": _round_p(self.p_value),
                 "position": None,
                 "fitted_position": None,
                 "note": self.note,
@@ -198,6 +222,7 @@ class FocalPlane:
             "unit": "px",
             "significant": True,
             "reason": "",
+            "p_value": _round_p(self.p_value),
             "position": round(self.position, 4),
             "fitted_position": round(self.fitted_position, 4),
             "note": self.note,
@@ -212,6 +237,11 @@ class FocalPlane:
         }
 
     to_dict = summary
+
+
+def _round_p(p: float) -> float:
+    """A probability to two significant digits (small ones matter by their order)."""
+    return float(f"{p:.2g}")
 
 
 def _distance(yy, xx, line: tuple[float, float], shape: tuple[int, int]):
@@ -345,8 +375,9 @@ def _axis_bins(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _binned(lv, wt, r, c, shape):
-    """Confidence-weighted median of log sigma_eff per bin, with the bin's weighted centre,
-    total confidence and bootstrap block; empty bins are left out."""
+    """Confidence-weighted median of log sigma_eff per bin, with the bin's weighted centre and
+    total confidence; empty bins are left out. Also each bin's place (row, column) on the grid
+    of the bins that hold cells, and that grid's shape, for the correlated-error fields."""
     grow, rows = _axis_bins(r, shape[0])
     gcol, cols = _axis_bins(c, shape[1])
     n_bins = len(rows) * len(cols)
@@ -365,33 +396,41 @@ def _binned(lv, wt, r, c, shape):
     cw = np.cumsum(np.take_along_axis(w, order, -1), -1)
     mid = np.minimum((cw < 0.5 * total[:, None]).sum(-1), v.shape[-1] - 1)
     med = np.take_along_axis(v, np.take_along_axis(order, mid[:, None], -1), -1)[:, 0]
-    ok = total > 0
-    block = (np.arange(len(rows)) // _BINS)[:, None] * _BLOCKS + np.arange(len(cols)) // _BINS
-    return y[ok] / total[ok], x[ok] / total[ok], med[ok], total[ok], block.ravel()[ok]
+    ok = np.flatnonzero(total > 0)
+    # Bins that hold cells are near-uniform in pixels, so the grid of them is a regular lattice.
+    urow, ucol = np.unique(grow), np.unique(gcol)
+    place = np.searchsorted(urow, ok // len(cols)), np.searchsorted(ucol, ok % len(cols))
+    block = (ok // len(cols) // _BINS) * _BLOCKS + ok % len(cols) // _BINS
+    grid = (len(urow), len(ucol))
+    return y[ok] / total[ok], x[ok] / total[ok], med[ok], total[ok], block, place, grid
 
 
-def _search(y, x, lv, wt, shape) -> np.ndarray:
-    """Best line on a fine grid of angles and offsets, each solved in closed form.
+def _scan(y, x, lv, wt, shape, *, step: float = 1.0, offsets: int = 161):
+    """Closed-form fits of every line on a grid of angles and offsets, for each column of lv.
 
     For a fixed line, sigma² = sigma0² + k² d² is linear in (sigma0², k²): weighted linear least
     squares in sigma², with weights making its errors relative (as in log sigma), gives both.
     Its sums over the points are polynomials in the offset, so every offset costs O(1) once
     the moments of the projected coordinate are known. Coordinates are scaled by the
     half-diagonal ``L`` so the polynomials stay well conditioned.
+
+    Returns the weighted squared error of the best constant and of the best line (each (S,)
+    for lv of shape (n, S)) and that line's (theta, rho, sigma0, k), shape (S, 4).
     """
     h, w = shape
     half = math.hypot(h, w) / 2
     yc, xc = (y - (h - 1) / 2) / half, (x - (w - 1) / 2) / half
     t = np.exp(2 * lv) - _FLOOR**2  # sigma²
-    v = wt * np.exp(-4 * lv)  # relative errors: d(sigma_eff²) / sigma_eff²
-    th = np.radians(np.arange(-90, 90, 1.0))
+    v = wt[:, None] * np.exp(-4 * lv)  # relative errors: d(sigma_eff²) / sigma_eff²
+    th = np.radians(np.arange(-90, 90, step))
     u = np.cos(th)[:, None] * yc + np.sin(th)[:, None] * xc
     powers = [np.ones_like(u), u, u * u]
     powers += [powers[2] * u, powers[2] * powers[2]]
-    m = np.stack([np.einsum("an,n->a", pw, v) for pw in powers])  # (5, angles)
-    tm = np.stack([np.einsum("an,n->a", pw, v * t) for pw in powers[:3]])
-    tt = float((v * t * t).sum())
-    rho = np.linspace(-1, 1, 161)[:, None]  # (offsets, 1) against (angles,)
+    pw = np.stack(powers).reshape(5 * len(th), -1)
+    m = (pw @ v).reshape(5, len(th), -1)  # (5, angles, S)
+    tm = (pw[: 3 * len(th)] @ (v * t)).reshape(3, len(th), -1)
+    tt = (v * t * t).sum(0)
+    rho = np.linspace(-1, 1, offsets)[:, None, None]  # (offsets, 1, 1) against (angles, S)
     m0, t0 = m[0], tm[0]
     a = m[2] - 2 * rho * m[1] + rho**2 * m0  # sum v d²
     b = m[4] - 4 * rho * m[3] + 6 * rho**2 * m[2] - 4 * rho**3 * m[1] + rho**4 * m0  # v d⁴
@@ -402,16 +441,32 @@ def _search(y, x, lv, wt, shape) -> np.ndarray:
         k2 = (m0 * p - a * t0) / det
         both = np.where((s0 >= 0) & (k2 >= 0) & (det > 0), tt - s0 * t0 - k2 * p, np.inf)
         only_k = np.where(b > 0, tt - p * p / b, np.inf)
-    only_s0 = tt - t0 * t0 / m0
-    err = np.minimum(np.minimum(both, only_k), only_s0)
-    i, j = np.unravel_index(np.argmin(err), err.shape)
-    if err[i, j] == both[i, j]:
-        s02, kk = s0[i, j], k2[i, j]
-    elif err[i, j] == only_k[i, j]:
-        s02, kk = 0.0, p[i, j] / b[i, j]
-    else:
-        s02, kk = t0[j] / m0[j], 0.0
-    return np.array([th[j], rho[i, 0] * half, math.sqrt(s02), math.sqrt(kk) / half])
+    const = tt - t0[0] ** 2 / m0[0]
+    const = np.where(const > 1e-9 * tt, const, 0.0)  # a constant map, but for rounding
+    err = np.minimum(np.minimum(both, only_k), const).reshape(-1, lv.shape[1])
+    best = np.argmin(err, axis=0)
+    i, j = np.unravel_index(best, (offsets, len(th)))
+    cols = np.arange(lv.shape[1])
+    e = err[best, cols]
+    use_both = e == both[i, j, cols]
+    use_k = ~use_both & (e == only_k[i, j, cols])
+    s02 = np.where(use_both, s0[i, j, cols], np.where(use_k, 0.0, t0[0] / m0[0]))
+    kk = np.where(use_both, k2[i, j, cols], np.where(use_k, p[i, j, cols] / b[i, j, cols], 0.0))
+    line = np.stack(
+        [
+            th[j],
+            rho[i, 0, 0] * half,
+            np.sqrt(np.maximum(s02, 0)),
+            np.sqrt(np.maximum(kk, 0)) / half,
+        ],
+        1,
+    )
+    return const, e, line
+
+
+def _search(y, x, lv, wt, shape) -> np.ndarray:
+    """Best line (theta, rho, sigma0, k) on a fine grid of angles and offsets."""
+    return _scan(y, x, lv[:, None], wt, shape)[2][0]
 
 
 def _refine(y, x, lv, wt, shape, start, *, iterations: int = 50):
@@ -463,19 +518,105 @@ def _refine(y, x, lv, wt, shape, start, *, iterations: int = 50):
     return np.array([q[0], q[1] * half, abs(q[2]), abs(q[3]) / half])
 
 
+def _model(y, x, p, shape) -> np.ndarray:
+    """Log sigma_eff of the model p = (theta, rho, sigma0, k) at the given points."""
+    d = _distance(y, x, (p[0], p[1]), shape)
+    return 0.5 * np.log(p[2] ** 2 + _FLOOR**2 + (p[3] * d) ** 2)
+
+
 def _rms(y, x, lv, wt, p, shape) -> float:
     """Weighted RMS residual in log sigma_eff of the model p over the given cells."""
-    d = _distance(y, x, (p[0], p[1]), shape)
-    res = 0.5 * np.log(p[2] ** 2 + _FLOOR**2 + (p[3] * d) ** 2) - lv
+    res = _model(y, x, p, shape) - lv
     return float(np.sqrt(np.sum(wt * res * res) / wt.sum()))
+
+
+def _clipped(res: np.ndarray) -> np.ndarray:
+    """Residuals clipped at _CLIP robust (median absolute deviation) standard deviations."""
+    scale = _CLIP * 1.4826 * np.median(np.abs(res - np.median(res)))
+    return np.clip(res, -scale, scale)
+
+
+def _periodogram(res, place, grid) -> np.ndarray:
+    """Periodogram of residuals at the bins, on the grid padded to twice its size.
+
+    The residuals, clipped and centred, are laid on the grid of bins with zeros where a bin is
+    missing; their periodogram over the number of bins has the biased autocovariance (positive
+    definite, the long lags seen in few pairs kept small).
+    """
+    z = _clipped(res)
+    field = np.zeros(grid)
+    field[place] = z - z.mean()
+    return np.abs(np.fft.rfft2(field, (2 * grid[0], 2 * grid[1]))) ** 2 / len(z)
+
+
+def _smoothed(power, grid) -> np.ndarray:
+    """A periodogram smoothed by a Parzen lag window of _WINDOW times the grid (Priestley
+    1981, *Spectral Analysis and Time Series*, sec. 6.2.3); it stays non-negative."""
+    pad = (2 * grid[0], 2 * grid[1])
+    u = [np.abs(np.fft.fftfreq(p, 1 / p)) / (_WINDOW * g) for p, g in zip(pad, grid, strict=True)]
+    parzen = [
+        np.where(a <= 0.5, 1 - 6 * a**2 + 6 * a**3, np.where(a <= 1, 2 * (1 - a) ** 3, 0.0))
+        for a in u
+    ]
+    cov = np.fft.irfft2(power, pad) * np.outer(*parzen)
+    return np.maximum(np.fft.rfft2(cov).real, 0)
+
+
+def _draw(power, place, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n Gaussian random fields with this spectrum (random phases), at the bins: (bins, n)."""
+    pad = (power.shape[0], 2 * (power.shape[1] - 1))
+    white = np.fft.rfft2(rng.standard_normal((n, *pad)))
+    return np.fft.irfft2(white * np.sqrt(power), pad)[:, place[0], place[1]].T
+
+
+def _p_value(y, x, model, res, wt, shape, place, grid, rng) -> float:
+    """Probability that a constant blur plus correlated errors gives a V-shaped law that
+    explains as large a share of the map's variance as it does here.
+
+    The errors are random fields with the spectrum of the fit's residuals. A fit absorbs the
+    part of the errors that looks like the model, which for correlated errors is much of their
+    power at the lowest frequencies; so the spectrum is corrected once by the share of it that
+    survives fits to fields drawn from it (a bootstrap bias correction, Efron & Tibshirani
+    1993, ch. 10). Both the map and the simulated ones are scanned over the same (coarse) grid
+    of lines, so the search over the line's place is part of the null distribution. The tail
+    is a gamma law with the simulated shares' mean and variance (Satterthwaite's
+    approximation, Biometrics Bull. 2, 110, 1946), since the number of simulations cannot
+    resolve 3-standard-deviation tails.
+    """
+    observed = model + _clipped(res)
+    level = np.average(observed, weights=wt)
+    floor = math.log(_FLOOR)
+    power = _smoothed(_periodogram(res, place, grid), grid)
+
+    def shares(fields):
+        lv = np.maximum(np.column_stack([observed, level + fields]), floor)
+        const, best, lines = _scan(y, x, lv, wt, shape, step=2.0, offsets=81)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(const > 0, np.clip(1 - best / const, 0, 1), 0.0), lv, lines
+
+    _, lv, lines = shares(_draw(power, place, _NULL, rng))
+    fitted = [
+        _periodogram(lv[:, i] - _model(y, x, lines[i], shape), place, grid)
+        for i in range(1, len(lines))
+    ]
+    kept = _smoothed(np.mean(fitted, 0), grid)
+    with np.errstate(divide="ignore", invalid="ignore"):  # at most a 20-fold correction
+        power = np.where(power > 0, power / np.clip(kept / power, 0.05, 1), 0.0)
+    share = shares(_draw(power, place, _NULL, rng))[0]
+    mean, var = share[1:].mean(), share[1:].var()
+    if var <= 1e-12 * max(mean * mean, 1e-12):  # error-free map: only an exact V explains it
+        return 0.0 if share[0] > mean + 1e-9 else 1.0
+    return float(gammaincc(mean * mean / var, share[0] * mean / var))
 
 
 def _significance(fp: FocalPlane) -> str:
     """Empty when the blur gradient is significant, else the reason it is not."""
-    k, err = fp.slope, fp.errors["slope"]
-    growth = f"k = {k:.4f} ± {err:.4f} px/px"
-    if not k > _MIN_Z * err:
-        return f"{growth}, within {_MIN_Z:g} errors of zero"
+    if not fp.p_value < _MAX_P:
+        return (
+            f"k = {fp.slope:.4f} px/px, but the map's correlated errors alone give as strong a "
+            f"V-shaped gradient, p = {fp.p_value:.2g}"
+        )
+    growth = f"k = {fp.slope:.4f} ± {fp.errors['slope']:.4f} px/px"
     if fp.blur_range < _MIN_RANGE:
         return (
             f"{growth}; the fitted blur varies by {100 * (fp.blur_range - 1):.0f} % across the "
@@ -502,13 +643,27 @@ def focal_plane(
     min_confidence : float
         Pixels below this confidence are left out of the fit.
     rng : int, Generator or None
-        Seed or generator of the block bootstrap that gives the uncertainties (the default
-        seed makes them deterministic).
+        Seed or generator of the block bootstrap behind the uncertainties and of the simulated
+        maps behind the significance test (the default seed makes both deterministic).
 
     Returns
     -------
     FocalPlane
         With ``significant`` False when the map shows no significant blur gradient.
+
+    Notes
+    -----
+    The significance test simulates 96 maps of a constant blur plus Gaussian random fields
+    with the spectrum of the fit's residuals, and asks how often a V-shaped law explains as
+    large a share of their variance as it does of the map's. A fit absorbs the part of the
+    errors that looks like the model, which for correlated errors is much of their power at
+    the lowest frequencies, so the residuals' spectrum is first divided by the share of it that
+    survives fits to fields drawn from it (a bootstrap bias correction, Efron & Tibshirani
+    1993, *An Introduction to the Bootstrap*, ch. 10). The tail probability comes from a gamma
+    law with the simulated shares' mean and variance (Satterthwaite 1946, Biometrics Bull. 2,
+    110). Errors correlated over much of the image can still pass for a gradient: on
+    simulated flat maps with Gaussian-smoothed errors, no line was claimed in 12 draws each at
+    correlation lengths of 2 and 6 cells, and in 1 of 12 at 12 cells (a tenth of the image).
 
     Examples
     --------
@@ -533,7 +688,7 @@ def focal_plane(
     wt = np.where(conf >= min_confidence, conf, 0).astype(np.float64)
     if np.count_nonzero(wt) < 16:
         raise BadInputError("too few confident blur measurements to fit a focal plane")
-    y, x, lvb, wtb, block = _binned(lv, wt, r, c, shape)
+    y, x, lvb, wtb, block, place, grid = _binned(lv, wt, r, c, shape)
     p = _refine(y, x, lvb, wtb, shape, _search(y, x, lvb, wtb, shape))
     rms = _rms(r[:, None].astype(np.float64), c[None, :].astype(np.float64), lv, wt, p, shape)
     # Block bootstrap: resample the blocks of the image with replacement.
@@ -545,6 +700,8 @@ def focal_plane(
         wb = wtb * counts[block]
         if wb.sum() > 0:
             boots.append(_refine(y, x, lvb, wb, shape, p))
+    model = _model(y, x, p, shape)
+    p_value = _p_value(y, x, model, lvb - model, wtb, shape, place, grid, rng)
     fp = _describe(p, shape)
     bs = [_describe(b, shape) for b in boots]
     errors = {}
@@ -590,6 +747,7 @@ def focal_plane(
         rows=profiles[0],
         columns=profiles[1],
         note=note,
+        p_value=p_value,
     )
     reason = _significance(fit)
     return replace(fit, significant=not reason, reason=reason)
