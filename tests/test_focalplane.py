@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,12 @@ from skimage import data
 from defocus import BadInputError
 from defocus.blurmap import BlurMap, blur_map
 from defocus.focalplane import focal_plane, region_stats
+from defocus.io import read_image
 from defocus.synth import add_gaussian_noise, blur_varying, tilt_map
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DEFOCUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DEEPFOCUS = SHARED / "real" / "sem_deepfocus_wd"
 
 
 def _ideal(sigma: np.ndarray) -> BlurMap:
@@ -188,3 +195,53 @@ def test_tilted_line_through_a_corner_is_not_called_outside_the_field_of_view():
     assert fp.outside and fp.position == 1.0
     assert fp.fitted_position == pytest.approx(1.2, abs=0.02)
     assert "centre line outside" in fp.note and "field of view" not in fp.note
+
+
+def _no_line(fp) -> None:
+    assert not fp.significant and fp.p_value >= 0.00135
+    text = fp.summary()["text"]
+    assert text.startswith("no significant blur gradient: no focal line (") and "\n" not in text
+    assert "correlated errors alone" in fp.reason
+
+
+@pytest.mark.parametrize("texture", ["grass to camera", "grass under a gain ramp"])
+def test_uniform_blur_with_varying_texture_claims_no_line(texture):
+    # One blur everywhere, but the texture (or its contrast) changes across the width, and with
+    # it the blur map's texture-dependent error: k came out 5.2 and 5.3 bootstrap errors from
+    # zero, which a test that took the map's cells as independent called a line.
+    grass = data.grass()[:256, :320].astype(np.float32) / 255
+    mix = np.linspace(0, 1, 320, dtype=np.float32)[None, :]
+    if texture == "grass to camera":
+        img = grass * (1 - mix) + data.camera()[:256, 100:420].astype(np.float32) / 255 * mix
+    else:
+        img = grass * (0.2 + 0.8 * mix) + 0.3
+    blurred = add_gaussian_noise(ndi.gaussian_filter(img, 1.5), 0.01, rng=0)
+    _no_line(focal_plane(blur_map(blurred)))
+
+
+@pytest.mark.skipif(not DEEPFOCUS.is_dir(), reason="shared real data not present")
+@pytest.mark.parametrize("frame", ["base", "pert-5000", "pert5000"])
+def test_uniformly_defocused_sem_frame_claims_no_line(frame):
+    # A flat section imaged at one working distance (the set's SOURCE.txt): no gradient.
+    path = DEEPFOCUS / f"series_0_def-13324_astx-466_asty219_{frame}.png"
+    _no_line(focal_plane(blur_map(read_image(path).data)))
+
+
+@pytest.mark.parametrize(("position", "angle"), [(0.6, -15.0), (0.3, 5.0)])
+def test_known_tilt_is_found_within_its_stated_errors(position, angle):
+    sharp = data.camera()[:256, 128:384].astype(np.float32) / 255
+    truth = tilt_map(sharp.shape, position=position, angle=angle, slope=0.035, floor=0.5)
+    fp = focal_plane(blur_map(add_gaussian_noise(blur_varying(sharp, truth), 0.01, rng=0)))
+    assert fp.significant and fp.p_value < 1e-4
+    assert abs(fp.fitted_position - position) <= 3 * fp.errors["position"]
+    assert abs(fp.angle - angle) <= 3 * fp.errors["angle"]
+    assert fp.summary()["p_value"] == pytest.approx(fp.p_value, rel=0.05, abs=1e-300)
+
+
+def test_significance_does_not_depend_on_the_blur_scale():
+    # The same correlated errors on a flat map at 1 and at 4 px, and on the same tilt scaled:
+    # the test works in log sigma, so a scale changes nothing but the floor's share.
+    flat, tilt = np.full((240, 320), 1.5, np.float32), tilt_map((240, 320), slope=0.03, floor=1.5)
+    for truth in (flat, tilt):
+        p = [focal_plane(_noisy(truth * scale, 3)).p_value for scale in (1.0, 4.0)]
+        assert (p[0] < 0.00135) == (p[1] < 0.00135) == (truth is tilt)
