@@ -40,6 +40,8 @@ __all__ = ["FocalPlane", "Profile", "focal_plane", "region_stats"]
 # Block-bootstrap refits for the errors, and simulated constant-blur maps for the significance.
 _BOOTSTRAP = 32
 _NULL = 96
+# Fields whose fits measure how much of the spectrum a fit absorbs (see _p_value).
+_CORRECTION = 32
 # The bootstrap resamples _BLOCKS x _BLOCKS blocks of the image; the fit runs on medians over
 # _BINS x _BINS bins in each block (at most 4096 points), so resampling blocks resamples bins.
 _BLOCKS = 8
@@ -594,7 +596,7 @@ def _p_value(y, x, model, res, wt, shape, place, grid, rng) -> float:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(const > 0, np.clip(1 - best / const, 0, 1), 0.0), lv, lines
 
-    _, lv, lines = shares(_draw(power, place, _NULL, rng))
+    _, lv, lines = shares(_draw(power, place, _CORRECTION, rng))
     fitted = [
         _periodogram(lv[:, i] - _model(y, x, lines[i], shape), place, grid)
         for i in range(1, len(lines))
