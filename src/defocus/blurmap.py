@@ -79,7 +79,7 @@ from ._blurcorrect import correct
 from ._errors import BadInputError
 from ._types import Progress
 from .io import PixelSize, as_pixel_size
-from .noise import NoiseModel, estimate_noise, quantum
+from .noise import NoiseModel, cell_slope, estimate_noise, quantum
 from .psf import FAMILIES, convert_width
 
 __all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
@@ -367,9 +367,12 @@ def _estimate(
     factor = np.ones(k)  # pyramid factor of each scale's level
     weight = np.ones(k)  # the noise spectrum's weight at each scale
     last = 0  # the largest scale the image was big enough for
+    slope: np.ndarray | None = None
     for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i], factor[i], last = se, f, i
-        var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
+        if slope is None:  # the finest level's cell means are the image's own
+            slope = cell_slope(lum, cell=STRIDE, block=nm.slope_block) * np.float32(scale)
+        var = (nm.variance(lum * scale, slope=slope) / scale**2).astype(np.float32)
         weight[i] = nm.spectral_weight(se)
         var *= np.float32(weight[i])
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
