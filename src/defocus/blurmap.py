@@ -363,6 +363,7 @@ def _estimate(
     energy = np.zeros((k, *cells), np.float32)
     noise = np.ones((k, *cells), np.float32)
     thresh = np.full((k, *cells), np.inf, np.float32)
+    ramp = np.zeros((k, *cells), np.float32)
     s_eff = np.array(SCALES, np.float64)
     factor = np.ones(k)  # pyramid factor of each scale's level
     weight = np.ones(k)  # the noise spectrum's weight at each scale
@@ -371,8 +372,8 @@ def _estimate(
     for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i], factor[i], last = se, f, i
         if slope is None:  # the finest level's cell means are the image's own
-            slope = cell_slope(lum, cell=STRIDE, block=nm.slope_block) * np.float32(scale)
-        var = (nm.variance(lum * scale, slope=slope) / scale**2).astype(np.float32)
+            slope = cell_slope(lum, cell=STRIDE, block=nm.slope_block)
+        var = (nm.variance(lum * scale, slope=slope * scale) / scale**2).astype(np.float32)
         weight[i] = nm.spectral_weight(se)
         var *= np.float32(weight[i])
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.
@@ -380,16 +381,22 @@ def _estimate(
         energy[i] = e
         noise[i] = var * np.float32(gain_mean[i])
         thresh[i] = var * np.float32(gain_q[i])
+        if se <= nm.slope_block / 8:
+            # On a ramp of gradient g the energy is |g + n|², not |n|²: noise rides on the
+            # ramp's gradient, and its largest value in a cell is up to (g + |n|)². Scales far
+            # below the slope's window see the ramp as such; coarser ones see edges in it.
+            ramp[i] = slope
         if progress is not None:
             progress(i + 1, k, f"scale {SCALES[i]:.3g} px")
-    sig = energy > thresh
+    sig = energy > (ramp + np.sqrt(thresh)) ** 2
+    floor_sig = np.where(ramp > 0, (ramp + np.sqrt(thresh)) ** 2, thresh)
     # Hysteresis (as in Canny 1986): scales significant at ALPHA join the fit, but the edge's
     # scale (the peak below) is sought only where the energy stands DETECT times above the
     # threshold. Pure noise reaches that with probability ~1e-9 per cell and scale, and rarely
     # even where the noise model underestimates the real noise by 2x (JPEG, ion-beam scan noise);
     # otherwise the large absolute energy of slightly misjudged fine-scale noise would outrank a
     # real wide edge.
-    strong = energy > _DETECT * thresh
+    strong = energy > (ramp + np.sqrt(_DETECT * thresh)) ** 2
     # Noise adds its mean energy N and, through the cross term with the edge's own gradient,
     # a share of sqrt(E N) at the cell's maximum: both are removed.
     signal = np.maximum(energy - noise - _CROSS * np.sqrt(energy * noise), np.float32(1e-30))
@@ -444,7 +451,7 @@ def _estimate(
             1.0 / (intercept + slope * s_eff[below] ** 2),
             s_at_peak,
         )
-    t_below = np.take_along_axis(thresh, below[None], 0)[0]
+    t_below = np.take_along_axis(floor_sig, below[None], 0)[0]
     found &= ~((first > 0) & (pred > 3 * t_below))
     # The step height the fit implies, A^2 = 2 pi / slope: a step of a grey level or two is the
     # staircase of a quantised ramp, not an edge.
