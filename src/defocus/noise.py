@@ -655,12 +655,14 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     # sparse edges barely move its median, so it measures noise even where no block is truly
     # flat (Donoho & Johnstone 1994).
     hd = _haar_diagonal(flat).reshape(len(flat), -1)
-    haar = (np.median(np.abs(hd), axis=1) / 0.6745) ** 2
-    # On 8-bit data with under a grey level of noise the median is stuck at 0 or half a level;
-    # the mean square of the lower 90 % is not. The larger of the two: noise never reads low.
+    mad = np.median(np.abs(hd), axis=1)
+    haar = (mad / 0.6745) ** 2
+    # Under a grey level of noise the median of integer data's detail (steps of half a level)
+    # is stuck at 0 or half a level; the mean square of the lower 90 % is not. There the
+    # larger of the two, so that noise never reads low.
     keep = int(0.9 * hd.shape[1])
     trimmed = np.partition(hd * hd, keep - 1, axis=1)[:, :keep].mean(axis=1) / _TRIMMED_GAUSS
-    haar = np.maximum(haar, trimmed)
+    haar = np.where(mad < q, np.maximum(haar, trimmed), haar)
     edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
     which = np.clip(np.searchsorted(edges, means[sel], side="right") - 1, 0, _BINS - 1)
     bin_mean = [float(np.median(means[sel][which == k])) for k in np.unique(which)]
