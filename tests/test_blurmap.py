@@ -393,13 +393,16 @@ def test_correction_weights_are_small_and_complete():
     assert -1.0 < lo < 0 < hi < 1.5  # a correction, not a free answer
 
 
-def test_noise_on_ramps_is_not_read_as_fine_detail():
-    # 8-bit regions blurred by 8 px with a grey level of noise: noise riding on the ramps must
-    # not pass for sharp edges. Measured cells reading under half the blur stay rare.
+@pytest.mark.parametrize("sigma", [4.0, 8.0])
+def test_noise_left_on_slopes_by_a_camera_is_not_read_as_detail(sigma):
+    # Edge-aware noise reduction, as in camera pipelines, smooths the noise of flat areas and
+    # keeps it on intensity ramps. A noise model of intensity alone read it as fine detail
+    # (sigma 4 -> 2.3 px, 8 -> 2.0 px); the slope term measured from the image explains it.
     rng = np.random.default_rng(0)
-    sharp = ndi.zoom(rng.random((8, 8)), 64, order=0) * 160 + 40
-    noisy = ndi.gaussian_filter(sharp, 8.0) + rng.normal(0, 1.0, sharp.shape)
-    est = blur_map(np.clip(np.round(noisy), 0, 255).astype(np.uint8), correction=False)
-    measured = est.sparse[np.isfinite(est.sparse) & (est.sparse_confidence >= 0.3)]
-    assert measured.size > 500
-    assert float((measured < 4.0).mean()) < 0.03
+    clean = ndi.gaussian_filter(ndi.zoom(rng.random((16, 16)), 64, order=0) * 160 + 40, sigma)
+    noisy = clean + rng.normal(0, 1.5, clean.shape)
+    keep = 1 - np.exp(-(ndi.gaussian_gradient_magnitude(clean, 3) ** 2))
+    camera = keep * noisy + (1 - keep) * ndi.gaussian_filter(noisy, 1.5)
+    est = blur_map(camera, correction=False)
+    assert len(est.noise.slopes) > 0
+    assert float(np.median(est.sigma)) == pytest.approx(sigma, rel=0.15)

@@ -11,7 +11,9 @@ texture is learned (step 5); the physics alone decides what is measured.
    without any structure, at that pixel's own intensity. JPEG leaves flat blocks exactly flat,
    so its compression error escapes that model; where the image shows the 8 x 8 block grid, the
    steps across it bound the error's variance from below, and that bound is a floor on the
-   noise (Wallace 1992 describes the block coding).
+   noise (Wallace 1992 describes the block coding). A camera's pipeline leaves more error on
+   intensity ramps than on flat areas; the model measures that excess against the local slope
+   from the image itself, and each cell's noise is that of its intensity and its slope.
 2. **Scale space.** Gradient energies ``|∇L_s|²`` at 15 scales ``s`` = 0.5 ... 64 px (half-octave
    steps) on a block-mean pyramid; the exact scale each level applies (Gaussian increments, the
    pyramid's averaging and the difference operator) is tracked, not assumed.
@@ -363,7 +365,6 @@ def _estimate(
     energy = np.zeros((k, *cells), np.float32)
     noise = np.ones((k, *cells), np.float32)
     thresh = np.full((k, *cells), np.inf, np.float32)
-    ramp = np.zeros((k, *cells), np.float32)
     s_eff = np.array(SCALES, np.float64)
     factor = np.ones(k)  # pyramid factor of each scale's level
     weight = np.ones(k)  # the noise spectrum's weight at each scale
@@ -381,22 +382,16 @@ def _estimate(
         energy[i] = e
         noise[i] = var * np.float32(gain_mean[i])
         thresh[i] = var * np.float32(gain_q[i])
-        if se <= nm.slope_block / 8:
-            # On a ramp of gradient g the energy is |g + n|², not |n|²: noise rides on the
-            # ramp's gradient, and its largest value in a cell is up to (g + |n|)². Scales far
-            # below the slope's window see the ramp as such; coarser ones see edges in it.
-            ramp[i] = slope
         if progress is not None:
             progress(i + 1, k, f"scale {SCALES[i]:.3g} px")
-    sig = energy > (ramp + np.sqrt(thresh)) ** 2
-    floor_sig = np.where(ramp > 0, (ramp + np.sqrt(thresh)) ** 2, thresh)
+    sig = energy > thresh
     # Hysteresis (as in Canny 1986): scales significant at ALPHA join the fit, but the edge's
     # scale (the peak below) is sought only where the energy stands DETECT times above the
     # threshold. Pure noise reaches that with probability ~1e-9 per cell and scale, and rarely
     # even where the noise model underestimates the real noise by 2x (JPEG, ion-beam scan noise);
     # otherwise the large absolute energy of slightly misjudged fine-scale noise would outrank a
     # real wide edge.
-    strong = energy > (ramp + np.sqrt(_DETECT * thresh)) ** 2
+    strong = energy > _DETECT * thresh
     # Noise adds its mean energy N and, through the cross term with the edge's own gradient,
     # a share of sqrt(E N) at the cell's maximum: both are removed.
     signal = np.maximum(energy - noise - _CROSS * np.sqrt(energy * noise), np.float32(1e-30))
@@ -451,7 +446,7 @@ def _estimate(
             1.0 / (intercept + slope * s_eff[below] ** 2),
             s_at_peak,
         )
-    t_below = np.take_along_axis(floor_sig, below[None], 0)[0]
+    t_below = np.take_along_axis(thresh, below[None], 0)[0]
     found &= ~((first > 0) & (pred > 3 * t_below))
     # The step height the fit implies, A^2 = 2 pi / slope: a step of a grey level or two is the
     # staircase of a quantised ramp, not an edge.

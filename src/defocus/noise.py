@@ -609,7 +609,9 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     periodograms give the noise power spectrum. JPEG leaves flat blocks flat, so its
     compression error escapes that measure; where the image shows the 8 x 8 block grid, the
     steps across it bound the error (:func:`compression_variance`), and that bound floors the
-    noise.
+    noise. Camera pipelines leave more error on intensity ramps than on flat areas of the same
+    intensity; the excess is measured against the blocks' plane slope (``slopes`` and
+    ``slope_variances``; see :meth:`NoiseModel.slope_variance`) and is zero for white noise.
 
     Texture finer than a block that is present everywhere can be taken for noise, which makes
     the model conservative: it then hides faint detail rather than reading noise as detail.
