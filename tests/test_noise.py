@@ -227,3 +227,63 @@ def test_block_compression_needs_blocks_of_32_px():
     assert _block_compression(cut(32)) == pytest.approx(compression_variance(jpeg), rel=0.5)
     assert _block_compression(cut(32)) > 0
     assert _block_compression(cut(16)) == 0.0
+
+
+def _ramps(seed: int = 0) -> np.ndarray:
+    """Smooth intensity ramps of every slope: blocky regions blurred by a Gaussian of 8 px."""
+    rng = np.random.default_rng(seed)
+    return ndi.gaussian_filter(ndi.zoom(rng.random((16, 16)), 64, order=0) * 160 + 40, 8)
+
+
+@pytest.mark.parametrize("eight_bit", [False, True])
+def test_white_noise_on_ramps_has_no_slope_term(eight_bit):
+    # White noise is the same on a slope as on a flat area: the measured slope term is zero,
+    # or a few percent of the noise at most.
+    img = _ramps() + np.random.default_rng(1).normal(0, 1.5, (1024, 1024))
+    if eight_bit:
+        img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    nm = estimate_noise(img)
+    assert float(nm.slope_variance(10.0)) <= 0.05 * float(nm.variance(120.0))
+    assert float(nm.variance(120.0, slope=3.0)) == pytest.approx(
+        float(nm.variance(120.0)), rel=0.05
+    )
+
+
+def _edge_aware_denoise(img: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """A camera's adaptive noise reduction: smooths flat areas, keeps the noise on slopes."""
+    keep = 1 - np.exp(-(ndi.gaussian_gradient_magnitude(clean, 3) ** 2))
+    return keep * img + (1 - keep) * ndi.gaussian_filter(img, 1.5)
+
+
+def test_slope_term_measures_noise_left_on_slopes():
+    clean = _ramps()
+    img = _edge_aware_denoise(clean + np.random.default_rng(1).normal(0, 1.5, clean.shape), clean)
+    nm = estimate_noise(img)
+    steps = nm.slope_variance(np.array([0.0, 0.5, 1.0, 2.0, 4.0]))
+    assert steps[0] == 0 and np.all(np.diff(steps) >= 0)
+    # Flat areas keep a tenth of the noise; on slopes of 2 px and more, all of it returns.
+    assert steps[-2] > 3 * float(nm.variance(120.0))
+
+
+def test_slope_term_follows_gain_and_offset():
+    clean = _ramps()
+    img = _edge_aware_denoise(clean + np.random.default_rng(1).normal(0, 1.5, clean.shape), clean)
+    a, b = estimate_noise(img), estimate_noise(4 * img + 10)
+    np.testing.assert_allclose(b.slopes, 4 * a.slopes, rtol=1e-4)
+    np.testing.assert_allclose(b.slope_variances, 16 * a.slope_variances, rtol=1e-4)
+    assert b.slope_block == a.slope_block
+
+
+def test_cell_slope_matches_the_block_planes():
+    # The slope the blur map reads per cell is the plane slope estimate_noise measured per block.
+    from defocus.noise import _blocks, cell_slope
+
+    img = _ramps()
+    blocks = _blocks(img, 32, np.float64)
+    c = np.arange(32) - 15.5
+    norm = 32 * float(c @ c)
+    plane = np.hypot(blocks.sum(axis=2) @ c / norm, blocks.sum(axis=1) @ c / norm)
+    cells = img.reshape(256, 4, 256, 4).mean(axis=(1, 3))
+    # The window of 8 cells starting at cell 8 j covers block j.
+    per_cell = cell_slope(cells, cell=4, block=32)[4::8, 4::8].ravel()
+    np.testing.assert_allclose(per_cell, plane, rtol=0.02, atol=1e-3)

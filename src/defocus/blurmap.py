@@ -11,7 +11,9 @@ texture is learned (step 5); the physics alone decides what is measured.
    without any structure, at that pixel's own intensity. JPEG leaves flat blocks exactly flat,
    so its compression error escapes that model; where the image shows the 8 x 8 block grid, the
    steps across it bound the error's variance from below, and that bound is a floor on the
-   noise (Wallace 1992 describes the block coding).
+   noise (Wallace 1992 describes the block coding). A camera's pipeline leaves more error on
+   intensity ramps than on flat areas; the model measures that excess against the local slope
+   from the image itself, and each cell's noise is that of its intensity and its slope.
 2. **Scale space.** Gradient energies ``|∇L_s|²`` at 15 scales ``s`` = 0.5 ... 64 px (half-octave
    steps) on a block-mean pyramid; the exact scale each level applies (Gaussian increments, the
    pyramid's averaging and the difference operator) is tracked, not assumed.
@@ -79,7 +81,7 @@ from ._blurcorrect import correct
 from ._errors import BadInputError
 from ._types import Progress
 from .io import PixelSize, as_pixel_size
-from .noise import NoiseModel, estimate_noise, quantum
+from .noise import NoiseModel, cell_slope, estimate_noise, quantum
 from .psf import FAMILIES, convert_width
 
 __all__ = ["CONFIDENCE_THRESHOLD", "PSF_FAMILIES", "BlurMap", "blur_map"]
@@ -367,9 +369,12 @@ def _estimate(
     factor = np.ones(k)  # pyramid factor of each scale's level
     weight = np.ones(k)  # the noise spectrum's weight at each scale
     last = 0  # the largest scale the image was big enough for
+    slope: np.ndarray | None = None
     for i, (se, f, e, lum) in enumerate(_scale_space(img, cells)):
         s_eff[i], factor[i], last = se, f, i
-        var = (nm.variance(lum * scale) / scale**2).astype(np.float32)
+        if slope is None:  # the finest level's cell means are the image's own
+            slope = cell_slope(lum, cell=STRIDE, block=nm.slope_block)
+        var = (nm.variance(lum * scale, slope=slope * scale) / scale**2).astype(np.float32)
         weight[i] = nm.spectral_weight(se)
         var *= np.float32(weight[i])
         # A relative floor of 1e-3 of the image's spread keeps noise-free (synthetic) data finite.

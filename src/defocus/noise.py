@@ -11,6 +11,11 @@ Real sensor noise is not the white, signal-independent noise of textbooks:
 - **Quantised.** An integer image cannot show less than one grey level: a smooth 8-bit ramp is a
   staircase of one-level steps. The variance never drops below ``q**2 / 12`` (``q`` = one grey
   level), so a staircase is explained as noise and never read as detail.
+- **Larger on slopes.** A camera's pipeline (demosaicing, sharpening, JPEG) leaves more error on
+  smooth intensity ramps than on flat areas of the same intensity: JPEG zeroes the small cosine
+  coefficients of a flat block but quantises the large ones of a sloped block (Wallace 1992).
+  The model measures the excess variance as a function of the local slope
+  (:func:`cell_slope`) from the image itself; on white noise it is zero.
 
 :func:`estimate_noise` fits all three from the one image; :meth:`NoiseModel.spectral_weight`
 gives the extra noise a derivative-of-Gaussian filter at any scale lets through. For maps that
@@ -47,6 +52,7 @@ __all__ = [
     "BandNoise",
     "NoiseModel",
     "band_noise",
+    "cell_slope",
     "compression_variance",
     "estimate_noise",
     "haar_sigma",
@@ -81,6 +87,11 @@ _TEXTURE_KURTOSIS = 1.0
 # 32-px blocks): noise correlations of demosaicing, JPEG and scan electronics span at most a
 # couple of pixels, so power there in the flat blocks is residual (blurred) content.
 _FLAT_BELOW = 4
+# The slope term: intensity and slope bins of the blocks (quantiles), and the fewest blocks a
+# bin needs for its lower envelope (the median of its least varying fifth).
+_SLOPE_INTENSITY_BINS = 4
+_SLOPE_BINS = 6
+_SLOPE_MIN_BLOCKS = 20
 # local_noise_variance first removes each block's content smoother than a Gaussian of this
 # sigma (px): smooth shading raises the coarser Haar level more than the finer one and would be
 # taken for less noise. Noise at the Haar levels (periods of 2-8 px) keeps 80-100 % of its energy.
@@ -116,6 +127,12 @@ class NoiseModel:
     compression : float
         Least variance of JPEG's compression error (:func:`compression_variance`); 0 for data
         that show no JPEG block grid. A floor on the noise at every intensity.
+    slopes, slope_variances : ndarray of float64
+        The excess variance on intensity slopes: measured at each slope (:func:`cell_slope`,
+        intensity units per px), added to :meth:`variance` where a slope is given. Empty where
+        the image shows none or is too small to measure it.
+    slope_block : int
+        Window side (px) of the slopes the excess was measured at.
     """
 
     gain: float
@@ -127,10 +144,32 @@ class NoiseModel:
     levels: np.ndarray = field(default_factory=lambda: np.zeros(0))
     variances: np.ndarray = field(default_factory=lambda: np.zeros(0))
     compression: float = 0.0
+    slopes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    slope_variances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    slope_block: int = _BLOCK
 
-    def variance(self, intensity: np.ndarray | float) -> np.ndarray:
+    def slope_variance(self, slope: np.ndarray | float) -> np.ndarray:
+        """Excess noise variance on an intensity slope of ``slope`` (intensity units per px,
+        from :func:`cell_slope` with ``block=slope_block``): 0 on flat areas, constant beyond
+        the steepest slope measured.
+
+        Examples
+        --------
+        >>> nm = estimate_noise(np.random.default_rng(0).normal(100, 2, (256, 256)))
+        >>> float(nm.slope_variance(5.0))  # too small an image to measure it
+        0.0
+        """
+        x = np.asarray(slope, np.float64)
+        if not len(self.slopes):
+            return np.zeros_like(x)
+        return np.interp(x, self.slopes, self.slope_variances)
+
+    def variance(
+        self, intensity: np.ndarray | float, *, slope: np.ndarray | float | None = None
+    ) -> np.ndarray:
         """Noise variance at ``intensity``, never below the quantisation floor ``q**2 / 12``
-        nor the compression error's variance.
+        nor the compression error's variance; with ``slope``, plus the excess on that slope
+        (:meth:`slope_variance`).
 
         Examples
         --------
@@ -143,7 +182,8 @@ class NoiseModel:
             v = np.interp(x, self.levels, self.variances)
         else:
             v = np.full_like(x, self.floor)
-        return np.maximum(v, max(self.quantum**2 / 12.0, self.compression))
+        v = np.maximum(v, max(self.quantum**2 / 12.0, self.compression))
+        return v if slope is None else v + self.slope_variance(slope)
 
     def std(self, intensity: np.ndarray | float) -> np.ndarray:
         """Noise standard deviation at ``intensity`` (the square root of :meth:`variance`)."""
@@ -188,6 +228,10 @@ class NoiseModel:
             "correlation": [round(c, 3) for c in self.correlation],
             "flat_blocks": self.flat_blocks,
             "compression": float(f"{self.compression:.6g}"),
+            "slope_noise": [
+                [float(f"{g:.4g}"), float(f"{v:.4g}")]
+                for g, v in zip(self.slopes, self.slope_variances, strict=True)
+            ],
         }
 
 
@@ -279,6 +323,93 @@ def _flattest(means: np.ndarray, varis: np.ndarray) -> np.ndarray:
         if len(idx):
             chosen.append(idx[varis[idx] <= np.quantile(varis[idx], _FLAT_FRACTION)])
     return np.concatenate(chosen)
+
+
+def cell_slope(means: np.ndarray, *, cell: int, block: int = _BLOCK) -> np.ndarray:
+    """Local intensity slope (units per px) from a grid of ``cell`` px cell means: the gradient
+    magnitude of the least-squares plane through the cells of a ``block`` px window around
+    each cell, as :func:`estimate_noise` measures it on its blocks.
+
+    Examples
+    --------
+    >>> ramp = 3.0 * np.arange(64)[None, :].repeat(64, axis=0)  # 3 units per px along x
+    >>> cells = ramp.reshape(16, 4, 16, 4).mean(axis=(1, 3))
+    >>> bool(np.allclose(cell_slope(cells, cell=4)[4:-4, 4:-4], 3.0))
+    True
+    """
+    n = max(block // cell, 2)
+    c = cell * (np.arange(n) - (n - 1) / 2)
+    diff = c / float(c @ c)  # least-squares slope of the n cells along one axis
+    mean = np.full(n, 1.0 / n)
+    m = np.asarray(means, np.float32)
+    gx = ndi.correlate1d(ndi.correlate1d(m, diff, axis=1, mode="nearest"), mean, axis=0)
+    gy = ndi.correlate1d(ndi.correlate1d(m, diff, axis=0, mode="nearest"), mean, axis=1)
+    return np.hypot(gx, gy)
+
+
+def _increasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least-squares non-decreasing fit to ``y`` (pool adjacent violators)."""
+    pools: list[list[float]] = []  # [value, weight, count]
+    for v, wt in zip(y, w, strict=True):
+        pools.append([float(v), float(wt), 1])
+        while len(pools) > 1 and pools[-2][0] > pools[-1][0]:
+            v2, w2, n2 = pools.pop()
+            v1, w1, n1 = pools.pop()
+            pools.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.repeat([p[0] for p in pools], [int(p[2]) for p in pools])
+
+
+def _slope_excess(
+    blocks: np.ndarray, resid: np.ndarray, means: np.ndarray, to_var: float, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Excess noise variance against block slope: :class:`NoiseModel`'s ``slopes`` and
+    ``slope_variances``, from (n, b, b) blocks, their plane residuals and means.
+
+    Each block's fine-scale energy is the trimmed mean square of its finest Haar diagonal
+    detail (planes cancel in it exactly, and unlike the median it is not stuck at 0 or half a
+    grey level on 8-bit data), its slope that of its least-squares plane. In intensity and
+    slope bins (quantiles), the median of the least varying fifth of the blocks is the bin's
+    lower envelope, as flat blocks give the noise itself; the excess over the flattest slope
+    bin of the same intensity (never below the quantisation and compression floor), median
+    over intensities and made non-decreasing in slope, is the slope term. ``to_var`` converts
+    finest-detail energy to variance as for the flat blocks. Empty where no bin has an excess.
+    """
+    n, b = len(blocks), blocks.shape[-1]
+    pick = np.arange(0, n, max(1, n // (2 * _SPECTRUM_BLOCKS)))
+    blocks, resid, means = blocks[pick], resid[pick], means[pick]
+    c = np.arange(b) - (b - 1) / 2
+    norm = b * float(c @ c)
+    slope = np.hypot(blocks.sum(axis=2) @ c / norm, blocks.sum(axis=1) @ c / norm)
+    d = _haar_diagonal(resid.reshape(-1, b, b)).reshape(len(pick), -1) ** 2
+    keep = int(0.9 * d.shape[1])
+    fine = np.partition(d, keep - 1, axis=1)[:, :keep].mean(axis=1) / _TRIMMED_GAUSS / to_var
+
+    def bins(x: np.ndarray, k: int) -> np.ndarray:
+        edges = np.quantile(x, np.linspace(0, 1, k + 1))
+        return np.clip(np.searchsorted(edges, x, side="right") - 1, 0, k - 1)
+
+    ib, gb = bins(means, _SLOPE_INTENSITY_BINS), bins(slope, _SLOPE_BINS)
+    excess = np.full((_SLOPE_INTENSITY_BINS, _SLOPE_BINS), np.nan)
+    for i in range(_SLOPE_INTENSITY_BINS):
+        for j in range(_SLOPE_BINS):
+            sel = (ib == i) & (gb == j)
+            if sel.sum() >= _SLOPE_MIN_BLOCKS:
+                excess[i, j] = np.quantile(fine[sel], _FLAT_FRACTION / 2)
+        excess[i] -= max(excess[i, 0], floor)  # NaN where the flat bin was not measured
+    counts = np.bincount(gb, minlength=_SLOPE_BINS)
+    ex = np.full(_SLOPE_BINS, np.nan)
+    nodes = np.full(_SLOPE_BINS, np.nan)
+    for j in range(_SLOPE_BINS):
+        col = excess[:, j][np.isfinite(excess[:, j])]
+        if len(col):
+            ex[j], nodes[j] = np.median(col), np.median(slope[gb == j])
+    ok = np.isfinite(ex)
+    if ok.sum() < 2:
+        return np.zeros(0), np.zeros(0)
+    ex = np.maximum(_increasing(ex[ok], counts[ok]), 0.0)
+    if not ex.any():
+        return np.zeros(0), np.zeros(0)
+    return nodes[ok], ex
 
 
 def _periodogram(resid: np.ndarray, varis: np.ndarray, low: int = 3) -> np.ndarray:
@@ -478,7 +609,9 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     periodograms give the noise power spectrum. JPEG leaves flat blocks flat, so its
     compression error escapes that measure; where the image shows the 8 x 8 block grid, the
     steps across it bound the error (:func:`compression_variance`), and that bound floors the
-    noise.
+    noise. Camera pipelines leave more error on intensity ramps than on flat areas of the same
+    intensity; the excess is measured against the blocks' plane slope (``slopes`` and
+    ``slope_variances``; see :meth:`NoiseModel.slope_variance`) and is zero for white noise.
 
     Texture finer than a block that is present everywhere can be taken for noise, which makes
     the model conservative: it then hides faint detail rather than reading noise as detail.
@@ -523,8 +656,15 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     # Finest Haar diagonal detail per flat block (only those are used): smooth content and
     # sparse edges barely move its median, so it measures noise even where no block is truly
     # flat (Donoho & Johnstone 1994).
-    hd = _haar_diagonal(flat)
-    haar = (np.median(np.abs(hd.reshape(len(hd), -1)), axis=1) / 0.6745) ** 2
+    hd = _haar_diagonal(flat).reshape(len(flat), -1)
+    mad = np.median(np.abs(hd), axis=1)
+    haar = (mad / 0.6745) ** 2
+    # Under a grey level of noise the median of integer data's detail (steps of half a level)
+    # is stuck at 0 or half a level; the mean square of the lower 90 % is not. There the
+    # larger of the two, so that noise never reads low.
+    keep = int(0.9 * hd.shape[1])
+    trimmed = np.partition(hd * hd, keep - 1, axis=1)[:, :keep].mean(axis=1) / _TRIMMED_GAUSS
+    haar = np.where(mad < q, np.maximum(haar, trimmed), haar)
     edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
     which = np.clip(np.searchsorted(edges, means[sel], side="right") - 1, 0, _BINS - 1)
     bin_mean = [float(np.median(means[sel][which == k])) for k in np.unique(which)]
@@ -553,7 +693,11 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     order = np.argsort(levels)
     a, c = _fit_variance(levels, variances)
     jpeg = _compression(img)
-    return NoiseModel(a, c, q, spec, corr, len(sel), levels[order], variances[order], jpeg)
+    to_var = bias * min(max(seen, 1 / _MAX_SPECTRAL), 1.0)
+    slopes, excess = _slope_excess(blocks, resid, means, to_var, max(q**2 / 12, jpeg))
+    return NoiseModel(
+        a, c, q, spec, corr, len(sel), levels[order], variances[order], jpeg, slopes, excess, b
+    )
 
 
 def _grid_excess(per_line: np.ndarray) -> float:
