@@ -245,3 +245,18 @@ def test_significance_does_not_depend_on_the_blur_scale():
     for truth in (flat, tilt):
         p = [focal_plane(_noisy(truth * scale, 3)).p_value for scale in (1.0, 4.0)]
         assert (p[0] < 0.00135) == (p[1] < 0.00135) == (truth is tilt)
+
+
+def test_blur_at_several_depths_without_a_tilt_says_it_varies():
+    # Two halves at 1 and 8 px, side by side: blur varies 8-fold but does not grow away from
+    # any line, so there is no focal line and the summary must not say "no gradient".
+    sigma = np.full((240, 320), 1.0, np.float32)
+    sigma[:, 160:] = 8.0
+    fp = focal_plane(_noisy(sigma, 0))
+    flat = focal_plane(_noisy(np.full((240, 320), 8.0, np.float32), 0))
+    assert not fp.significant
+    assert fp.summary()["text"].startswith("blur varies (")
+    assert "not as a tilted plane: no focal line (" in fp.summary()["text"]
+    lo, hi = fp.spread
+    assert lo < 2 and hi > 6
+    assert flat.summary()["text"].startswith("no significant blur gradient")

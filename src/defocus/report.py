@@ -420,7 +420,7 @@ def report_section(
                         title=f"sharpest at {fp.position:.1%}, tilt {fp.angle:.1f}°; "
                         f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
                         if fp.significant
-                        else "no significant blur gradient: no focal line",
+                        else fp.headline,
                     )
                 ),
                 f"{name}: profile with focal-plane fit",

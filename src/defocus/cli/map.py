@@ -221,8 +221,7 @@ def map_one(path: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                             f"tilt {fp.angle:.1f}°\n"
                             f"sigma0 = {fp.sigma0:.2f} px, k = {fp.slope:.4f} px/px"
                             if fp.significant
-                            else f"{display_name(path)}: no significant blur gradient: "
-                            "no focal line"
+                            else f"{display_name(path)}: " + fp.headline
                         ),
                     ),
                     files["profile"],
