@@ -240,6 +240,33 @@ def test_tiled_blur_map_fills_as_the_whole_image_does():
     assert sigma < 1e-4 and conf < 1e-4 and lower < 1e-4
 
 
+def _bar_ramps() -> np.ndarray:
+    """The camera tiled 2 x 2 beside bars of 128 px that each ramp over 10 grey levels (blurred
+    4 px, then rounded: a staircase of one-level steps), all x 200: 1024 x 2048 float64."""
+    saw = (np.arange(1024) % 128) / 128 * 10
+    ramp = np.round(ndi.gaussian_filter1d(np.broadcast_to(saw, (1024, 1024)), 4, axis=1))
+    return np.hstack([np.tile(data.camera(), (2, 2)), ramp]) * 200.0
+
+
+def test_tiles_with_a_given_noise_level_read_the_whole_images_grey_levels():
+    # A staircase of one-grey-level steps is quantisation, not edges: the whole image shows
+    # its step (200), a tile of the ramp alone (under 16 levels) shows none and measures the
+    # steps. Tiles get the step, the shift of wide data and the intensity spread of the same
+    # image-wide sample as the in-memory map, whose float32 rounding then is theirs.
+    from defocus.noise import quantum
+
+    img = _bar_ramps()
+    assert img.dtype == np.float64 and quantum(img) == 200 and quantum(img[:, 1536:]) == 0
+    ref = defocus.blur_map(img, noise_sigma=20)
+    alone = defocus.blur_map(img[:, 1536:], noise_sigma=20)
+    assert np.isfinite(alone.sparse).sum() > 2 * np.isfinite(ref.sparse[:, 384:]).sum()
+    lazy = tiled.blur_map(img, chunks=512, noise_sigma=20)
+    assert _tiles(lazy) == (2, 4)
+    # measured: 1.6e-6, 0, 0 (each tile its own step, shift and spread: 0.96, 0.22, 0)
+    sigma, conf, lower = _fib_agreement(lazy, ref)
+    assert sigma < 1e-4 and conf < 1e-4 and lower < 1e-4
+
+
 def test_image_too_large_for_the_cell_grids_is_refused_before_any_work():
     huge = da.zeros((50_000, 50_000), dtype=np.uint8, chunks=4096)  # 2.5 gigapixels, lazy
     with pytest.raises(BadInputError, match="gigapixels"):

@@ -541,17 +541,71 @@ def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out.reshape(n * f, shape[1])[: shape[0]]
 
 
-def _centred(image: np.ndarray) -> np.ndarray:
-    """Data wider than float32 minus its median, in float64: a large offset (1e6 + small
-    variations, 64-bit counts) would otherwise lose its detail in the float32 analysis. Blur
-    ignores offsets, and the noise model sees the same shifted intensities."""
-    wide = image.dtype.kind == "f" and image.dtype.itemsize > 4
-    wide |= image.dtype.kind in "iu" and image.dtype.itemsize > 2
-    if not wide or image.size == 0:
-        return image
-    data = image.astype(np.float64)
-    finite = data[np.isfinite(data)]
-    return data - float(np.median(finite)) if finite.size else data
+def _sample_windows(
+    shape: tuple[int, ...], *, tile: int = 256, n: int = 4, align: int = 32
+) -> tuple[list[int], list[int], int, int] | None:
+    """Where the image-wide sample lies: up to ``n`` x ``n`` tiles of ``tile`` px spread evenly
+    over an image of ``shape`` (rows, columns first), starting on multiples of ``align`` px so
+    that a JPEG's 8 x 8 grid and the method's 32-px grid run on across the seams. Returns the
+    tiles' first rows and columns and their size, or None where the sample is the whole image
+    (at most ``n * tile`` px a side)."""
+    h, w = shape[:2]
+    if h <= n * tile and w <= n * tile:
+        return None
+    th, tw = min(tile, h), min(tile, w)
+    ys = np.unique(np.linspace(0, h - th, min(n, h // th)).astype(int) // align * align)
+    xs = np.unique(np.linspace(0, w - tw, min(n, w // tw)).astype(int) // align * align)
+    return [int(y) for y in ys], [int(x) for x in xs], th, tw
+
+
+def _sample(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
+    """The image-wide sample of :func:`_sample_windows`, tiles side by side (channels last).
+
+    The image-wide quantities that only condition the arithmetic (the shift of wide data, the
+    intensity spread, a given noise level's grey-level step) are read on it, so that the tiled
+    map (:mod:`defocus.tiled`), which cannot afford a pass over the whole image for them, reads
+    the same values from the same pixels and gives the same map.
+
+    Examples
+    --------
+    >>> _sample(np.zeros((2000, 600))).shape
+    (1024, 512)
+    """
+    a = np.asarray(image)
+    if channel_axis is not None and -a.ndim <= channel_axis < a.ndim:  # else refused later
+        a = np.moveaxis(a, channel_axis, -1)
+    where = _sample_windows(a.shape)
+    if where is None:
+        return a
+    ys, xs, th, tw = where
+    rows = [np.concatenate([a[y : y + th, x : x + tw] for x in xs], axis=1) for y in ys]
+    return np.concatenate(rows, axis=0)
+
+
+def _wide(dtype: np.dtype) -> bool:
+    """Data wider than float32's precision, which :func:`_centred` shifts."""
+    return (dtype.kind == "f" and dtype.itemsize > 4) or (dtype.kind in "iu" and dtype.itemsize > 2)
+
+
+def _offset(image: np.ndarray, *, channel_axis: int | None = None) -> float | None:
+    """The shift :func:`_centred` gives wide data: the median of the finite values of
+    :func:`_sample`; None for data it does not shift (or with no finite value)."""
+    if not _wide(image.dtype) or image.size == 0:
+        return None
+    sample = _sample(image, channel_axis=channel_axis).astype(np.float64)
+    finite = sample[np.isfinite(sample)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def _centred(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
+    """Data wider than float32 minus their median (:func:`_offset`), in float64: a large
+    offset (1e6 + small variations, 64-bit counts) would otherwise lose its detail in the
+    float32 analysis. Blur ignores offsets, and the noise model sees the same shifted
+    intensities."""
+    offset = _offset(image, channel_axis=channel_axis)
+    if offset is None:
+        return image.astype(np.float64) if _wide(image.dtype) else image
+    return image.astype(np.float64) - offset
 
 
 @dataclass(frozen=True, eq=False)
@@ -711,9 +765,22 @@ class BlurMap:
 
 def _spread(img: np.ndarray) -> float:
     """The intensity scale :func:`_cells` works relative to (the standard deviation of about
-    512 rows): keeps float32 maths well scaled for any dtype. The noise floors of
-    :func:`_estimate` are relative to it, so tiles of one image must share it."""
-    return float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
+    512 rows of :func:`_sample`): keeps float32 maths well scaled for any dtype. The noise
+    floors of :func:`_estimate` are relative to it, and the float32 rounding of the scaled
+    image depends on it, so tiles of one image must share it."""
+    a = _sample(img)
+    return float(np.std(a[:: max(1, a.shape[0] // 512)])) or 1.0
+
+
+def _white_noise(
+    image: np.ndarray, noise_sigma: float, *, channel_axis: int | None = None
+) -> NoiseModel:
+    """The noise model of a given white noise level, with the grey-level step of the data
+    (:func:`defocus.noise.quantum` of :func:`_sample`): a given level does not remove the grey
+    levels. A tile of a larger image is given the whole image's model: a tile of fewer than 16
+    grey levels shows no step, and would read its staircase as edges."""
+    q = quantum(_sample(image, channel_axis=channel_axis))
+    return NoiseModel(0.0, float(noise_sigma) ** 2, q, np.ones((8, 8)), (0.0, 0.0), 0)
 
 
 def _cells(
@@ -735,7 +802,7 @@ def _cells(
     image); a tile of a larger image is given the whole image's."""
     if psf not in PSF_FAMILIES:
         raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
-    image = _centred(np.asarray(image))
+    image = _centred(np.asarray(image), channel_axis=channel_axis)
     img = as_float_image(image, channel_axis=channel_axis, min_size=16, allow_constant=False)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
@@ -746,9 +813,7 @@ def _cells(
     elif noise_sigma is None:
         nm = estimate_noise(image, channel_axis=channel_axis)
     else:
-        white = np.ones((8, 8))
-        q = quantum(np.asarray(image))  # a given noise level does not remove the grey levels
-        nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
+        nm = _white_noise(image, noise_sigma, channel_axis=channel_axis)
     scale = _spread(img) if spread is None else spread
     if progress is not None:
         progress(1, "noise model")

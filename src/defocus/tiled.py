@@ -26,12 +26,16 @@ How close a tiled map is to the in-memory one
   context of measured cells, see :mod:`defocus._blurcorrect`), measure their own cells only;
   the cells are assembled into the whole image's grids (1/16 of its pixels), the fill and the
   confidence run once on them as in memory, and every output chunk upsamples its own cells
-  with a one-cell halo. Every tile gets the same noise: the ``noise_sigma`` given, or else the
-  noise model (signal-dependent, correlated, quantised, JPEG's compression error) measured once
-  on the image; colour tiles get the colour data, as the in-memory map does, and data wider
-  than 16 bits are shifted once for the whole image as :func:`defocus.blur_map` shifts them,
-  so that the tiles read the noise model at the intensities it was fitted at; the intensity
-  spread the method's noise floors are relative to is read once too, on the same mosaic.
+  with a one-cell halo. Every tile gets the same noise: the ``noise_sigma`` given (with the
+  image's grey-level step, which a tile of a few grey levels does not show), or else the noise
+  model (signal-dependent, correlated, quantised, JPEG's compression error) measured once on
+  the image; colour tiles get the colour data, as the in-memory map does. The shift of data
+  wider than 16 bits, the intensity spread the method's noise floors are relative to and the
+  grey-level step are read on one image-wide sample (16 tiles of 256 px), which
+  :func:`defocus.blur_map` reads too, so tiles read the noise model at the intensities it was
+  fitted at and round as the in-memory map does: with a given noise level, a float64 image of
+  the camera beside a staircase of one-grey-level steps, in 2 x 4 tiles, equals the in-memory
+  map to a relative 2e-6 (each tile with its own step, shift and spread: 18 px apart).
   Against :func:`defocus.blur_map` with the same noise model, the tiled map equals the
   in-memory one to the float32 rounding of the cells' measurements: on the FIB image of a
   needle before a defocused background, cut into 2 x 2 and 2 x 3 tiles of 512 px, sigma to a
@@ -81,7 +85,11 @@ from .blurmap import (
     _cell_maps,
     _cells,
     _dense,
+    _offset,
+    _sample_windows,
     _spread,
+    _white_noise,
+    _wide,
 )
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, as_pixel_size
@@ -208,7 +216,7 @@ def _plane(
     offset: float | None = None,
 ) -> da.Array:
     """A 2-D dask array: the image itself (dtype kept) or, with channels, its luminance; with
-    an ``offset``, minus the offset, as float32 (see :func:`_offset`)."""
+    an ``offset``, minus the offset, as float32 (see :func:`defocus.blurmap._offset`)."""
     da = dask_array()
     if not isinstance(image, da.Array):
         image = np.asarray(image)
@@ -243,29 +251,12 @@ def _plane(
     return image
 
 
-def _wide(dtype: np.dtype) -> bool:
-    """Data that :func:`defocus.blurmap._centred` shifts by its median (wider than float32's
-    precision)."""
-    return (dtype.kind == "f" and dtype.itemsize > 4) or (dtype.kind in "iu" and dtype.itemsize > 2)
-
-
 def _shift(block: np.ndarray, offset: float | None) -> np.ndarray:
     """A block minus the image-wide offset, as float32 (no offset: the block as it is). The
     result is no longer wide, so the tile's blur_map does not shift it again by its own median."""
     if offset is None:
         return block
     return (block.astype(np.float64) - offset).astype(np.float32)
-
-
-def _offset(raw_sample: np.ndarray) -> float | None:
-    """The shift :func:`defocus.blur_map` gives wide data (the median of its finite values),
-    taken once on the mosaic of the raw image (rows, columns, any channels last), so that every
-    tile and the noise model see the same intensities; None for data it does not shift."""
-    if not _wide(raw_sample.dtype):
-        return None
-    sample = raw_sample.astype(np.float64)
-    finite = sample[np.isfinite(sample)]
-    return float(np.median(finite)) if finite.size else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,15 +266,13 @@ def _offset(raw_sample: np.ndarray) -> float | None:
 
 def _mosaic(plane: da.Array, *, tile: int = 256, n: int = 4) -> np.ndarray:
     """Up to n x n tiles spread evenly over the image (rows and columns first, any channels
-    last), side by side: a small, faithful sample. Tiles start on multiples of 32 px, so a
-    JPEG's 8 x 8 block grid runs on across the seams as it does in the image."""
-    h, w = plane.shape[:2]
-    if h <= n * tile and w <= n * tile:
+    last), side by side: a small, faithful sample, the one :func:`defocus.blurmap._sample`
+    takes of an image in memory. Tiles start on multiples of 32 px, so a JPEG's 8 x 8 block
+    grid runs on across the seams as it does in the image."""
+    where = _sample_windows(plane.shape, tile=tile, n=n, align=_BLUR_ALIGN)
+    if where is None:
         return np.asarray(plane.compute())
-    th, tw = min(tile, h), min(tile, w)
-    a = _BLUR_ALIGN
-    ys = np.unique(np.linspace(0, h - th, min(n, h // th)).astype(int) // a * a)
-    xs = np.unique(np.linspace(0, w - tw, min(n, w // tw)).astype(int) // a * a)
+    ys, xs, th, tw = where
     da = dask_array()
     rows = [da.concatenate([plane[y : y + th, x : x + tw] for x in xs], axis=1) for y in ys]
     return np.asarray(da.concatenate(rows, axis=0).compute())
@@ -656,8 +645,7 @@ def _cell_block(
     own: tuple[tuple[int, ...], tuple[int, ...]],
     depth: tuple[int, int],
     psf: str,
-    noise_sigma: float | None,
-    noise: NoiseModel | None,
+    noise: NoiseModel,
     colour: bool,
     correction: bool,
     spread: float,
@@ -679,7 +667,7 @@ def _cell_block(
     _, _, cell_sigma, sd, lower, repeat = _cells(
         block,
         psf=psf,
-        noise_sigma=noise_sigma,
+        noise_sigma=None,
         noise=noise,
         channel_axis=0 if colour else None,
         correction=correction,
@@ -733,7 +721,8 @@ def blur_map(
         As for :func:`defocus.blur_map` (``pixel_size``: metres per pixel or a
         :class:`defocus.io.PixelSize`).
     noise_sigma : float, optional
-        Noise standard deviation (intensity units) given to every tile. By default the noise
+        Noise standard deviation (intensity units) given to every tile, with the image's
+        grey-level step (read on the same sample as the noise model). By default the noise
         model of :func:`defocus.blur_map` (signal-dependent, correlated, quantised, JPEG's
         compression error included) is estimated once, on a mosaic of 16 tiles of 256 px
         sampled evenly across the image on its 32-px grid (the whole image if it is at most
@@ -814,10 +803,15 @@ def blur_map(
     mosaic = sample if raw_sample is None else raw_sample
     if offset is not None:  # in float64, as blur_map fits it
         mosaic = mosaic.astype(np.float64) - offset
-    nm, level = (None, float(noise_sigma)) if noise_sigma is not None else (None, 0.0)
     if noise_sigma is None:
         seams = _seams(plane.shape, mosaic.shape)
         nm, level = _noise_model(mosaic, colour=colour, seams=seams)
+    else:
+        nm, level = None, float(noise_sigma)
+    if nm is None:
+        # A level given (or no noise seen) keeps the whole image's grey-level step: a tile of
+        # fewer than 16 grey levels shows none, and would read its staircase as edges.
+        nm = _white_noise(mosaic, level, channel_axis=-1 if colour else None)
     # The intensity scale the method works relative to, read once (on the mosaic, as for the
     # noise model) and given to every tile: its noise floors are relative to it.
     spread = _spread(as_float_image(mosaic, channel_axis=-1 if colour else None))
@@ -839,7 +833,6 @@ def blur_map(
         own=own,
         depth=(dy, dx),
         psf=psf,
-        noise_sigma=None if nm is not None else level,
         noise=nm,
         colour=colour,
         correction=correction,
