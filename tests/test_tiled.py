@@ -136,9 +136,11 @@ def test_tiled_blur_map_matches_in_memory_within_tolerance(camera, correction):
     median, p95, conf95 = _differences(lazy, ref)
     # the tolerances stated in defocus.tiled's docstring
     assert median < 0.01 and p95 < 0.02 and conf95 < 0.02
-    # and they are not met trivially: a 64-px overlap already shows at the seams...
+    # and they are not met trivially: a 64-px overlap already shows at the seams (measured:
+    # the confidence 0.10-0.11 apart at the 99th percentile, none at 128 px)...
     short = tiled.blur_map(camera, chunks=ODD, depth=64, correction=correction)
-    assert _differences(short, ref)[2] > 0.02
+    conf = short.confidence.compute()
+    assert np.percentile(np.abs(conf - ref.confidence), 99) > 0.05
     # ...and a different noise level moves the map
     other = defocus.blur_map(camera, noise_sigma=4 * lazy.noise_sigma + 2)
     assert np.median(np.abs(other.sigma - ref.sigma) / np.maximum(ref.sigma, 0.1)) > 0.01

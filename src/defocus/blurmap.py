@@ -44,7 +44,12 @@ texture is learned (step 5); the physics alone decides what is measured.
    ``correction=False`` gives the physics alone.
 6. **Dense fill.** Cell estimates are combined by confidence-weighted normalised convolution
    (Knutsson & Westin 1993) in log sigma on a pyramid: measured regions keep their values, flat
-   regions take the nearest measurements' values with a low confidence.
+   regions take the nearest measurements' values with a low confidence. A measurement repeated
+   over several cells (a coarse level's pixel) counts once, so wide edges do not outvote thin
+   ones. The confidence is the precision gathered from the measurements within about a cell,
+   each of which vouches for the value shown to within its own error or its distance from
+   that value, whichever is larger: a value the fill took from elsewhere, overruling the
+   measurement beneath it, reads low.
 
 ``σ`` includes the sensor's own pixel integration (about 0.3 px for a perfectly sharp edge).
 
@@ -617,7 +622,8 @@ class BlurMap:
     sigma : (H, W) ndarray of float32
         Blur in pixels: the per-axis standard deviation of the local PSF. Dense, never NaN.
     confidence : (H, W) ndarray of float32
-        In [0, 1]; low where ``sigma`` was propagated from elsewhere (flat regions).
+        In [0, 1]; low where ``sigma`` was propagated from elsewhere (flat regions) or
+        departs from the measurements beneath it.
     sparse : (h, w) ndarray of float32
         The measurements the dense map came from, one per ``stride`` x ``stride`` cell, NaN
         where a cell held too little structure to measure.
@@ -841,10 +847,16 @@ def _cell_maps(
     found = np.isfinite(cell_sigma)
     mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
     # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred edges
-    # do not outvote thin sharp ones; the confidence is that of the measurement itself.
+    # do not outvote thin sharp ones.
     logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
     filled = _fill(mean.astype(np.float32), logvar)
-    conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
+    # The confidence is the precision of the value shown, gathered from the measurements around
+    # it: each tells the filled value to within its own error or its distance from it, whichever
+    # is larger. Where the fill overruled a measurement (a repeated wide one beside thin sharp
+    # ones), it vouches for little; where the fill keeps it (to within its error), for its full
+    # precision.
+    off = np.maximum(sd, np.abs(filled - mean))
+    conf = _confidence(np.where(found, 2 * np.log(off), 30.0))
     # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
     lb_share = _fill(lower.astype(np.float32), logvar)
     return filled, conf, lb_share
