@@ -483,7 +483,21 @@ def _half(a: np.ndarray) -> np.ndarray:
     return _blocks(np.pad(a, p, mode="edge"), 2)
 
 
-def _fill(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+# Rows per band of the passes over the cell grid's full-resolution levels: their work memory
+# is a few bands, whatever the size of the grid (a 268-MP image has 4096 x 4096 cells).
+_BAND = 256
+# Reach, in rows, of the fill's and the confidence's Gaussian (sigma 1, truncated at 4).
+_GAUSS_REACH = 4
+
+
+def _rows(h: int) -> range:
+    """Band starts (multiples of the even :data:`_BAND`) over ``h`` rows."""
+    return range(0, h, _BAND)
+
+
+def _fill(
+    level: Callable[[int, int], tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]
+) -> np.ndarray:
     """Confidence-weighted normalised convolution of log sigma.
 
     On a pyramid, each level gives a precision-weighted local mean (Knutsson & Westin 1993)
@@ -491,30 +505,77 @@ def _fill(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     replaces the coarser estimate in proportion to the evidence it holds, so well-measured
     regions keep their own values (no leakage across blur edges) while flat regions inherit
     values from the nearest measured ones.
+
+    ``level(r0, r1)`` gives rows ``r0:r1`` of the finest level's precision-weighted values and
+    precisions (of ``shape``); it is read in bands, and never held whole: only the coarser
+    levels (a third of its size) and the result are. Every value is the whole level's: the
+    bands read the rows that the Gaussian, the 2 x 2 means and the upsampling reach.
     """
-    prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
-    wsum, den = prec * mean, prec
-    levels = []
-    while True:
+    h, w = shape
+    eps = np.float32(1e-30)
+    if min(h, w) <= 2:  # the coarsest level: its local mean is the estimate
+        wsum, den = level(0, h)
         d = ndi.gaussian_filter(den, 1.0, mode="reflect")
-        m = ndi.gaussian_filter(wsum, 1.0, mode="reflect") / np.maximum(d, np.float32(1e-30))
-        levels.append((m, d))
-        if min(den.shape) <= 2:
-            break
-        wsum, den = _half(wsum), _half(den)
-    filled = levels[-1][0]
-    for m, d in reversed(levels[:-1]):
-        up = ndi.zoom(filled, 2, order=1, grid_mode=True, mode="nearest", prefilter=False)
+        return ndi.gaussian_filter(wsum, 1.0, mode="reflect") / np.maximum(d, eps)
+    hc, wc = -(-h // 2), -(-w // 2)
+    # the next level, held only while it is filled
+    filled = _fill(_rows_of(_halved(level, shape)), (hc, wc))
+    out = np.empty(shape, np.float32)
+
+    def blend(r0: int) -> None:
+        r1 = min(r0 + _BAND, h)
+        lo, hi = max(r0 - _GAUSS_REACH, 0), min(r1 + _GAUSS_REACH, h)
+        wsum, den = level(lo, hi)
+        d = ndi.gaussian_filter(den, 1.0, mode="reflect")
+        m = ndi.gaussian_filter(wsum, 1.0, mode="reflect") / np.maximum(d, eps)
+        d, m = d[r0 - lo : r1 - lo], m[r0 - lo : r1 - lo]
+        # the coarse rows either side that bilinear upsampling reads
+        c0, c1 = max(r0 // 2 - 1, 0), min(-(-r1 // 2) + 1, hc)
+        up = ndi.zoom(filled[c0:c1], 2, order=1, grid_mode=True, mode="nearest", prefilter=False)
         a = d / (d + np.float32(_TRUST_PRECISION))
-        filled = a * m + (1 - a) * up[: m.shape[0], : m.shape[1]]
-    return filled
+        out[r0:r1] = a * m + (1 - a) * up[r0 - 2 * c0 : r1 - 2 * c0, :w]
+
+    _in_threads(blend, _rows(h))
+    return out
 
 
-def _confidence(logvar: np.ndarray) -> np.ndarray:
-    """Confidence of the filled map: the measurements' precision gathered around each cell."""
-    prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
-    local = ndi.gaussian_filter(prec, 1.0, mode="reflect")
-    return local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
+def _halved(
+    level: Callable[[int, int], tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]
+) -> np.ndarray:
+    """The next pyramid level of :func:`_fill`'s ``level`` (:func:`_half` of both its arrays),
+    stacked, computed in bands of an even number of rows."""
+    h, w = shape
+    out = np.empty((2, -(-h // 2), -(-w // 2)), np.float32)
+
+    def band(r0: int) -> None:
+        r1 = min(r0 + _BAND, h)
+        for k, a in enumerate(level(r0, r1)):
+            out[k, r0 // 2 : -(-r1 // 2)] = _half(a)
+
+    _in_threads(band, _rows(h))
+    return out
+
+
+def _rows_of(a: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    """:func:`_fill`'s ``level`` reading rows of the two stacked arrays of ``a``."""
+    return lambda r0, r1: (a[0, r0:r1], a[1, r0:r1])
+
+
+def _confidence(logvar: Callable[[int, int], np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Confidence of the filled map: the measurements' precision gathered around each cell.
+    ``logvar(r0, r1)`` gives rows ``r0:r1`` of their log variances; read in bands."""
+    h = shape[0]
+    out = np.empty(shape, np.float32)
+
+    def band(r0: int) -> None:
+        r1 = min(r0 + _BAND, h)
+        lo, hi = max(r0 - _GAUSS_REACH, 0), min(r1 + _GAUSS_REACH, h)
+        prec = np.exp(-np.clip(logvar(lo, hi), -12.0, 12.0)).astype(np.float32)
+        local = ndi.gaussian_filter(prec, 1.0, mode="reflect")[r0 - lo : r1 - lo]
+        out[r0:r1] = local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
+
+    _in_threads(band, _rows(h))
+    return out
 
 
 def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -836,29 +897,59 @@ def _cells(
     return img, nm, cell_sigma, sd, lower, repeat
 
 
+def _log_sigma(cell_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a cell holds a measurement, and log sqrt(sigma^2 + FLOOR^2) (of 1 px elsewhere)."""
+    found = np.isfinite(cell_sigma)
+    return found, np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
+
+
+#: Rows ``r0:r1`` of :func:`_cells`' per-cell grids: sigma, log-sigma standard error,
+#: lower-bound flag, repeat.
+CellRows = Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _grid_rows(*grids: np.ndarray) -> CellRows:
+    """:data:`CellRows` of the four grids held whole."""
+    return lambda r0, r1: tuple(g[r0:r1] for g in grids)  # type: ignore[return-value]
+
+
 def _cell_maps(
-    cell_sigma: np.ndarray, sd: np.ndarray, lower: np.ndarray, repeat: np.ndarray
+    cells: CellRows, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The filled maps on the cell grid, from :func:`_cells`' per-cell measurements: log
-    sqrt(sigma^2 + FLOOR^2), the confidence, and the share of lower-bound evidence.
+    """The filled maps on the cell grid of ``shape``, from :func:`_cells`' per-cell
+    measurements (read in bands of rows, :data:`CellRows`): log sqrt(sigma^2 + FLOOR^2), the
+    confidence, and the share of lower-bound evidence.
 
     The fill reaches across the whole grid, so it runs on the whole image's cells (the tiled map
-    assembles them from its tiles and calls this once)."""
-    found = np.isfinite(cell_sigma)
-    mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
-    # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred edges
-    # do not outvote thin sharp ones.
-    logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
-    filled = _fill(mean.astype(np.float32), logvar)
-    # The confidence is the precision of the value shown, gathered from the measurements around
-    # it: each tells the filled value to within its own error or its distance from it, whichever
-    # is larger. Where the fill overruled a measurement (a repeated wide one beside thin sharp
-    # ones), it vouches for little; where the fill keeps it (to within its error), for its full
-    # precision.
-    off = np.maximum(sd, np.abs(filled - mean))
-    conf = _confidence(np.where(found, 2 * np.log(off), 30.0))
+    reads them from its tiles' blocks and calls this once). Its work runs in bands of rows, so
+    its memory beyond the measurements is the three maps and a third of one more."""
+
+    def weighted(r0: int, r1: int, of_lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        cs, sd, lower, repeat = cells(r0, r1)
+        found, mean = _log_sigma(cs)
+        # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred
+        # edges do not outvote thin sharp ones.
+        logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
+        prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
+        value = lower.astype(np.float32) if of_lower else mean.astype(np.float32)
+        return prec * value, prec
+
+    filled = _fill(weighted, shape)
+
+    def vouched(r0: int, r1: int) -> np.ndarray:
+        # The confidence is the precision of the value shown, gathered from the measurements
+        # around it: each tells the filled value to within its own error or its distance from
+        # it, whichever is larger. Where the fill overruled a measurement (a repeated wide one
+        # beside thin sharp ones), it vouches for little; where the fill keeps it (to within
+        # its error), for its full precision.
+        cs, sd, _, _ = cells(r0, r1)
+        found, mean = _log_sigma(cs)
+        off = np.maximum(sd, np.abs(filled[r0:r1] - mean))
+        return np.where(found, 2 * np.log(off), 30.0)
+
+    conf = _confidence(vouched, shape)
     # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
-    lb_share = _fill(lower.astype(np.float32), logvar)
+    lb_share = _fill(functools.partial(weighted, of_lower=True), shape)
     return filled, conf, lb_share
 
 
@@ -957,7 +1048,8 @@ def blur_map(
         progress=report,
     )
     report(total - 2, "edge fit")
-    filled, conf, lb_share = _cell_maps(cell_sigma, sd, lower, repeat)
+    grids = _grid_rows(cell_sigma, sd, lower, repeat)
+    filled, conf, lb_share = _cell_maps(grids, cell_sigma.shape)
     report(total - 1, "fill")
     sigma, confidence, lower_bound = _dense(filled, conf, lb_share, img.shape)
     found = np.isfinite(cell_sigma)

@@ -673,30 +673,47 @@ def _cell_block(
         correction=correction,
         spread=spread,
     )
-    cells = np.stack([cell_sigma, sd, lower, repeat]).astype(np.float32)
-    return cells[:, cy : cy + ch, cx : cx + cw]
+    # the tile's own cells, copied: a view would keep the overlap's cells alive until the fill
+    own_cells = np.s_[cy : cy + ch, cx : cx + cw]
+    return np.stack([a[own_cells] for a in (cell_sigma, sd, lower, repeat)], dtype=np.float32)
 
 
-def _fill_cells(cells: np.ndarray) -> np.ndarray:
-    """:func:`defocus.blurmap._cell_maps` of the whole image's cell grids: filled log sigma,
-    confidence and lower-bound share, stacked."""
-    sigma, sd, lower, repeat = cells
-    return np.stack(_cell_maps(sigma, sd, lower > 0.5, repeat))
+def _fill_cells(
+    blocks: list[list[np.ndarray]], starts: Sequence[int], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`defocus.blurmap._cell_maps` of the whole image's cells, read in bands of rows
+    from the tiles' blocks (rows of blocks, each block's four grids stacked; ``starts``: the
+    block rows' first cell rows and the grid's end), never assembled: filled log sigma,
+    confidence and lower-bound share."""
+
+    def rows(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        parts = [
+            np.concatenate([b[:, max(r0, s) - s : min(r1, e) - s] for b in row], axis=2)
+            for row, s, e in zip(blocks, starts[:-1], starts[1:], strict=True)
+            if s < r1 and e > r0
+        ]
+        band = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return band[0], band[1], band[2] > 0.5, band[3]
+
+    return _cell_maps(rows, shape)
 
 
 def _dense_chunk(
-    grids: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], shape: Any
+    grids: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    shape: Any,
 ) -> np.ndarray:
     """sigma, confidence and lower bound (as 0/1) of the output chunk ``rows`` x ``cols`` (px):
     :func:`defocus.blurmap._dense` of its cells and a one-cell halo, which is all that bilinear
     upsampling reads, so the chunk equals that part of the in-memory map."""
     out = []
-    for (p0, p1), n, size in zip((rows, cols), grids.shape[1:], shape, strict=True):
+    for (p0, p1), n, size in zip((rows, cols), grids[0].shape, shape, strict=True):
         a0, a1 = max(p0 // STRIDE - 1, 0), min(-(-p1 // STRIDE) + 1, n)
         out.append((a0, a1, min(a1 * STRIDE, size) - a0 * STRIDE, p0 - a0 * STRIDE, p1 - p0))
     (y0, y1, h, oy, ny), (x0, x1, w, ox, nx) = out
-    sub = grids[:, y0:y1, x0:x1]
-    sigma, conf, lower = _dense(sub[0], sub[1], sub[2], (h, w))
+    filled, conf, share = (g[y0:y1, x0:x1] for g in grids)
+    sigma, conf, lower = _dense(filled, conf, share, (h, w))
     return np.stack([sigma, conf, lower.astype(np.float32)])[:, oy : oy + ny, ox : ox + nx]
 
 
@@ -846,7 +863,9 @@ def blur_map(
 
     # The fill reaches across the whole image: it runs once, on the assembled cell grids, and
     # every output chunk upsamples its own cells from them.
-    grids = delayed(_fill_cells)(cells)
+    blocks = cells.to_delayed()[0].tolist()
+    cell_starts = [int(x) for x in np.cumsum((0, *cells.chunks[1]))]
+    grids = delayed(_fill_cells)(blocks, cell_starts, cells.shape[1:])
     starts = [np.cumsum((0, *c)) for c in own]
     maps = da.block(
         [
