@@ -24,14 +24,15 @@ How close a tiled map is to the in-memory one
   cells bilinearly. Tiles, aligned to the method's 32-px grid and overlapping by ``depth`` px
   (default :func:`blur_support`, 288 px: the largest scale's reach and the learned stage's
   context of measured cells, see :mod:`defocus._blurcorrect`), measure their own cells only;
-  the cells are assembled into the whole image's grids (1/16 of its pixels), the fill and the
-  confidence run once on them as in memory, and every output chunk upsamples its own cells
-  with a one-cell halo. Every tile gets the same noise: the ``noise_sigma`` given (with the
-  image's grey-level step, which a tile of a few grey levels does not show), or else the noise
-  model (signal-dependent, correlated, quantised, JPEG's compression error) measured once on
-  the image; colour tiles get the colour data, as the in-memory map does. The shift of data
-  wider than 16 bits, the intensity spread the method's noise floors are relative to and the
-  grey-level step are read on one image-wide sample (16 tiles of 256 px), which
+  the fill and the confidence run once on the whole image's cells (1/16 of its pixels, read
+  from the tiles' blocks in bands of rows) as in memory, and every output chunk upsamples its
+  own cells with a one-cell halo. Every tile gets the same noise: the ``noise_sigma`` given
+  (with the image's grey-level step, which a tile of a few grey levels does not show), or else
+  the noise model (signal-dependent, correlated, quantised, JPEG's compression error)
+  measured once on the image; colour tiles get the colour data, as the in-memory map does. The
+  shift of data wider than 16 bits, the intensity spread the method's noise floors are
+  relative to and the grey-level step are read on one image-wide sample (16 tiles of 256 px),
+  which
   :func:`defocus.blur_map` reads too, so tiles read the noise model at the intensities it was
   fitted at and round as the in-memory map does: with a given noise level, a float64 image of
   the camera beside a staircase of one-grey-level steps, in 2 x 4 tiles, equals the in-memory
@@ -39,13 +40,13 @@ How close a tiled map is to the in-memory one
   Against :func:`defocus.blur_map` with the same noise model, the tiled map equals the
   in-memory one to the float32 rounding of the cells' measurements: on the FIB image of a
   needle before a defocused background, cut into 2 x 2 and 2 x 3 tiles of 512 px, sigma to a
-  relative 5e-5, the confidence to 2e-5 and the lower bound exactly, and so where its right
-  half is blurred far beyond the largest scale (3 % of the map a lower bound). At the default
-  depth the tile size does not change the map (tiles of 256, 512 or 1024 px on the FIB image:
-  the same figures below). Cells of one tile still see only the tile and its overlap: the
-  camera image in 4 x 3 tiles of 128-160 px agrees to 1 % at the median and 2 % at the 95th
-  percentile where confidence > 0.5 from a depth of 128 px (at 64 px the learned stage's
-  context is cut). What remains between a tiled map and :func:`defocus.blur_map` left to
+  relative 6e-7, the confidence to 4e-7 and the lower bound exactly; where its right half is
+  blurred far beyond the largest scale (3 % of the map a lower bound), to 1e-5, 2e-7 and
+  exactly. At the default depth the tile size does not change that (tiles of 256, 512 or
+  1024 px on the FIB image: 5e-7 or better). Cells of one tile still see only the tile and its
+  overlap: the camera image in 4 x 3 tiles of 128-160 px agrees to 5e-6 from a depth of
+  128 px; at 64 px the learned stage's context is cut, and the confidence differs by 0.1 at
+  the 99th percentile. What remains between a tiled map and :func:`defocus.blur_map` left to
   measure its own noise is the noise model: the mosaic's is not quite the whole image's (on
   the FIB image 14.39 against 14.33 grey levels; relative sigma difference 0.018 at the median,
   0.12 at the 95th percentile where confidence > 0.5).
@@ -634,8 +635,8 @@ def _weighted_quantiles(
     return found
 
 
-#: Largest image (px) the tiled blur map takes: it assembles the whole image's cell grids in
-#: memory (see blur_map), some 9-10 GB with the fill's pyramid at this size.
+#: Largest image (px) the tiled blur map takes: it holds the whole image's cell grids in
+#: memory (see blur_map), some 5 GB with the fill's maps at this size.
 MAX_BLUR_PIXELS = 2**31
 
 
@@ -763,11 +764,12 @@ def blur_map(
     Notes
     -----
     The fill reaches across the whole image, so the per-cell measurements of all tiles are
-    gathered in memory when the map is computed: four float32 grids of 1/16 of the image's
-    pixels (a gigapixel image: about 250 MB each), and the fill's pyramid and temporaries
-    over them, 13.4 grids more at their peak (measured on a 268-MP image's cells): some 4.5 GB
-    for a gigapixel image. Images above :data:`MAX_BLUR_PIXELS` (2**31 px, some 9-10 GB) are
-    refused. Each output chunk is then upsampled from the filled grids on its own.
+    held in memory when the map is computed: four float32 grids of 1/16 of the image's pixels
+    (a gigapixel image: about 250 MB each), which the fill reads in bands of rows without
+    assembling them; its three maps and work memory add 5.1 grids at their peak (measured on a
+    268-MP image's cells): some 2.3 GB for a gigapixel image. Images above
+    :data:`MAX_BLUR_PIXELS` (2**31 px, some 5 GB) are refused. Each output chunk is then
+    upsampled from the filled grids on its own.
 
     Raises
     ------
