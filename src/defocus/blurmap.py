@@ -903,21 +903,23 @@ def _log_sigma(cell_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return found, np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
 
 
-#: Rows ``r0:r1`` of :func:`_cells`' per-cell grids: sigma, log-sigma standard error,
-#: lower-bound flag, repeat.
-CellRows = Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+# Rows ``r0:r1`` of :func:`_cells`' per-cell grids: sigma, log-sigma standard error,
+# lower-bound flag, repeat.
+_CellRows = Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
-def _grid_rows(*grids: np.ndarray) -> CellRows:
-    """:data:`CellRows` of the four grids held whole."""
-    return lambda r0, r1: tuple(g[r0:r1] for g in grids)  # type: ignore[return-value]
+def _grid_rows(
+    sigma: np.ndarray, sd: np.ndarray, lower: np.ndarray, repeat: np.ndarray
+) -> _CellRows:
+    """:data:`_CellRows` of the four grids held whole."""
+    return lambda r0, r1: (sigma[r0:r1], sd[r0:r1], lower[r0:r1], repeat[r0:r1])
 
 
 def _cell_maps(
-    cells: CellRows, shape: tuple[int, int]
+    cells: _CellRows, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The filled maps on the cell grid of ``shape``, from :func:`_cells`' per-cell
-    measurements (read in bands of rows, :data:`CellRows`): log sqrt(sigma^2 + FLOOR^2), the
+    measurements (read in bands of rows, :data:`_CellRows`): log sqrt(sigma^2 + FLOOR^2), the
     confidence, and the share of lower-bound evidence.
 
     The fill reaches across the whole grid, so it runs on the whole image's cells (the tiled map
