@@ -46,7 +46,12 @@ texture is learned (step 5); the physics alone decides what is measured.
    ``correction=False`` gives the physics alone.
 6. **Dense fill.** Cell estimates are combined by confidence-weighted normalised convolution
    (Knutsson & Westin 1993) in log sigma on a pyramid: measured regions keep their values, flat
-   regions take the nearest measurements' values with a low confidence.
+   regions take the nearest measurements' values with a low confidence. A measurement repeated
+   over several cells (a coarse level's pixel) counts once, so wide edges do not outvote thin
+   ones. The confidence is the precision gathered from the measurements within about a cell,
+   each of which vouches for the value shown to within its own error or its distance from
+   that value, whichever is larger: a value the fill took from elsewhere, overruling the
+   measurement beneath it, reads low.
 
 ``σ`` includes the sensor's own pixel integration (about 0.3 px for a perfectly sharp edge).
 
@@ -483,7 +488,21 @@ def _half(a: np.ndarray) -> np.ndarray:
     return _blocks(np.pad(a, p, mode="edge"), 2)
 
 
-def _fill(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+# Rows per band of the passes over the cell grid's full-resolution levels: their work memory
+# is a few bands, whatever the size of the grid (a 268-MP image has 4096 x 4096 cells).
+_BAND = 256
+# Reach, in rows, of the fill's and the confidence's Gaussian (sigma 1, truncated at 4).
+_GAUSS_REACH = 4
+
+
+def _rows(h: int) -> range:
+    """Band starts (multiples of the even :data:`_BAND`) over ``h`` rows."""
+    return range(0, h, _BAND)
+
+
+def _fill(
+    level: Callable[[int, int], tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]
+) -> np.ndarray:
     """Confidence-weighted normalised convolution of log sigma.
 
     On a pyramid, each level gives a precision-weighted local mean (Knutsson & Westin 1993)
@@ -491,30 +510,77 @@ def _fill(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     replaces the coarser estimate in proportion to the evidence it holds, so well-measured
     regions keep their own values (no leakage across blur edges) while flat regions inherit
     values from the nearest measured ones.
+
+    ``level(r0, r1)`` gives rows ``r0:r1`` of the finest level's precision-weighted values and
+    precisions (of ``shape``); it is read in bands, and never held whole: only the coarser
+    levels (a third of its size) and the result are. Every value is the whole level's: the
+    bands read the rows that the Gaussian, the 2 x 2 means and the upsampling reach.
     """
-    prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
-    wsum, den = prec * mean, prec
-    levels = []
-    while True:
+    h, w = shape
+    eps = np.float32(1e-30)
+    if min(h, w) <= 2:  # the coarsest level: its local mean is the estimate
+        wsum, den = level(0, h)
         d = ndi.gaussian_filter(den, 1.0, mode="reflect")
-        m = ndi.gaussian_filter(wsum, 1.0, mode="reflect") / np.maximum(d, np.float32(1e-30))
-        levels.append((m, d))
-        if min(den.shape) <= 2:
-            break
-        wsum, den = _half(wsum), _half(den)
-    filled = levels[-1][0]
-    for m, d in reversed(levels[:-1]):
-        up = ndi.zoom(filled, 2, order=1, grid_mode=True, mode="nearest", prefilter=False)
+        return ndi.gaussian_filter(wsum, 1.0, mode="reflect") / np.maximum(d, eps)
+    hc, wc = -(-h // 2), -(-w // 2)
+    # the next level, held only while it is filled
+    filled = _fill(_rows_of(_halved(level, shape)), (hc, wc))
+    out = np.empty(shape, np.float32)
+
+    def blend(r0: int) -> None:
+        r1 = min(r0 + _BAND, h)
+        lo, hi = max(r0 - _GAUSS_REACH, 0), min(r1 + _GAUSS_REACH, h)
+        wsum, den = level(lo, hi)
+        d = ndi.gaussian_filter(den, 1.0, mode="reflect")
+        m = ndi.gaussian_filter(wsum, 1.0, mode="reflect") / np.maximum(d, eps)
+        d, m = d[r0 - lo : r1 - lo], m[r0 - lo : r1 - lo]
+        # the coarse rows either side that bilinear upsampling reads
+        c0, c1 = max(r0 // 2 - 1, 0), min(-(-r1 // 2) + 1, hc)
+        up = ndi.zoom(filled[c0:c1], 2, order=1, grid_mode=True, mode="nearest", prefilter=False)
         a = d / (d + np.float32(_TRUST_PRECISION))
-        filled = a * m + (1 - a) * up[: m.shape[0], : m.shape[1]]
-    return filled
+        out[r0:r1] = a * m + (1 - a) * up[r0 - 2 * c0 : r1 - 2 * c0, :w]
+
+    _in_threads(blend, _rows(h))
+    return out
 
 
-def _confidence(logvar: np.ndarray) -> np.ndarray:
-    """Confidence of the filled map: the measurements' precision gathered around each cell."""
-    prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
-    local = ndi.gaussian_filter(prec, 1.0, mode="reflect")
-    return local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
+def _halved(
+    level: Callable[[int, int], tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]
+) -> np.ndarray:
+    """The next pyramid level of :func:`_fill`'s ``level`` (:func:`_half` of both its arrays),
+    stacked, computed in bands of an even number of rows."""
+    h, w = shape
+    out = np.empty((2, -(-h // 2), -(-w // 2)), np.float32)
+
+    def band(r0: int) -> None:
+        r1 = min(r0 + _BAND, h)
+        for k, a in enumerate(level(r0, r1)):
+            out[k, r0 // 2 : -(-r1 // 2)] = _half(a)
+
+    _in_threads(band, _rows(h))
+    return out
+
+
+def _rows_of(a: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    """:func:`_fill`'s ``level`` reading rows of the two stacked arrays of ``a``."""
+    return lambda r0, r1: (a[0, r0:r1], a[1, r0:r1])
+
+
+def _confidence(logvar: Callable[[int, int], np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Confidence of the filled map: the measurements' precision gathered around each cell.
+    ``logvar(r0, r1)`` gives rows ``r0:r1`` of their log variances; read in bands."""
+    h = shape[0]
+    out = np.empty(shape, np.float32)
+
+    def band(r0: int) -> None:
+        r1 = min(r0 + _BAND, h)
+        lo, hi = max(r0 - _GAUSS_REACH, 0), min(r1 + _GAUSS_REACH, h)
+        prec = np.exp(-np.clip(logvar(lo, hi), -12.0, 12.0)).astype(np.float32)
+        local = ndi.gaussian_filter(prec, 1.0, mode="reflect")[r0 - lo : r1 - lo]
+        out[r0:r1] = local / (local + np.float32(1.0 / _HALF_CONF_SD**2))
+
+    _in_threads(band, _rows(h))
+    return out
 
 
 def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -546,17 +612,71 @@ def _upsample(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out.reshape(n * f, shape[1])[: shape[0]]
 
 
-def _centred(image: np.ndarray) -> np.ndarray:
-    """Data wider than float32 minus its median, in float64: a large offset (1e6 + small
-    variations, 64-bit counts) would otherwise lose its detail in the float32 analysis. Blur
-    ignores offsets, and the noise model sees the same shifted intensities."""
-    wide = image.dtype.kind == "f" and image.dtype.itemsize > 4
-    wide |= image.dtype.kind in "iu" and image.dtype.itemsize > 2
-    if not wide or image.size == 0:
-        return image
-    data = image.astype(np.float64)
-    finite = data[np.isfinite(data)]
-    return data - float(np.median(finite)) if finite.size else data
+def _sample_windows(
+    shape: tuple[int, ...], *, tile: int = 256, n: int = 4, align: int = 32
+) -> tuple[list[int], list[int], int, int] | None:
+    """Where the image-wide sample lies: up to ``n`` x ``n`` tiles of ``tile`` px spread evenly
+    over an image of ``shape`` (rows, columns first), starting on multiples of ``align`` px so
+    that a JPEG's 8 x 8 grid and the method's 32-px grid run on across the seams. Returns the
+    tiles' first rows and columns and their size, or None where the sample is the whole image
+    (at most ``n * tile`` px a side)."""
+    h, w = shape[:2]
+    if h <= n * tile and w <= n * tile:
+        return None
+    th, tw = min(tile, h), min(tile, w)
+    ys = np.unique(np.linspace(0, h - th, min(n, h // th)).astype(int) // align * align)
+    xs = np.unique(np.linspace(0, w - tw, min(n, w // tw)).astype(int) // align * align)
+    return [int(y) for y in ys], [int(x) for x in xs], th, tw
+
+
+def _sample(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
+    """The image-wide sample of :func:`_sample_windows`, tiles side by side (channels last).
+
+    The image-wide quantities that only condition the arithmetic (the shift of wide data, the
+    intensity spread, a given noise level's grey-level step) are read on it, so that the tiled
+    map (:mod:`defocus.tiled`), which cannot afford a pass over the whole image for them, reads
+    the same values from the same pixels and gives the same map.
+
+    Examples
+    --------
+    >>> _sample(np.zeros((2000, 600))).shape
+    (1024, 512)
+    """
+    a = np.asarray(image)
+    if channel_axis is not None and -a.ndim <= channel_axis < a.ndim:  # else refused later
+        a = np.moveaxis(a, channel_axis, -1)
+    where = _sample_windows(a.shape)
+    if where is None:
+        return a
+    ys, xs, th, tw = where
+    rows = [np.concatenate([a[y : y + th, x : x + tw] for x in xs], axis=1) for y in ys]
+    return np.concatenate(rows, axis=0)
+
+
+def _wide(dtype: np.dtype) -> bool:
+    """Data wider than float32's precision, which :func:`_centred` shifts."""
+    return (dtype.kind == "f" and dtype.itemsize > 4) or (dtype.kind in "iu" and dtype.itemsize > 2)
+
+
+def _offset(image: np.ndarray, *, channel_axis: int | None = None) -> float | None:
+    """The shift :func:`_centred` gives wide data: the median of the finite values of
+    :func:`_sample`; None for data it does not shift (or with no finite value)."""
+    if not _wide(image.dtype) or image.size == 0:
+        return None
+    sample = _sample(image, channel_axis=channel_axis).astype(np.float64)
+    finite = sample[np.isfinite(sample)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def _centred(image: np.ndarray, *, channel_axis: int | None = None) -> np.ndarray:
+    """Data wider than float32 minus their median (:func:`_offset`), in float64: a large
+    offset (1e6 + small variations, 64-bit counts) would otherwise lose its detail in the
+    float32 analysis. Blur ignores offsets, and the noise model sees the same shifted
+    intensities."""
+    offset = _offset(image, channel_axis=channel_axis)
+    if offset is None:
+        return image.astype(np.float64) if _wide(image.dtype) else image
+    return image.astype(np.float64) - offset
 
 
 @dataclass(frozen=True, eq=False)
@@ -568,7 +688,8 @@ class BlurMap:
     sigma : (H, W) ndarray of float32
         Blur in pixels: the per-axis standard deviation of the local PSF. Dense, never NaN.
     confidence : (H, W) ndarray of float32
-        In [0, 1]; low where ``sigma`` was propagated from elsewhere (flat regions).
+        In [0, 1]; low where ``sigma`` was propagated from elsewhere (flat regions) or
+        departs from the measurements beneath it.
     sparse : (h, w) ndarray of float32
         The measurements the dense map came from, one per ``stride`` x ``stride`` cell, NaN
         where a cell held too little structure to measure.
@@ -716,9 +837,22 @@ class BlurMap:
 
 def _spread(img: np.ndarray) -> float:
     """The intensity scale :func:`_cells` works relative to (the standard deviation of about
-    512 rows): keeps float32 maths well scaled for any dtype. The noise floors of
-    :func:`_estimate` are relative to it, so tiles of one image must share it."""
-    return float(np.std(img[:: max(1, img.shape[0] // 512)])) or 1.0
+    512 rows of :func:`_sample`): keeps float32 maths well scaled for any dtype. The noise
+    floors of :func:`_estimate` are relative to it, and the float32 rounding of the scaled
+    image depends on it, so tiles of one image must share it."""
+    a = _sample(img)
+    return float(np.std(a[:: max(1, a.shape[0] // 512)])) or 1.0
+
+
+def _white_noise(
+    image: np.ndarray, noise_sigma: float, *, channel_axis: int | None = None
+) -> NoiseModel:
+    """The noise model of a given white noise level, with the grey-level step of the data
+    (:func:`defocus.noise.quantum` of :func:`_sample`): a given level does not remove the grey
+    levels. A tile of a larger image is given the whole image's model: a tile of fewer than 16
+    grey levels shows no step, and would read its staircase as edges."""
+    q = quantum(_sample(image, channel_axis=channel_axis))
+    return NoiseModel(0.0, float(noise_sigma) ** 2, q, np.ones((8, 8)), (0.0, 0.0), 0)
 
 
 def _cells(
@@ -740,7 +874,7 @@ def _cells(
     image); a tile of a larger image is given the whole image's."""
     if psf not in PSF_FAMILIES:
         raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
-    image = _centred(np.asarray(image))
+    image = _centred(np.asarray(image), channel_axis=channel_axis)
     img = as_float_image(image, channel_axis=channel_axis, min_size=16, allow_constant=False)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
@@ -751,9 +885,7 @@ def _cells(
     elif noise_sigma is None:
         nm = estimate_noise(image, channel_axis=channel_axis)
     else:
-        white = np.ones((8, 8))
-        q = quantum(np.asarray(image))  # a given noise level does not remove the grey levels
-        nm = NoiseModel(0.0, float(noise_sigma) ** 2, q, white, (0.0, 0.0), 0)
+        nm = _white_noise(image, noise_sigma, channel_axis=channel_axis)
     scale = _spread(img) if spread is None else spread
     if progress is not None:
         progress(1, "noise model")
@@ -770,23 +902,61 @@ def _cells(
     return img, nm, cell_sigma, sd, lower, repeat
 
 
+def _log_sigma(cell_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a cell holds a measurement, and log sqrt(sigma^2 + FLOOR^2) (of 1 px elsewhere)."""
+    found = np.isfinite(cell_sigma)
+    return found, np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
+
+
+# Rows ``r0:r1`` of :func:`_cells`' per-cell grids: sigma, log-sigma standard error,
+# lower-bound flag, repeat.
+_CellRows = Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _grid_rows(
+    sigma: np.ndarray, sd: np.ndarray, lower: np.ndarray, repeat: np.ndarray
+) -> _CellRows:
+    """:data:`_CellRows` of the four grids held whole."""
+    return lambda r0, r1: (sigma[r0:r1], sd[r0:r1], lower[r0:r1], repeat[r0:r1])
+
+
 def _cell_maps(
-    cell_sigma: np.ndarray, sd: np.ndarray, lower: np.ndarray, repeat: np.ndarray
+    cells: _CellRows, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The filled maps on the cell grid, from :func:`_cells`' per-cell measurements: log
-    sqrt(sigma^2 + FLOOR^2), the confidence, and the share of lower-bound evidence.
+    """The filled maps on the cell grid of ``shape``, from :func:`_cells`' per-cell
+    measurements (read in bands of rows, :data:`_CellRows`): log sqrt(sigma^2 + FLOOR^2), the
+    confidence, and the share of lower-bound evidence.
 
     The fill reaches across the whole grid, so it runs on the whole image's cells (the tiled map
-    assembles them from its tiles and calls this once)."""
-    found = np.isfinite(cell_sigma)
-    mean = np.log(np.sqrt(np.where(found, cell_sigma, 1.0) ** 2 + _FLOOR**2))
-    # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred edges
-    # do not outvote thin sharp ones; the confidence is that of the measurement itself.
-    logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
-    filled = _fill(mean.astype(np.float32), logvar)
-    conf = _confidence(np.where(found, 2 * np.log(sd), 30.0))
+    reads them from its tiles' blocks and calls this once). Its work runs in bands of rows, so
+    its memory beyond the measurements is the three maps and a third of one more."""
+
+    def weighted(r0: int, r1: int, of_lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        cs, sd, lower, repeat = cells(r0, r1)
+        found, mean = _log_sigma(cs)
+        # In the fill, a measurement repeated over repeat^2 cells counts once, so wide blurred
+        # edges do not outvote thin sharp ones.
+        logvar = np.where(found, 2 * np.log(sd * repeat), 30.0).astype(np.float32)
+        prec = np.exp(-np.clip(logvar, -12.0, 12.0)).astype(np.float32)
+        value = lower.astype(np.float32) if of_lower else mean.astype(np.float32)
+        return prec * value, prec
+
+    filled = _fill(weighted, shape)
+
+    def vouched(r0: int, r1: int) -> np.ndarray:
+        # The confidence is the precision of the value shown, gathered from the measurements
+        # around it: each tells the filled value to within its own error or its distance from
+        # it, whichever is larger. Where the fill overruled a measurement (a repeated wide one
+        # beside thin sharp ones), it vouches for little; where the fill keeps it (to within
+        # its error), for its full precision.
+        cs, sd, _, _ = cells(r0, r1)
+        found, mean = _log_sigma(cs)
+        off = np.maximum(sd, np.abs(filled[r0:r1] - mean))
+        return np.where(found, 2 * np.log(off), 30.0)
+
+    conf = _confidence(vouched, shape)
     # Lower bounds spread like values: the share of lower-bound evidence around each pixel.
-    lb_share = _fill(lower.astype(np.float32), logvar)
+    lb_share = _fill(functools.partial(weighted, of_lower=True), shape)
     return filled, conf, lb_share
 
 
@@ -885,7 +1055,8 @@ def blur_map(
         progress=report,
     )
     report(total - 2, "edge fit")
-    filled, conf, lb_share = _cell_maps(cell_sigma, sd, lower, repeat)
+    grids = _grid_rows(cell_sigma, sd, lower, repeat)
+    filled, conf, lb_share = _cell_maps(grids, cell_sigma.shape)
     report(total - 1, "fill")
     sigma, confidence, lower_bound = _dense(filled, conf, lb_share, img.shape)
     found = np.isfinite(cell_sigma)

@@ -24,24 +24,29 @@ How close a tiled map is to the in-memory one
   cells bilinearly. Tiles, aligned to the method's 32-px grid and overlapping by ``depth`` px
   (default :func:`blur_support`, 288 px: the largest scale's reach and the learned stage's
   context of measured cells, see :mod:`defocus._blurcorrect`), measure their own cells only;
-  the cells are assembled into the whole image's grids (1/16 of its pixels), the fill and the
-  confidence run once on them as in memory, and every output chunk upsamples its own cells
-  with a one-cell halo. Every tile gets the same noise: the ``noise_sigma`` given, or else the
-  noise model (signal-dependent, correlated, quantised, JPEG's compression error) measured once
-  on the image; colour tiles get the colour data, as the in-memory map does, and data wider
-  than 16 bits are shifted once for the whole image as :func:`defocus.blur_map` shifts them,
-  so that the tiles read the noise model at the intensities it was fitted at; the intensity
-  spread the method's noise floors are relative to is read once too, on the same mosaic.
+  the fill and the confidence run once on the whole image's cells (1/16 of its pixels, read
+  from the tiles' blocks in bands of rows) as in memory, and every output chunk upsamples its
+  own cells with a one-cell halo. Every tile gets the same noise: the ``noise_sigma`` given
+  (with the image's grey-level step, which a tile of a few grey levels does not show), or else
+  the noise model (signal-dependent, correlated, quantised, JPEG's compression error)
+  measured once on the image; colour tiles get the colour data, as the in-memory map does. The
+  shift of data wider than 16 bits, the intensity spread the method's noise floors are
+  relative to and the grey-level step are read on one image-wide sample (16 tiles of 256 px),
+  which
+  :func:`defocus.blur_map` reads too, so tiles read the noise model at the intensities it was
+  fitted at and round as the in-memory map does: with a given noise level, a float64 image of
+  the camera beside a staircase of one-grey-level steps, in 2 x 4 tiles, equals the in-memory
+  map to a relative 2e-6 (each tile with its own step, shift and spread: 18 px apart).
   Against :func:`defocus.blur_map` with the same noise model, the tiled map equals the
   in-memory one to the float32 rounding of the cells' measurements: on the FIB image of a
   needle before a defocused background, cut into 2 x 2 and 2 x 3 tiles of 512 px, sigma to a
-  relative 5e-5, the confidence to 2e-5 and the lower bound exactly, and so where its right
-  half is blurred far beyond the largest scale (3 % of the map a lower bound). At the default
-  depth the tile size does not change the map (tiles of 256, 512 or 1024 px on the FIB image:
-  the same figures below). Cells of one tile still see only the tile and its overlap: the
-  camera image in 4 x 3 tiles of 128-160 px agrees to 1 % at the median and 2 % at the 95th
-  percentile where confidence > 0.5 from a depth of 128 px (at 64 px the learned stage's
-  context is cut). What remains between a tiled map and :func:`defocus.blur_map` left to
+  relative 6e-7, the confidence to 4e-7 and the lower bound exactly; where its right half is
+  blurred far beyond the largest scale (3 % of the map a lower bound), to 1e-5, 2e-7 and
+  exactly. At the default depth the tile size does not change that (tiles of 256, 512 or
+  1024 px on the FIB image: 5e-7 or better). Cells of one tile still see only the tile and its
+  overlap: the camera image in 4 x 3 tiles of 128-160 px agrees to 5e-6 from a depth of
+  128 px; at 64 px the learned stage's context is cut, and the confidence differs by 0.1 at
+  the 99th percentile. What remains between a tiled map and :func:`defocus.blur_map` left to
   measure its own noise is the noise model: the mosaic's is not quite the whole image's (on
   the FIB image 14.39 against 14.33 grey levels; relative sigma difference 0.018 at the median,
   0.12 at the 95th percentile where confidence > 0.5).
@@ -81,7 +86,11 @@ from .blurmap import (
     _cell_maps,
     _cells,
     _dense,
+    _offset,
+    _sample_windows,
     _spread,
+    _white_noise,
+    _wide,
 )
 from .focus import DEFAULT_MEASURE, DEFAULT_SCALE, get_measure
 from .io import PixelSize, as_pixel_size
@@ -208,7 +217,7 @@ def _plane(
     offset: float | None = None,
 ) -> da.Array:
     """A 2-D dask array: the image itself (dtype kept) or, with channels, its luminance; with
-    an ``offset``, minus the offset, as float32 (see :func:`_offset`)."""
+    an ``offset``, minus the offset, as float32 (see :func:`defocus.blurmap._offset`)."""
     da = dask_array()
     if not isinstance(image, da.Array):
         image = np.asarray(image)
@@ -243,29 +252,12 @@ def _plane(
     return image
 
 
-def _wide(dtype: np.dtype) -> bool:
-    """Data that :func:`defocus.blurmap._centred` shifts by its median (wider than float32's
-    precision)."""
-    return (dtype.kind == "f" and dtype.itemsize > 4) or (dtype.kind in "iu" and dtype.itemsize > 2)
-
-
 def _shift(block: np.ndarray, offset: float | None) -> np.ndarray:
     """A block minus the image-wide offset, as float32 (no offset: the block as it is). The
     result is no longer wide, so the tile's blur_map does not shift it again by its own median."""
     if offset is None:
         return block
     return (block.astype(np.float64) - offset).astype(np.float32)
-
-
-def _offset(raw_sample: np.ndarray) -> float | None:
-    """The shift :func:`defocus.blur_map` gives wide data (the median of its finite values),
-    taken once on the mosaic of the raw image (rows, columns, any channels last), so that every
-    tile and the noise model see the same intensities; None for data it does not shift."""
-    if not _wide(raw_sample.dtype):
-        return None
-    sample = raw_sample.astype(np.float64)
-    finite = sample[np.isfinite(sample)]
-    return float(np.median(finite)) if finite.size else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,15 +267,13 @@ def _offset(raw_sample: np.ndarray) -> float | None:
 
 def _mosaic(plane: da.Array, *, tile: int = 256, n: int = 4) -> np.ndarray:
     """Up to n x n tiles spread evenly over the image (rows and columns first, any channels
-    last), side by side: a small, faithful sample. Tiles start on multiples of 32 px, so a
-    JPEG's 8 x 8 block grid runs on across the seams as it does in the image."""
-    h, w = plane.shape[:2]
-    if h <= n * tile and w <= n * tile:
+    last), side by side: a small, faithful sample, the one :func:`defocus.blurmap._sample`
+    takes of an image in memory. Tiles start on multiples of 32 px, so a JPEG's 8 x 8 block
+    grid runs on across the seams as it does in the image."""
+    where = _sample_windows(plane.shape, tile=tile, n=n, align=_BLUR_ALIGN)
+    if where is None:
         return np.asarray(plane.compute())
-    th, tw = min(tile, h), min(tile, w)
-    a = _BLUR_ALIGN
-    ys = np.unique(np.linspace(0, h - th, min(n, h // th)).astype(int) // a * a)
-    xs = np.unique(np.linspace(0, w - tw, min(n, w // tw)).astype(int) // a * a)
+    ys, xs, th, tw = where
     da = dask_array()
     rows = [da.concatenate([plane[y : y + th, x : x + tw] for x in xs], axis=1) for y in ys]
     return np.asarray(da.concatenate(rows, axis=0).compute())
@@ -645,8 +635,8 @@ def _weighted_quantiles(
     return found
 
 
-#: Largest image (px) the tiled blur map takes: it assembles the whole image's cell grids in
-#: memory (see blur_map), some 9-10 GB with the fill's pyramid at this size.
+#: Largest image (px) the tiled blur map takes: it holds the whole image's cell grids in
+#: memory (see blur_map), some 5 GB with the fill's maps at this size.
 MAX_BLUR_PIXELS = 2**31
 
 
@@ -656,8 +646,7 @@ def _cell_block(
     own: tuple[tuple[int, ...], tuple[int, ...]],
     depth: tuple[int, int],
     psf: str,
-    noise_sigma: float | None,
-    noise: NoiseModel | None,
+    noise: NoiseModel,
     colour: bool,
     correction: bool,
     spread: float,
@@ -679,36 +668,53 @@ def _cell_block(
     _, _, cell_sigma, sd, lower, repeat = _cells(
         block,
         psf=psf,
-        noise_sigma=noise_sigma,
+        noise_sigma=None,
         noise=noise,
         channel_axis=0 if colour else None,
         correction=correction,
         spread=spread,
     )
-    cells = np.stack([cell_sigma, sd, lower, repeat]).astype(np.float32)
-    return cells[:, cy : cy + ch, cx : cx + cw]
+    # the tile's own cells, copied: a view would keep the overlap's cells alive until the fill
+    own_cells = np.s_[cy : cy + ch, cx : cx + cw]
+    return np.stack([a[own_cells] for a in (cell_sigma, sd, lower, repeat)], dtype=np.float32)
 
 
-def _fill_cells(cells: np.ndarray) -> np.ndarray:
-    """:func:`defocus.blurmap._cell_maps` of the whole image's cell grids: filled log sigma,
-    confidence and lower-bound share, stacked."""
-    sigma, sd, lower, repeat = cells
-    return np.stack(_cell_maps(sigma, sd, lower > 0.5, repeat))
+def _fill_cells(
+    blocks: list[list[np.ndarray]], starts: Sequence[int], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`defocus.blurmap._cell_maps` of the whole image's cells, read in bands of rows
+    from the tiles' blocks (rows of blocks, each block's four grids stacked; ``starts``: the
+    block rows' first cell rows and the grid's end), never assembled: filled log sigma,
+    confidence and lower-bound share."""
+
+    def rows(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        parts = [
+            np.concatenate([b[:, max(r0, s) - s : min(r1, e) - s] for b in row], axis=2)
+            for row, s, e in zip(blocks, starts[:-1], starts[1:], strict=True)
+            if s < r1 and e > r0
+        ]
+        band = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return band[0], band[1], band[2] > 0.5, band[3]
+
+    return _cell_maps(rows, shape)
 
 
 def _dense_chunk(
-    grids: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], shape: Any
+    grids: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    shape: Any,
 ) -> np.ndarray:
     """sigma, confidence and lower bound (as 0/1) of the output chunk ``rows`` x ``cols`` (px):
     :func:`defocus.blurmap._dense` of its cells and a one-cell halo, which is all that bilinear
     upsampling reads, so the chunk equals that part of the in-memory map."""
     out = []
-    for (p0, p1), n, size in zip((rows, cols), grids.shape[1:], shape, strict=True):
+    for (p0, p1), n, size in zip((rows, cols), grids[0].shape, shape, strict=True):
         a0, a1 = max(p0 // STRIDE - 1, 0), min(-(-p1 // STRIDE) + 1, n)
         out.append((a0, a1, min(a1 * STRIDE, size) - a0 * STRIDE, p0 - a0 * STRIDE, p1 - p0))
     (y0, y1, h, oy, ny), (x0, x1, w, ox, nx) = out
-    sub = grids[:, y0:y1, x0:x1]
-    sigma, conf, lower = _dense(sub[0], sub[1], sub[2], (h, w))
+    filled, conf, share = (g[y0:y1, x0:x1] for g in grids)
+    sigma, conf, lower = _dense(filled, conf, share, (h, w))
     return np.stack([sigma, conf, lower.astype(np.float32)])[:, oy : oy + ny, ox : ox + nx]
 
 
@@ -733,7 +739,8 @@ def blur_map(
         As for :func:`defocus.blur_map` (``pixel_size``: metres per pixel or a
         :class:`defocus.io.PixelSize`).
     noise_sigma : float, optional
-        Noise standard deviation (intensity units) given to every tile. By default the noise
+        Noise standard deviation (intensity units) given to every tile, with the image's
+        grey-level step (read on the same sample as the noise model). By default the noise
         model of :func:`defocus.blur_map` (signal-dependent, correlated, quantised, JPEG's
         compression error included) is estimated once, on a mosaic of 16 tiles of 256 px
         sampled evenly across the image on its 32-px grid (the whole image if it is at most
@@ -757,11 +764,12 @@ def blur_map(
     Notes
     -----
     The fill reaches across the whole image, so the per-cell measurements of all tiles are
-    gathered in memory when the map is computed: four float32 grids of 1/16 of the image's
-    pixels (a gigapixel image: about 250 MB each), and the fill's pyramid and temporaries
-    over them, 13.4 grids more at their peak (measured on a 268-MP image's cells): some 4.5 GB
-    for a gigapixel image. Images above :data:`MAX_BLUR_PIXELS` (2**31 px, some 9-10 GB) are
-    refused. Each output chunk is then upsampled from the filled grids on its own.
+    held in memory when the map is computed: four float32 grids of 1/16 of the image's pixels
+    (a gigapixel image: about 250 MB each), which the fill reads in bands of rows without
+    assembling them; its three maps and work memory add 5.1 grids at their peak (measured on a
+    268-MP image's cells): some 2.3 GB for a gigapixel image. Images above
+    :data:`MAX_BLUR_PIXELS` (2**31 px, some 5 GB) are refused. Each output chunk is then
+    upsampled from the filled grids on its own.
 
     Raises
     ------
@@ -814,10 +822,15 @@ def blur_map(
     mosaic = sample if raw_sample is None else raw_sample
     if offset is not None:  # in float64, as blur_map fits it
         mosaic = mosaic.astype(np.float64) - offset
-    nm, level = (None, float(noise_sigma)) if noise_sigma is not None else (None, 0.0)
     if noise_sigma is None:
         seams = _seams(plane.shape, mosaic.shape)
         nm, level = _noise_model(mosaic, colour=colour, seams=seams)
+    else:
+        nm, level = None, float(noise_sigma)
+    if nm is None:
+        # A level given (or no noise seen) keeps the whole image's grey-level step: a tile of
+        # fewer than 16 grey levels shows none, and would read its staircase as edges.
+        nm = _white_noise(mosaic, level, channel_axis=-1 if colour else None)
     # The intensity scale the method works relative to, read once (on the mosaic, as for the
     # noise model) and given to every tile: its noise floors are relative to it.
     spread = _spread(as_float_image(mosaic, channel_axis=-1 if colour else None))
@@ -839,7 +852,6 @@ def blur_map(
         own=own,
         depth=(dy, dx),
         psf=psf,
-        noise_sigma=None if nm is not None else level,
         noise=nm,
         colour=colour,
         correction=correction,
@@ -853,7 +865,9 @@ def blur_map(
 
     # The fill reaches across the whole image: it runs once, on the assembled cell grids, and
     # every output chunk upsamples its own cells from them.
-    grids = delayed(_fill_cells)(cells)
+    blocks = cells.to_delayed()[0].tolist()
+    cell_starts = [int(x) for x in np.cumsum((0, *cells.chunks[1]))]
+    grids = delayed(_fill_cells)(blocks, cell_starts, cells.shape[1:])
     starts = [np.cumsum((0, *c)) for c in own]
     maps = da.block(
         [
