@@ -260,3 +260,29 @@ def test_blur_at_several_depths_without_a_tilt_says_it_varies():
     lo, hi = fp.spread
     assert lo < 2 and hi > 6
     assert flat.summary()["text"].startswith("no significant blur gradient")
+
+
+def test_bundled_fib_image_claims_no_line():
+    # The needle is in focus before a defocused substrate: blur varies 10-fold, but not away
+    # from a line. A p-value alone (5e-4 at some seeds) claimed "70 +- 54 %", a line whose
+    # growth the bootstrap could not resolve.
+    from defocus.data import sample_path
+
+    bm = blur_map(read_image(sample_path("fib_needle.tif")).data)
+    for seed in range(3):
+        fp = focal_plane(bm, rng=seed)
+        assert not fp.significant
+        assert fp.summary()["text"].startswith("blur varies (")
+
+
+def test_too_few_independent_measurements_is_said_so():
+    # An exact tilt, but confident only in a 4-px strip across it: simulated constant maps fit
+    # the V as well, and the reason must not blame errors the map does not have.
+    sig = tilt_map((400, 400), slope=0.05, floor=0.5)
+    conf = np.zeros_like(sig)
+    conf[:, 100:104] = 1
+    strip = focal_plane(BlurMap(sig, conf, sig[2::4, 2::4], conf[2::4, 2::4], 4, 0.0, "gauss"))
+    assert not strip.significant and "too few independent measurements" in strip.reason
+    conf[:, 100:140] = 1
+    wide = focal_plane(BlurMap(sig, conf, sig[2::4, 2::4], conf[2::4, 2::4], 4, 0.0, "gauss"))
+    assert wide.significant
