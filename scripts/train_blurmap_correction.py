@@ -2,36 +2,46 @@
 
 Run:  python scripts/train_blurmap_correction.py [--out PATH] [--quick]
 
-Deterministic on CPU (fixed seeds, a few minutes on two cores). Training images are
-scikit-image samples the blur-map benchmark does not use (it scores camera, gravel, brick,
-grass, moon, coins and motorcycle_left) and synthetic dead-leaves textures (Lee, Mumford &
-Huang 2001), each blurred by a tilted-plane or piecewise-constant sigma map (0.3-40 px) with a
-Gaussian or disk PSF, then recorded under one of the realistic degradations of issue 14: white
-noise, Poisson-Gaussian shot noise, a Bayer mosaic with bilinear demosaicing, JPEG quality
-70-95, 8-bit quantisation, SEM scan-line offsets and line jitter, a slow gain field. The
-physical estimator measures every scene; the network learns log(true sigma) minus log(physical
-sigma) on the cells the physics measured, from :func:`defocus._blurcorrect.cell_features`.
+Deterministic on CPU (fixed seeds; about ten minutes on two cores, most of it rendering and
+measuring the 544 scenes). Training images are scikit-image samples the blur-map benchmark
+does not use (it scores camera, gravel, brick, grass, moon, coins and motorcycle_left) and
+synthetic textures: dead leaves (Lee, Mumford & Huang 2001), shapes, band-pass levels,
+pebbles, strokes, brick bonds, craters and coin-like tokens. Each is blurred by a tilted-plane
+or piecewise-constant sigma map (0.3-40 px) with a Gaussian or disk PSF, then recorded under
+one of the realistic degradations of issue 14: white noise, Poisson-Gaussian shot noise, a
+Bayer mosaic with bilinear demosaicing, JPEG quality 70-95, 8-bit quantisation, SEM scan-line
+offsets and line jitter, a slow gain field. The physical estimator measures every scene; the
+network learns log(true sigma) minus log(physical sigma) on the cells the physics measured,
+from :func:`defocus._blurcorrect.cell_features`.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import skimage.data as skdata
-from scipy import ndimage as ndi
-from skimage.color import rgb2gray
+# One BLAS thread (set before numpy loads): the same sums in the same order on every machine,
+# and on two shared cores far faster than threads that wait on each other.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import skimage.data as skdata  # noqa: E402
+from scipy import ndimage as ndi  # noqa: E402
+from skimage.color import rgb2gray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from defocus import synth  # noqa: E402
-from defocus._blurcorrect import FLOOR, WEIGHTS, cell_features  # noqa: E402
-from defocus.blurmap import STRIDE, _cells  # noqa: E402
+from defocus._blurcorrect import WEIGHTS, cell_features  # noqa: E402
+from defocus.blurmap import _FLOOR as FLOOR  # noqa: E402
+from defocus.blurmap import _MEASURABLE_SD, STRIDE, _cells  # noqa: E402
 
 IMAGES = (
     "astronaut",
@@ -44,6 +54,7 @@ IMAGES = (
     "text",
     "page",
     "clock",
+    "cell",
 )
 N_LEAVES = 4  # dead-leaves textures, from sparse to dense
 CROP = 448
@@ -54,7 +65,11 @@ TRAIN_RANGE = (0.2, 40.0)  # physical estimates of the cells the network learns 
 # too few edges for the network to learn from (it read a 40-px blur as 22 px).
 SIGMA_RANGE = (1.0, 16.0)
 OUT_RANGE = (-0.7, 1.2)  # log-sigma corrections it may make
-HIDDEN = 32
+HIDDEN = 64
+REPS = 4  # sigma maps and degradations per image, family and kind
+DEPTH = 3  # hidden layers
+BATCH = 1024
+STEPS = 20000  # Adam steps of BATCH cells
 
 
 def load(name: str) -> np.ndarray:
@@ -138,6 +153,87 @@ def shapes(seed: int, *, n: int, size: int = CROP) -> np.ndarray:
             else ((np.abs(u) <= a) & (np.abs(v) <= b))
         )
         img[inside] = rng.uniform(0.05, 0.95)
+    return img
+
+
+def _rotated(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates rotated by a random angle about the centre."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - size / 2
+    t = rng.uniform(0, np.pi)
+    return xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+
+
+def strokes(seed: int, *, n: int, length: float, width: float, size: int = CROP) -> np.ndarray:
+    """Grass-like: ``n`` thin straight strokes of random grey and direction over each other."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size), rng.uniform(0.2, 0.8), np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for _ in range(n):
+        half, wide = rng.uniform(0.3, 0.5) * length, rng.uniform(0.5, 1.0) * width
+        cy, cx = rng.uniform(0, size, 2)
+        w = _window(size, half + wide, cy, cx)
+        if w is None:
+            continue
+        t = rng.uniform(0, np.pi)
+        u = (xx[w] - cx) * np.cos(t) + (yy[w] - cy) * np.sin(t)
+        v = -(xx[w] - cx) * np.sin(t) + (yy[w] - cy) * np.cos(t)
+        img[w][(np.abs(u) <= half) & (np.abs(v) <= wide / 2)] = rng.uniform(0.05, 0.95)
+    return img
+
+
+def bricks(seed: int, *, height: float, size: int = CROP) -> np.ndarray:
+    """Brick-like: a running bond of blocks of random grey with fine speckle and dark mortar
+    lines, at a random angle."""
+    rng = np.random.default_rng(seed)
+    u, v = _rotated(size, rng)
+    width = height * rng.uniform(1.5, 3.0)
+    row = np.floor(v / height)
+    shifted = u + (row % 2) * width / 2
+    col = np.floor(shifted / width)
+    key = (row.astype(np.int64) * 7919 + col.astype(np.int64)) % 997
+    grey = rng.uniform(0.3, 0.8, 997)[key]
+    speckle = ndi.gaussian_filter(rng.standard_normal((size, size)), rng.uniform(0.7, 2.0))
+    img = grey + rng.uniform(0.02, 0.1) * speckle / speckle.std()
+    mortar = max(1.0, height * rng.uniform(0.08, 0.2))
+    joint = (v - row * height < mortar) | (shifted - col * width < mortar)
+    return np.where(joint, rng.uniform(0.05, 0.25), img).astype(np.float32)
+
+
+def craters(seed: int, *, n: int, size: int = CROP) -> np.ndarray:
+    """Moon-like: low-contrast craters (a bowl lit from one side and a raised rim) of radii
+    3-60 px on a smooth background."""
+    rng = np.random.default_rng(seed)
+    bg = ndi.gaussian_filter(rng.standard_normal((size, size)), size / 16)
+    img = 0.5 + 0.1 * bg / bg.std()
+    yy, xx = np.mgrid[0:size, 0:size]
+    light = rng.uniform(0, 2 * np.pi)
+    for _ in range(n):
+        r = float(np.exp(rng.uniform(np.log(3), np.log(60))))
+        cy, cx = rng.uniform(0, size, 2)
+        w = _window(size, 1.4 * r, cy, cx)
+        if w is None:
+            continue
+        dy, dx = (yy[w] - cy) / r, (xx[w] - cx) / r
+        d = np.hypot(dy, dx)
+        a = rng.uniform(0.03, 0.15)
+        slope = dx * np.cos(light) + dy * np.sin(light)
+        img[w] += a * np.where(d < 1, slope, 0) + a * np.exp(-(((d - 1) / 0.12) ** 2))
+    return img.astype(np.float32)
+
+
+def tokens(seed: int, *, n: int, size: int = CROP) -> np.ndarray:
+    """Coin-like: ``n`` disks with a sharp rim and a low-contrast relief inside, apart on a flat
+    background (isolated strong edges the correction must leave alone)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size), rng.uniform(0.1, 0.4), np.float32)
+    relief = ndi.gaussian_filter(rng.standard_normal((size, size)), 2.0)
+    relief = (relief / relief.std()).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for _ in range(n):
+        r = rng.uniform(15, 45)
+        cy, cx = rng.uniform(r, size - r, 2)
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        img[inside] = rng.uniform(0.5, 0.9) + rng.uniform(0.02, 0.08) * relief[inside]
     return img
 
 
@@ -261,7 +357,16 @@ def scene_cells(seed: int, sharp: np.ndarray, family: str, kind: str, cond: str)
         correction=False,
         features=feats,
     )
-    x = cell_features(feats, cell_sigma, sd, lower, disk=family == "disk", sigma_range=SIGMA_RANGE)
+    x = cell_features(
+        feats,
+        cell_sigma,
+        sd,
+        lower,
+        disk=family == "disk",
+        sigma_range=SIGMA_RANGE,
+        floor=FLOOR,
+        max_sd=_MEASURABLE_SD,
+    )
     truth, uniform = cell_truth(sigma, cell_sigma.shape)
     use = np.isfinite(cell_sigma) & ~lower
     use &= (cell_sigma >= TRAIN_RANGE[0]) & (cell_sigma <= TRAIN_RANGE[1])
@@ -278,7 +383,8 @@ def scene_cells(seed: int, sharp: np.ndarray, family: str, kind: str, cond: str)
     return x[use], target[use], weight, truth[use]
 
 
-def build(quick: bool) -> tuple[np.ndarray, ...]:
+def sharp_images() -> list[tuple[str, np.ndarray]]:
+    """The training scenes' sharp images: scikit-image photographs and synthetic textures."""
     sharps = [(name, load(name)) for name in IMAGES]
     sharps += [
         (f"leaves{i}", dead_leaves(100 + i, r_min=1.0 + i, r_max=20.0 * (i + 1)))
@@ -289,52 +395,70 @@ def build(quick: bool) -> tuple[np.ndarray, ...]:
     sharps += [
         (f"pebbles{i}", pebbles(300 + i, r_min=2 + 3 * i, r_max=5 + 8 * i)) for i in range(3)
     ]
-    rows = []
-    t0 = time.time()
-    n = 0
-    for i, (name, sharp) in enumerate(sharps):
+    sharps += [
+        (f"strokes{i}", strokes(500 + i, n=4000, length=40 / 2**i, width=2 + 2 * i))
+        for i in range(3)
+    ]
+    sharps += [(f"bricks{i}", bricks(600 + i, height=8.0 * 2**i)) for i in range(3)]
+    sharps += [(f"craters{i}", craters(700 + i, n=30 * 2**i)) for i in range(2)]
+    sharps += [(f"tokens{i}", tokens(800 + i, n=4 + 4 * i)) for i in range(2)]
+    return sharps
+
+
+def scenes(quick: bool) -> Iterator[tuple[str, int, np.ndarray, str, str, str]]:
+    """(image name, seed, sharp image, PSF family, sigma scene kind, degradation) of every
+    training scene."""
+    for i, (name, sharp) in enumerate(sharp_images()):
         for j, family in enumerate(("gauss", "disk")):
             for k, kind in enumerate(("tilt", "regions")):
-                reps = 1 if quick else 2
-                for r in range(reps):
+                for r in range(1 if quick else REPS):
                     seed = 1000 * i + 100 * j + 10 * k + r
                     cond = CONDITIONS[(i + 3 * j + 5 * k + 7 * r) % len(CONDITIONS)]
-                    rows.append(scene_cells(seed, sharp, family, kind, cond))
-                    n += 1
-        print(f"{name}: {n} scenes, {time.time() - t0:.0f} s", flush=True)
+                    yield name, seed, sharp, family, kind, cond
+
+
+def build(quick: bool) -> tuple[np.ndarray, ...]:
+    rows = []
+    t0 = time.time()
+    for n, (name, seed, sharp, family, kind, cond) in enumerate(scenes(quick), 1):
+        rows.append(scene_cells(seed, sharp, family, kind, cond))
+        if n % 20 == 0:
+            print(f"{name}: {n} scenes, {time.time() - t0:.0f} s", flush=True)
     x, y, w, _ = (np.concatenate(c) for c in zip(*rows, strict=True))
     w = w / w.mean()
     return x.astype(np.float32), y.astype(np.float32), w.astype(np.float32)
 
 
-def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, steps: int, seed: int = 0) -> dict:
-    """A tanh MLP with HIDDEN units in two layers, Huber loss on log sigma, Adam (Kingma & Ba
-    2015) with full determinism (one thread of numpy order, fixed seed)."""
+def train(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, *, steps: int, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A tanh MLP (DEPTH hidden layers of HIDDEN units), Huber loss on log sigma, Adam (Kingma
+    & Ba 2015) with full determinism (one thread of numpy order, fixed seed)."""
     rng = np.random.default_rng(seed)
     mean, std = x.mean(0), x.std(0) + 1e-3
     xs = (x - mean) / std
-    sizes = [x.shape[1], HIDDEN, HIDDEN, 1]
-    params = []
-    for a, b in itertools.pairwise(sizes):
-        params += [rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float64), np.zeros(b)]
+    sizes = [x.shape[1], *[HIDDEN] * DEPTH, 1]
+    ws = [rng.normal(0, 1 / np.sqrt(a), (a, b)) for a, b in itertools.pairwise(sizes)]
+    bs = [np.zeros(b) for b in sizes[1:]]
+    params = [p for pair in zip(ws, bs, strict=True) for p in pair]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
-    lr, b1, b2, batch, delta = 3e-3, 0.9, 0.999, 1024, 0.1
+    lr, b1, b2, batch, delta = 3e-3, 0.9, 0.999, BATCH, 0.1
     for step in range(1, steps + 1):
         idx = rng.integers(0, len(xs), batch)
-        h0, yt, wt = xs[idx].astype(np.float64), y[idx].astype(np.float64), w[idx]
-        a1 = np.tanh(h0 @ params[0] + params[1])
-        a2 = np.tanh(a1 @ params[2] + params[3])
-        out = (a2 @ params[4] + params[5])[:, 0]
+        yt, wt = y[idx].astype(np.float64), w[idx]
+        acts = [xs[idx].astype(np.float64)]
+        for i in range(DEPTH):
+            acts.append(np.tanh(acts[-1] @ ws[i] + bs[i]))
+        out = (acts[-1] @ ws[-1] + bs[-1])[:, 0]
         err = out - yt
-        g = np.where(np.abs(err) <= delta, err, delta * np.sign(err)) * wt / wt.sum()
-        g_out = g[:, None]
-        grads = [None] * 6
-        grads[4], grads[5] = a2.T @ g_out, g_out.sum(0)
-        d2 = (g_out @ params[4].T) * (1 - a2**2)
-        grads[2], grads[3] = a1.T @ d2, d2.sum(0)
-        d1 = (d2 @ params[2].T) * (1 - a1**2)
-        grads[0], grads[1] = h0.T @ d1, d1.sum(0)
+        g = (np.where(np.abs(err) <= delta, err, delta * np.sign(err)) * wt / wt.sum())[:, None]
+        grads: list[np.ndarray] = []
+        for i in range(DEPTH, -1, -1):
+            grads = [acts[i].T @ g, g.sum(0), *grads]
+            if i:
+                g = (g @ ws[i].T) * (1 - acts[i] ** 2)
+        # Step decay: the last fifth at a tenth of the rate.
         rate = lr * (0.1 if step > 0.8 * steps else 1.0)
         for p, gr, mi, vi in zip(params, grads, m, v, strict=True):
             mi *= b1
@@ -342,27 +466,25 @@ def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, steps: int, seed: int 
             vi *= b2
             vi += (1 - b2) * gr * gr
             p -= rate * (mi / (1 - b1**step)) / (np.sqrt(vi / (1 - b2**step)) + 1e-8)
-        if step % 1000 == 0:
+        if step % 2000 == 0:
             print(f"step {step}: batch weighted |err| {np.sum(np.abs(err) * wt) / wt.sum():.4f}")
-    out = {
-        f"w{i // 2}" if i % 2 == 0 else f"b{i // 2}": p.astype(np.float32)
-        for i, p in enumerate(params)
-    }
+    out = {f"w{i}": p.astype(np.float32) for i, p in enumerate(ws)}
+    out |= {f"b{i}": p.astype(np.float32) for i, p in enumerate(bs)}
     return out | {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=WEIGHTS)
-    ap.add_argument("--quick", action="store_true", help="half the scenes, fewer steps")
+    ap.add_argument("--quick", action="store_true", help="a quarter of the scenes, fewer steps")
     ap.add_argument("--steps", type=int, default=None)
     args = ap.parse_args(argv)
     x, y, w = build(args.quick)
     print(f"{len(y)} cells, {x.shape[1]} features")
     before = np.sum(np.abs(y) * w) / w.sum()
-    net = train(x, y, w, steps=args.steps or (2000 if args.quick else 5000))
+    net = train(x, y, w, steps=args.steps or (4000 if args.quick else STEPS))
     net |= {
-        "layers": np.array(3),
+        "layers": np.array(DEPTH + 1),
         "sigma_range": np.array(SIGMA_RANGE, np.float32),
         "out_range": np.array(OUT_RANGE, np.float32),
     }

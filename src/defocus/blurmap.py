@@ -37,10 +37,10 @@ texture is learned (step 5); the physics alone decides what is measured.
    shows, and the cell is a lower bound.
 5. **Dense texture.** Where neighbouring edges are closer than the blur, those of opposite
    sign cancel at scales near their spacing, the energy falls faster than the step law, and the
-   line fit reads sigma low (0.6-0.75x). A small network trained on images the benchmarks do not
-   use reads a correction of log sigma from the curve's shape around its peak, its departure from
-   the step law and the density of measured cells around it (not its signal-to-noise, which
-   gain changes)
+   line fit reads sigma low (0.6-0.75x, lower still under a disk PSF). A small network trained
+   on images the benchmarks do not use reads a correction of log sigma from the curve's shape
+   around its peak, its departure from the step law and the measured cells around it (how
+   crowded, what they read; not its signal-to-noise, which gain changes)
    (:mod:`defocus._blurcorrect`). It changes only measured cells of confidence >= 0.3 whose
    physical sigma lies in 1-16 px (where its training images show blur well), never a lower bound;
    ``correction=False`` gives the physics alone.
@@ -109,6 +109,9 @@ _ALPHA = 1e-3
 CONFIDENCE_THRESHOLD = 0.3
 # Log-sigma standard error at which a pixel's confidence is one half.
 _HALF_CONF_SD = 0.25
+# The largest log-sigma standard error of a measurable cell: its confidence
+# 1 / (1 + (sd / _HALF_CONF_SD)^2) reaches CONFIDENCE_THRESHOLD. The learned stage reads no other.
+_MEASURABLE_SD = _HALF_CONF_SD * float(np.sqrt(1 / CONFIDENCE_THRESHOLD - 1))
 # A disk-blurred step's gradient energy falls with scale unlike a Gaussian-blurred one's: its
 # line spread function is the chord 2 sqrt(R^2 - x^2) / (pi R^2), lower at the centre for the
 # same second moment. Read by the Gaussian line fit, a disk of sigma = R/2 reads 1.26x too high;
@@ -478,7 +481,7 @@ def _estimate(
     repeat = np.maximum(1.0, factor / STRIDE)[peak]
     sigma = np.where(found, sigma, np.nan).astype(np.float32)
     if features is not None:
-        features.update(signal=signal, peak=peak, last=last, rms=rms)
+        features.update(scales=np.array(SCALES), signal=signal, peak=peak, last=last, rms=rms)
     return sigma, sd.astype(np.float32), lower & found, repeat.astype(np.float32)
 
 
@@ -898,7 +901,15 @@ def _cells(
         cell_sigma *= np.float32(_DISK_SIGMA_RATIO)
     if correction:
         # Dense texture: see defocus._blurcorrect (physics picks the cells, the model reads them).
-        cell_sigma = correct(cell_sigma, sd, lower, feats, disk=psf == "disk")
+        cell_sigma = correct(
+            cell_sigma,
+            sd,
+            lower,
+            feats,
+            disk=psf == "disk",
+            floor=_FLOOR,
+            max_sd=_MEASURABLE_SD,
+        )
     return img, nm, cell_sigma, sd, lower, repeat
 
 
