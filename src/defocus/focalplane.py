@@ -168,7 +168,7 @@ class FocalPlane:
     note: str = ""
     significant: bool = True
     reason: str = ""
-    p_value: float = 0.0
+    p_value: float = math.nan
     spread: tuple[float, float] = (math.nan, math.nan)
 
     @property

@@ -32,8 +32,7 @@ How close a tiled map is to the in-memory one
   measured once on the image; colour tiles get the colour data, as the in-memory map does. The
   shift of data wider than 16 bits, the intensity spread the method's noise floors are
   relative to and the grey-level step are read on one image-wide sample (16 tiles of 256 px),
-  which
-  :func:`defocus.blur_map` reads too, so tiles read the noise model at the intensities it was
+  which :func:`defocus.blur_map` reads too, so tiles read the noise model at the intensities it was
   fitted at and round as the in-memory map does: with a given noise level, a float64 image of
   the camera beside a staircase of one-grey-level steps, in 2 x 4 tiles, equals the in-memory
   map to a relative 2e-6 (each tile with its own step, shift and spread: 18 px apart).
@@ -863,8 +862,8 @@ def blur_map(
     )
     from dask import delayed
 
-    # The fill reaches across the whole image: it runs once, on the assembled cell grids, and
-    # every output chunk upsamples its own cells from them.
+    # The fill reaches across the whole image: it runs once over all the tiles' cells, read
+    # band by band from their blocks, and every output chunk upsamples its own cells from it.
     blocks = cells.to_delayed()[0].tolist()
     cell_starts = [int(x) for x in np.cumsum((0, *cells.chunks[1]))]
     grids = delayed(_fill_cells)(blocks, cell_starts, cells.shape[1:])
