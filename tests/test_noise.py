@@ -287,3 +287,32 @@ def test_cell_slope_matches_the_block_planes():
     # The window of 8 cells starting at cell 8 j covers block j.
     per_cell = cell_slope(cells, cell=4, block=32)[4::8, 4::8].ravel()
     np.testing.assert_allclose(per_cell, plane, rtol=0.02, atol=1e-3)
+
+
+def test_noise_free_inputs_give_a_finite_zero_model():
+    # A constant image and an exact plane leave every block's residual at 0: no noise spectrum
+    # to average and no variance to weight, yet the model is finite and (but for one grey
+    # level's quantisation) zero.
+    ramp = np.add.outer(np.arange(256.0), np.arange(256.0))
+    for img, step in [(np.full((256, 256), 7.0), 0.0), (ramp, 1.0), (ramp.astype(np.uint16), 1.0)]:
+        nm = estimate_noise(img)
+        assert np.all(np.isfinite(nm.spectrum)) and np.isfinite(nm.correlation).all()
+        assert nm.gain == 0 and nm.floor == 0
+        assert float(nm.variance(100.0)) == pytest.approx(step**2 / 12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.uint16])
+def test_blur_map_of_a_clean_ramp_is_not_a_measurement(dtype):
+    # A noise-free ramp has no edge: the map is made, and little of it is confident.
+    ramp = np.add.outer(np.arange(512.0), np.arange(512.0)).astype(dtype)
+    est = blur_map(ramp)
+    assert est.sigma.shape == ramp.shape
+    assert est.summary()["mean_confidence"] < 0.2
+
+
+def test_blur_map_of_a_clean_ramp_with_an_edge_finds_the_sharp_edge():
+    img = np.add.outer(np.arange(512.0), np.arange(512.0))
+    img[:, 256:] += 100  # a perfect step: no blur
+    est = blur_map(img)
+    at_edge = est.sigma[128:384, 252:260]
+    assert float(np.nanmedian(at_edge)) < 1.0

@@ -285,7 +285,8 @@ def _blocks(img: np.ndarray, b: int, dtype: Any = None) -> np.ndarray:
 def _fit_variance(means: np.ndarray, varis: np.ndarray) -> tuple[float, float]:
     """Weighted least squares for ``var = a * mean + b`` over intensity bins (a summary)."""
     # Weights: relative errors of a variance estimate are about constant, so weight by 1/v².
-    wt = 1.0 / np.maximum(varis, 1e-30) ** 2
+    # Noise-free bins (variance 0) get the weight of a millionth of the largest variance.
+    wt = 1.0 / np.maximum(varis, max(1e-6 * float(np.max(varis, initial=0.0)), 1e-30)) ** 2
     design = np.stack([means, np.ones_like(means)], axis=1)
     sw = np.sqrt(wt)[:, None]
     if len(means) >= 2 and np.ptp(means) > 0:
@@ -347,6 +348,17 @@ def cell_slope(means: np.ndarray, *, cell: int, block: int = _BLOCK) -> np.ndarr
     return np.hypot(gx, gy)
 
 
+def _trimmed_square(d: np.ndarray) -> np.ndarray:
+    """Mean square of the lower 90 % of each row's squares (last axis), over a unit normal's.
+
+    Sparse edges do not count, and unlike the median it measures the variance of heavy-tailed
+    (low-count shot) noise in full and is not stuck at 0 or half a grey level on integer data.
+    """
+    d2 = d * d
+    keep = int(0.9 * d2.shape[-1])
+    return np.partition(d2, keep - 1, axis=-1)[..., :keep].mean(axis=-1) / _TRIMMED_GAUSS
+
+
 def _increasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted least-squares non-decreasing fit to ``y`` (pool adjacent violators)."""
     pools: list[list[float]] = []  # [value, weight, count]
@@ -380,9 +392,8 @@ def _slope_excess(
     c = np.arange(b) - (b - 1) / 2
     norm = b * float(c @ c)
     slope = np.hypot(blocks.sum(axis=2) @ c / norm, blocks.sum(axis=1) @ c / norm)
-    d = _haar_diagonal(resid.reshape(-1, b, b)).reshape(len(pick), -1) ** 2
-    keep = int(0.9 * d.shape[1])
-    fine = np.partition(d, keep - 1, axis=1)[:, :keep].mean(axis=1) / _TRIMMED_GAUSS / to_var
+    fine = _trimmed_square(_haar_diagonal(resid.reshape(-1, b, b)).reshape(len(pick), -1))
+    fine /= to_var
 
     def bins(x: np.ndarray, k: int) -> np.ndarray:
         edges = np.quantile(x, np.linspace(0, 1, k + 1))
@@ -416,9 +427,13 @@ def _periodogram(resid: np.ndarray, varis: np.ndarray, low: int = 3) -> np.ndarr
     """Mean Hann-windowed periodogram of (n, b, b) residual blocks, each normalised by its own
     variance, with the lowest rings replaced by the annulus above them; mean 1."""
     b = resid.shape[-1]
+    # A block the plane fits exactly (noise-free data) has no noise spectrum to add.
+    live = varis > 0
+    if not live.any():
+        return np.ones((b, b))
     win = np.outer(np.hanning(b), np.hanning(b))
-    norm = np.maximum(varis, 1e-30)[:, None, None] * float((win**2).sum())
-    spec = (np.abs(np.fft.fft2(resid * win)) ** 2 / norm).mean(axis=0)
+    norm = varis[live, None, None] * float((win**2).sum())
+    spec = (np.abs(np.fft.fft2(resid[live] * win)) ** 2 / norm).mean(axis=0)
     # Below 3 cycles per block the detrended blocks still hold smooth image content (curvature
     # the plane leaves), not noise; noise correlations of demosaicing, scan electronics and
     # JPEG span a few pixels, so their spectrum is flat there: take the annulus just above.
@@ -662,9 +677,7 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     # Under a grey level of noise the median of integer data's detail (steps of half a level)
     # is stuck at 0 or half a level; the mean square of the lower 90 % is not. There the
     # larger of the two, so that noise never reads low.
-    keep = int(0.9 * hd.shape[1])
-    trimmed = np.partition(hd * hd, keep - 1, axis=1)[:, :keep].mean(axis=1) / _TRIMMED_GAUSS
-    haar = np.where(mad < q, np.maximum(haar, trimmed), haar)
+    haar = np.where(mad < q, np.maximum(haar, _trimmed_square(hd)), haar)
     edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
     which = np.clip(np.searchsorted(edges, means[sel], side="right") - 1, 0, _BINS - 1)
     bin_mean = [float(np.median(means[sel][which == k])) for k in np.unique(which)]
@@ -840,13 +853,7 @@ def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.nda
     lead = blocks.shape[:-2]
 
     def detail(x: np.ndarray) -> np.ndarray:
-        d = _haar_diagonal(x)
-        d2 = (d * d).reshape(*lead, -1)
-        keep = int(0.9 * d2.shape[-1])
-        # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
-        # measures the variance of heavy-tailed (low-count shot) noise in full.
-        low = np.partition(d2, keep - 1, axis=-1)[..., :keep]
-        return low.mean(axis=-1) / _TRIMMED_GAUSS
+        return _trimmed_square(_haar_diagonal(x).reshape(*lead, -1))
 
     def halve(x: np.ndarray) -> np.ndarray:
         m = x.shape[-1] // 2
