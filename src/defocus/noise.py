@@ -420,16 +420,22 @@ def _edge_free_energy(resid: np.ndarray, floor: float) -> tuple[np.ndarray, np.n
     # Robust scale per quarter of the block: noise that changes across a block (more of it on
     # the sloped part) is not taken for an edge.
     h = b // 2
-    quarters = np.abs(hp[:, : 2 * h, : 2 * h]).reshape(n, 2, h, 2, h)
+    quarter = np.abs(hp[:, : 2 * h, : 2 * h]).reshape(n, 2, h, 2, h).transpose(0, 1, 3, 2, 4)
+    quarter = quarter.reshape(n, 4, h * h)
     grow = (1, 2 * _EDGE_GROW + 1, 2 * _EDGE_GROW + 1)
-    edge = np.zeros((n, 2 * h, 2 * h), bool)
+    sd = np.median(quarter, axis=2) / 0.6745
     # Twice: the second time the scale leaves out the edges found the first time.
-    for _ in range(2):
-        q = np.where(edge.reshape(n, 2, h, 2, h), np.nan, quarters)
-        scale = np.nanmedian(q, axis=(2, 4)) / 0.6745
-        scale = np.maximum(np.nan_to_num(scale, nan=np.inf), np.sqrt(floor))
-        edge = (quarters > _EDGE_K * scale[:, :, None, :, None]).reshape(n, 2 * h, 2 * h)
+    for last in (False, True):
+        edge = quarter > (_EDGE_K * np.maximum(sd, np.sqrt(floor)))[:, :, None]
+        edge = edge.reshape(n, 2, 2, h, h).transpose(0, 1, 3, 2, 4).reshape(n, 2 * h, 2 * h)
         edge = ndi.maximum_filter(edge, size=grow)
+        if not last:
+            # Median of each quarter's unmasked pixels (masked ones sort last).
+            masked = edge.reshape(n, 2, h, 2, h).transpose(0, 1, 3, 2, 4).reshape(n, 4, h * h)
+            left = h * h - masked.sum(axis=2)
+            ranked = np.sort(np.where(masked, np.inf, quarter), axis=2)
+            mid = np.take_along_axis(ranked, np.maximum(left - 1, 0)[:, :, None] // 2, axis=2)
+            sd = np.where(left > 0, mid[:, :, 0] / 0.6745, np.inf)
     mask = edge.reshape(n, h, 2, h, 2).any(axis=(2, 4)).reshape(n, -1)
     d2 = np.square(_haar_diagonal(resid).reshape(n, -1))
     d2[mask] = np.inf  # sorted last, never summed
