@@ -392,15 +392,24 @@ def cell_slope(means: np.ndarray, *, cell: int, block: int = _BLOCK) -> np.ndarr
     return np.hypot(gx, gy)
 
 
-def _trimmed_square(d: np.ndarray) -> np.ndarray:
-    """Mean square of the lower 90 % of each row's squares (last axis), over a unit normal's.
+def _trimmed_square(d: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+    """Mean square of the lower 90 % of each row's squares (last axis), over a unit normal's;
+    with ``skip`` (a mask of ``d``'s shape), of the entries not skipped (NaN for a row with
+    none left).
 
     Sparse edges do not count, and unlike the median it measures the variance of heavy-tailed
     (low-count shot) noise in full and is not stuck at 0 or half a grey level on integer data.
     """
     d2 = d * d
-    keep = int(0.9 * d2.shape[-1])
-    return np.partition(d2, keep - 1, axis=-1)[..., :keep].mean(axis=-1) / _TRIMMED_GAUSS
+    if skip is None:
+        keep = int(0.9 * d2.shape[-1])
+        return np.partition(d2, keep - 1, axis=-1)[..., :keep].mean(axis=-1) / _TRIMMED_GAUSS
+    d2[skip] = np.inf  # sorted last, never summed
+    d2.sort(axis=-1)
+    kept = (0.9 * (d2.shape[-1] - skip.sum(axis=-1))).astype(int)
+    total = np.take_along_axis(np.cumsum(d2, axis=-1), np.maximum(kept - 1, 0)[..., None], -1)
+    with np.errstate(invalid="ignore"):
+        return np.where(kept > 0, total[..., 0] / np.maximum(kept, 1), np.nan) / _TRIMMED_GAUSS
 
 
 def _edge_free_energy(resid: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -437,13 +446,8 @@ def _edge_free_energy(resid: np.ndarray, floor: float) -> tuple[np.ndarray, np.n
             mid = np.take_along_axis(ranked, np.maximum(left - 1, 0)[:, :, None] // 2, axis=2)
             sd = np.where(left > 0, mid[:, :, 0] / 0.6745, np.inf)
     mask = edge.reshape(n, h, 2, h, 2).any(axis=(2, 4)).reshape(n, -1)
-    d2 = np.square(_haar_diagonal(resid).reshape(n, -1))
-    d2[mask] = np.inf  # sorted last, never summed
-    d2.sort(axis=1)
-    keep = (0.9 * (h * h - mask.sum(axis=1))).astype(int)
-    csum = np.cumsum(d2, axis=1)
-    total = np.take_along_axis(csum, np.maximum(keep - 1, 0)[:, None], axis=1)[:, 0]
-    return total / np.maximum(keep, 1) / _TRIMMED_GAUSS, keep >= 0.45 * h * h
+    fine = _trimmed_square(_haar_diagonal(resid).reshape(n, -1), mask)
+    return fine, mask.sum(axis=1) <= h * h // 2
 
 
 def _increasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
