@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 from skimage import data
+from skimage.draw import polygon
 
 from defocus import blur_map
 from defocus.io import read_image
@@ -30,6 +31,7 @@ from defocus.noise import (
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DEFOCUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 DEEPFOCUS = SHARED / "real" / "sem_deepfocus_wd"
+PCB = SHARED / "real_stacks" / "focus-stack_pcb_depthmap"
 
 
 def test_white_noise_level_and_flat_spectrum():
@@ -249,6 +251,52 @@ def test_white_noise_on_ramps_has_no_slope_term(eight_bit):
     )
 
 
+def _rectangles(seed: int = 0, n: int = 1024) -> np.ndarray:
+    """Sharp-edged scene: 400 rotated rectangles of random grey levels, blurred by 0.7 px."""
+    rng = np.random.default_rng(seed)
+    img = np.full((n, n), 100.0)
+    for _ in range(400):
+        (cy, cx), (h, w), a = rng.uniform(0, n, 2), rng.uniform(30, 200, 2), rng.uniform(0, np.pi)
+        u, v = np.array([-h, -h, h, h]) / 2, np.array([-w, w, w, -w]) / 2
+        rows, cols = polygon(cy + u * np.cos(a) - v * np.sin(a), cx + u * np.sin(a) + v * np.cos(a))
+        img[rows.clip(0, n - 1), cols.clip(0, n - 1)] = rng.uniform(30, 220)
+    return ndi.gaussian_filter(img, 0.7)
+
+
+def _mirrored_camera() -> np.ndarray:
+    """A real sharp photograph, mirrored to 1024 px so that every slope bin is measured."""
+    cam = data.camera().astype(np.float64)
+    return np.block([[cam, cam[:, ::-1]], [cam[::-1], cam[::-1, ::-1]]])
+
+
+@pytest.mark.parametrize("scene", ["rectangles", "camera"])
+@pytest.mark.parametrize("eight_bit", [False, True])
+def test_white_noise_on_sharp_edges_has_no_slope_term(scene, eight_bit):
+    # Edges are steep, and their own fine detail is not noise: white noise on a scene of sharp
+    # edges gives no slope term either.
+    clean = _rectangles() if scene == "rectangles" else _mirrored_camera()
+    img = clean + np.random.default_rng(2).normal(0, 2, clean.shape)
+    if eight_bit:
+        img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    # At most 5 % of the noise variance put in (4); the rectangles read 0.5-1.2 at slopes of
+    # 0.5-4 when edges counted.
+    assert float(estimate_noise(img).slope_variance(20.0)) <= 0.05 * 4.0
+
+
+@pytest.mark.skipif(not PCB.is_dir(), reason="shared real data not available")
+@pytest.mark.parametrize("frame", [0, 3, 9])
+def test_camera_jpeg_has_more_noise_on_slopes(frame):
+    # Real camera JPEGs (a focus stack of a circuit board) leave more error on intensity ramps
+    # than on flat areas: the slope term is there, grows with the slope, exceeds what rounding
+    # to 8 bits can leave (1/12 grey level²) at 1.5 levels per px, and is a sizeable share of
+    # the noise on the steepest slopes.
+    img = iio.imread(sorted(PCB.glob("*.JPG"))[frame])
+    nm = estimate_noise(img, channel_axis=-1)
+    steps = nm.slope_variance(np.array([0.0, 0.5, 1.0, 1.5]))
+    assert steps[0] == 0 and np.all(np.diff(steps) >= 0) and steps[-1] > 1 / 12
+    assert float(nm.slope_variances[-1]) > 0.1 * float(nm.variance(128.0))
+
+
 def _edge_aware_denoise(img: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """A camera's adaptive noise reduction: smooths flat areas, keeps the noise on slopes."""
     keep = 1 - np.exp(-(ndi.gaussian_gradient_magnitude(clean, 3) ** 2))
@@ -287,3 +335,32 @@ def test_cell_slope_matches_the_block_planes():
     # The window of 8 cells starting at cell 8 j covers block j.
     per_cell = cell_slope(cells, cell=4, block=32)[4::8, 4::8].ravel()
     np.testing.assert_allclose(per_cell, plane, rtol=0.02, atol=1e-3)
+
+
+def test_noise_free_inputs_give_a_finite_zero_model():
+    # A constant image and an exact plane leave every block's residual at 0: no noise spectrum
+    # to average and no variance to weight, yet the model is finite and (but for one grey
+    # level's quantisation) zero.
+    ramp = np.add.outer(np.arange(256.0), np.arange(256.0))
+    for img, step in [(np.full((256, 256), 7.0), 0.0), (ramp, 1.0), (ramp.astype(np.uint16), 1.0)]:
+        nm = estimate_noise(img)
+        assert np.all(np.isfinite(nm.spectrum)) and np.isfinite(nm.correlation).all()
+        assert nm.gain == 0 and nm.floor == 0
+        assert float(nm.variance(100.0)) == pytest.approx(step**2 / 12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.uint16])
+def test_blur_map_of_a_clean_ramp_is_not_a_measurement(dtype):
+    # A noise-free ramp has no edge: the map is made, and little of it is confident.
+    ramp = np.add.outer(np.arange(512.0), np.arange(512.0)).astype(dtype)
+    est = blur_map(ramp)
+    assert est.sigma.shape == ramp.shape
+    assert est.summary()["mean_confidence"] < 0.2
+
+
+def test_blur_map_of_a_clean_ramp_with_an_edge_finds_the_sharp_edge():
+    img = np.add.outer(np.arange(512.0), np.arange(512.0))
+    img[:, 256:] += 100  # a perfect step: no blur
+    est = blur_map(img)
+    at_edge = est.sigma[128:384, 252:260]
+    assert float(np.nanmedian(at_edge)) < 1.0

@@ -15,7 +15,9 @@ Real sensor noise is not the white, signal-independent noise of textbooks:
   smooth intensity ramps than on flat areas of the same intensity: JPEG zeroes the small cosine
   coefficients of a flat block but quantises the large ones of a sloped block (Wallace 1992).
   The model measures the excess variance as a function of the local slope
-  (:func:`cell_slope`) from the image itself; on white noise it is zero.
+  (:func:`cell_slope`) from the image itself, away from edges (whose own fine detail is not
+  noise); white noise gives none, or a few percent of its variance from sampling, on smooth
+  ramps and sharp edges alike.
 
 :func:`estimate_noise` fits all three from the one image; :meth:`NoiseModel.spectral_weight`
 gives the extra noise a derivative-of-Gaussian filter at any scale lets through. For maps that
@@ -92,6 +94,11 @@ _FLAT_BELOW = 4
 _SLOPE_INTENSITY_BINS = 4
 _SLOPE_BINS = 6
 _SLOPE_MIN_BLOCKS = 20
+# The slope term leaves out edges: pixels of the detail finer than _SMOOTH px beyond this many
+# robust standard deviations of their block (Gaussian noise: 6e-5 of them, so noise alone
+# masks nothing), widened by this many px each side to take in a sharp edge's tails.
+_EDGE_K = 4.0
+_EDGE_GROW = 2
 # local_noise_variance first removes each block's content smoother than a Gaussian of this
 # sigma (px): smooth shading raises the coarser Haar level more than the finer one and would be
 # taken for less noise. Noise at the Haar levels (periods of 2-8 px) keeps 80-100 % of its energy.
@@ -149,9 +156,20 @@ class NoiseModel:
     slope_block: int = _BLOCK
 
     def slope_variance(self, slope: np.ndarray | float) -> np.ndarray:
-        """Excess noise variance on an intensity slope of ``slope`` (intensity units per px,
-        from :func:`cell_slope` with ``block=slope_block``): 0 on flat areas, constant beyond
-        the steepest slope measured.
+        """Excess noise variance on an intensity slope: 0 on flat areas, interpolated between
+        the slopes measured and constant beyond the steepest.
+
+        Parameters
+        ----------
+        slope : float or ndarray
+            Local intensity slope in intensity units per px, as :func:`cell_slope` gives it
+            with ``block=slope_block``.
+
+        Returns
+        -------
+        ndarray of float64
+            The excess in squared intensity units, of ``slope``'s shape; all 0 where the model
+            holds no slope term.
 
         Examples
         --------
@@ -167,9 +185,21 @@ class NoiseModel:
     def variance(
         self, intensity: np.ndarray | float, *, slope: np.ndarray | float | None = None
     ) -> np.ndarray:
-        """Noise variance at ``intensity``, never below the quantisation floor ``q**2 / 12``
-        nor the compression error's variance; with ``slope``, plus the excess on that slope
-        (:meth:`slope_variance`).
+        """Noise variance at an intensity, never below the quantisation floor ``q**2 / 12``
+        nor the compression error's variance; with a slope, plus the excess on that slope.
+
+        Parameters
+        ----------
+        intensity : float or ndarray
+            Intensity, in the image's units.
+        slope : float or ndarray, optional
+            Local intensity slope (units per px, from :func:`cell_slope`), broadcast against
+            ``intensity``; adds :meth:`slope_variance`. None for the noise of flat areas.
+
+        Returns
+        -------
+        ndarray of float64
+            Variance in squared intensity units, of the broadcast shape.
 
         Examples
         --------
@@ -285,7 +315,8 @@ def _blocks(img: np.ndarray, b: int, dtype: Any = None) -> np.ndarray:
 def _fit_variance(means: np.ndarray, varis: np.ndarray) -> tuple[float, float]:
     """Weighted least squares for ``var = a * mean + b`` over intensity bins (a summary)."""
     # Weights: relative errors of a variance estimate are about constant, so weight by 1/v².
-    wt = 1.0 / np.maximum(varis, 1e-30) ** 2
+    # Noise-free bins (variance 0) get the weight of a millionth of the largest variance.
+    wt = 1.0 / np.maximum(varis, max(1e-6 * float(np.max(varis, initial=0.0)), 1e-30)) ** 2
     design = np.stack([means, np.ones_like(means)], axis=1)
     sw = np.sqrt(wt)[:, None]
     if len(means) >= 2 and np.ptp(means) > 0:
@@ -326,9 +357,23 @@ def _flattest(means: np.ndarray, varis: np.ndarray) -> np.ndarray:
 
 
 def cell_slope(means: np.ndarray, *, cell: int, block: int = _BLOCK) -> np.ndarray:
-    """Local intensity slope (units per px) from a grid of ``cell`` px cell means: the gradient
-    magnitude of the least-squares plane through the cells of a ``block`` px window around
-    each cell, as :func:`estimate_noise` measures it on its blocks.
+    """Local intensity slope from a grid of cell means: the gradient magnitude of the
+    least-squares plane through the cells of a ``block`` px window around each cell, as
+    :func:`estimate_noise` measures it on its blocks (:attr:`NoiseModel.slope_block`).
+
+    Parameters
+    ----------
+    means : (M, N) ndarray
+        Mean intensity of each cell.
+    cell : int
+        Cell side in px.
+    block : int, optional
+        Window side in px (at least two cells are used).
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+        Slope in intensity units per px.
 
     Examples
     --------
@@ -345,6 +390,64 @@ def cell_slope(means: np.ndarray, *, cell: int, block: int = _BLOCK) -> np.ndarr
     gx = ndi.correlate1d(ndi.correlate1d(m, diff, axis=1, mode="nearest"), mean, axis=0)
     gy = ndi.correlate1d(ndi.correlate1d(m, diff, axis=0, mode="nearest"), mean, axis=1)
     return np.hypot(gx, gy)
+
+
+def _trimmed_square(d: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+    """Mean square of the lower 90 % of each row's squares (last axis), over a unit normal's;
+    with ``skip`` (a mask of ``d``'s shape), of the entries not skipped (NaN for a row with
+    none left).
+
+    Sparse edges do not count, and unlike the median it measures the variance of heavy-tailed
+    (low-count shot) noise in full and is not stuck at 0 or half a grey level on integer data.
+    """
+    d2 = d * d
+    if skip is None:
+        keep = int(0.9 * d2.shape[-1])
+        return np.partition(d2, keep - 1, axis=-1)[..., :keep].mean(axis=-1) / _TRIMMED_GAUSS
+    d2[skip] = np.inf  # sorted last, never summed
+    d2.sort(axis=-1)
+    kept = (0.9 * (d2.shape[-1] - skip.sum(axis=-1))).astype(int)
+    total = np.take_along_axis(np.cumsum(d2, axis=-1), np.maximum(kept - 1, 0)[..., None], -1)
+    with np.errstate(invalid="ignore"):
+        return np.where(kept > 0, total[..., 0] / np.maximum(kept, 1), np.nan) / _TRIMMED_GAUSS
+
+
+def _edge_free_energy(resid: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Trimmed mean square (:func:`_trimmed_square`) of the finest Haar diagonal detail of
+    (n, b, b) residual blocks over the coefficients away from edges, and whether at least
+    half of each block is away from edges.
+
+    An edge's own fine detail takes the trimmed tenth's place, so the noise's largest squares
+    stay in and a block crossed by edges reads up to 1.6 times its noise. Edges are found in
+    the detail finer than a Gaussian of ``_SMOOTH`` px (smooth shading and curvature cancel in
+    it): pixels beyond ``_EDGE_K`` robust standard deviations of the block (never less than
+    ``sqrt(floor)``), widened by ``_EDGE_GROW`` px each side, and the 2 x 2 cells they touch
+    are left out before trimming.
+    """
+    n, b = resid.shape[0], resid.shape[-1]
+    hp = resid - ndi.gaussian_filter(resid, (0, _SMOOTH, _SMOOTH), mode="reflect")
+    # Robust scale per quarter of the block: noise that changes across a block (more of it on
+    # the sloped part) is not taken for an edge.
+    h = b // 2
+    quarter = np.abs(hp[:, : 2 * h, : 2 * h]).reshape(n, 2, h, 2, h).transpose(0, 1, 3, 2, 4)
+    quarter = quarter.reshape(n, 4, h * h)
+    grow = (1, 2 * _EDGE_GROW + 1, 2 * _EDGE_GROW + 1)
+    sd = np.median(quarter, axis=2) / 0.6745
+    # Twice: the second time the scale leaves out the edges found the first time.
+    for last in (False, True):
+        edge = quarter > (_EDGE_K * np.maximum(sd, np.sqrt(floor)))[:, :, None]
+        edge = edge.reshape(n, 2, 2, h, h).transpose(0, 1, 3, 2, 4).reshape(n, 2 * h, 2 * h)
+        edge = ndi.maximum_filter(edge, size=grow)
+        if not last:
+            # Median of each quarter's unmasked pixels (masked ones sort last).
+            masked = edge.reshape(n, 2, h, 2, h).transpose(0, 1, 3, 2, 4).reshape(n, 4, h * h)
+            left = h * h - masked.sum(axis=2)
+            ranked = np.sort(np.where(masked, np.inf, quarter), axis=2)
+            mid = np.take_along_axis(ranked, np.maximum(left - 1, 0)[:, :, None] // 2, axis=2)
+            sd = np.where(left > 0, mid[:, :, 0] / 0.6745, np.inf)
+    mask = edge.reshape(n, h, 2, h, 2).any(axis=(2, 4)).reshape(n, -1)
+    fine = _trimmed_square(_haar_diagonal(resid).reshape(n, -1), mask)
+    return fine, mask.sum(axis=1) <= h * h // 2
 
 
 def _increasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -366,8 +469,10 @@ def _slope_excess(
     ``slope_variances``, from (n, b, b) blocks, their plane residuals and means.
 
     Each block's fine-scale energy is the trimmed mean square of its finest Haar diagonal
-    detail (planes cancel in it exactly, and unlike the median it is not stuck at 0 or half a
-    grey level on 8-bit data), its slope that of its least-squares plane. In intensity and
+    detail away from edges (:func:`_edge_free_energy`; planes cancel in it exactly, and unlike
+    the median it is not stuck at 0 or half a grey level on 8-bit data), its slope that of its
+    least-squares plane; blocks more than half covered by edges are left out, since a steep
+    block is most often an edge, whose fine detail is not noise. In intensity and
     slope bins (quantiles), the median of the least varying fifth of the blocks is the bin's
     lower envelope, as flat blocks give the noise itself; the excess over the flattest slope
     bin of the same intensity (never below the quantisation and compression floor), median
@@ -380,9 +485,10 @@ def _slope_excess(
     c = np.arange(b) - (b - 1) / 2
     norm = b * float(c @ c)
     slope = np.hypot(blocks.sum(axis=2) @ c / norm, blocks.sum(axis=1) @ c / norm)
-    d = _haar_diagonal(resid.reshape(-1, b, b)).reshape(len(pick), -1) ** 2
-    keep = int(0.9 * d.shape[1])
-    fine = np.partition(d, keep - 1, axis=1)[:, :keep].mean(axis=1) / _TRIMMED_GAUSS / to_var
+    fine, clean = _edge_free_energy(resid.reshape(-1, b, b), floor)
+    means, slope, fine = means[clean], slope[clean], fine[clean] / to_var
+    if len(fine) < _SLOPE_MIN_BLOCKS:
+        return np.zeros(0), np.zeros(0)
 
     def bins(x: np.ndarray, k: int) -> np.ndarray:
         edges = np.quantile(x, np.linspace(0, 1, k + 1))
@@ -416,9 +522,13 @@ def _periodogram(resid: np.ndarray, varis: np.ndarray, low: int = 3) -> np.ndarr
     """Mean Hann-windowed periodogram of (n, b, b) residual blocks, each normalised by its own
     variance, with the lowest rings replaced by the annulus above them; mean 1."""
     b = resid.shape[-1]
+    # A block the plane fits exactly (noise-free data) has no noise spectrum to add.
+    live = varis > 0
+    if not live.any():
+        return np.ones((b, b))
     win = np.outer(np.hanning(b), np.hanning(b))
-    norm = np.maximum(varis, 1e-30)[:, None, None] * float((win**2).sum())
-    spec = (np.abs(np.fft.fft2(resid * win)) ** 2 / norm).mean(axis=0)
+    norm = varis[live, None, None] * float((win**2).sum())
+    spec = (np.abs(np.fft.fft2(resid[live] * win)) ** 2 / norm).mean(axis=0)
     # Below 3 cycles per block the detrended blocks still hold smooth image content (curvature
     # the plane leaves), not noise; noise correlations of demosaicing, scan electronics and
     # JPEG span a few pixels, so their spectrum is flat there: take the annulus just above.
@@ -611,7 +721,8 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     steps across it bound the error (:func:`compression_variance`), and that bound floors the
     noise. Camera pipelines leave more error on intensity ramps than on flat areas of the same
     intensity; the excess is measured against the blocks' plane slope (``slopes`` and
-    ``slope_variances``; see :meth:`NoiseModel.slope_variance`) and is zero for white noise.
+    ``slope_variances``; see :meth:`NoiseModel.slope_variance`) away from edges; white noise
+    gives none, or a few percent of its variance.
 
     Texture finer than a block that is present everywhere can be taken for noise, which makes
     the model conservative: it then hides faint detail rather than reading noise as detail.
@@ -662,9 +773,7 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     # Under a grey level of noise the median of integer data's detail (steps of half a level)
     # is stuck at 0 or half a level; the mean square of the lower 90 % is not. There the
     # larger of the two, so that noise never reads low.
-    keep = int(0.9 * hd.shape[1])
-    trimmed = np.partition(hd * hd, keep - 1, axis=1)[:, :keep].mean(axis=1) / _TRIMMED_GAUSS
-    haar = np.where(mad < q, np.maximum(haar, trimmed), haar)
+    haar = np.where(mad < q, np.maximum(haar, _trimmed_square(hd)), haar)
     edges = np.quantile(means, np.linspace(0, 1, _BINS + 1))
     which = np.clip(np.searchsorted(edges, means[sel], side="right") - 1, 0, _BINS - 1)
     bin_mean = [float(np.median(means[sel][which == k])) for k in np.unique(which)]
@@ -840,13 +949,7 @@ def _block_noise(blocks: np.ndarray, haar: tuple[float, float, float]) -> np.nda
     lead = blocks.shape[:-2]
 
     def detail(x: np.ndarray) -> np.ndarray:
-        d = _haar_diagonal(x)
-        d2 = (d * d).reshape(*lead, -1)
-        keep = int(0.9 * d2.shape[-1])
-        # Mean square of the lower 90 %: sparse edges do not count, and unlike the median it
-        # measures the variance of heavy-tailed (low-count shot) noise in full.
-        low = np.partition(d2, keep - 1, axis=-1)[..., :keep]
-        return low.mean(axis=-1) / _TRIMMED_GAUSS
+        return _trimmed_square(_haar_diagonal(x).reshape(*lead, -1))
 
     def halve(x: np.ndarray) -> np.ndarray:
         m = x.shape[-1] // 2
