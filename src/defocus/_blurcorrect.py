@@ -3,8 +3,8 @@
 The physical estimate of :mod:`defocus.blurmap` fits the isolated-step law
 ``1/|∇L_s|² ∝ σ² + s²`` to each cell's gradient energies. In dense texture the neighbouring
 edges of opposite sign cancel at the scales near their spacing, the energy falls faster than
-the law allows, and the fit reads sigma low (0.6-0.75x; 0.3-0.5x under a disk PSF, whose
-spectral sidelobes leave fine residue that pulls the curve's peak down). How much faster it
+the law allows, and the fit reads sigma low (0.6-0.75x, a disk PSF alike, more so at wide
+blur, where the disk's sharper spectral cut-off pulls the curve's peak down). How much faster it
 falls is written in the shape of the curve (up to 8x above its peak) and in the cells around
 (how crowded, what they read near and farther, how high the highest reads), so a small
 multilayer perceptron maps those to a correction of log sigma.
