@@ -28,6 +28,18 @@ def _noisy(img: np.ndarray, level: float = 0.01, seed: int = 0) -> np.ndarray:
     return (img + level * rng.standard_normal(img.shape)).astype(np.float32)
 
 
+def _disk_blur(img: np.ndarray, radius: float) -> np.ndarray:
+    n = int(np.ceil(radius)) + 1
+    y, x = np.mgrid[-n : n + 1, -n : n + 1]
+    k = (x * x + y * y <= radius * radius).astype(np.float32)
+    return ndi.convolve(img, k / k.sum(), mode="reflect")
+
+
+def _blurred(sharp: np.ndarray, sigma: float, psf: str) -> np.ndarray:
+    """Gaussian blur of sigma, or a uniform disk of radius 2 sigma (the same sigma)."""
+    return ndi.gaussian_filter(sharp, sigma) if psf == "gauss" else _disk_blur(sharp, 2 * sigma)
+
+
 def _median_structured(est: BlurMap, sharp: np.ndarray) -> float:
     g = np.hypot(*np.gradient(ndi.gaussian_filter(sharp, 1.0)))
     mask = ndi.maximum_filter(g, 7) > 0.02
@@ -45,13 +57,7 @@ def test_more_blur_gives_larger_sigma(sharp):
 
 @pytest.mark.parametrize("psf", ["gauss", "disk"])
 def test_uniform_blur_is_measured_within_tolerance(sharp, psf):
-    if psf == "gauss":
-        blurred = ndi.gaussian_filter(sharp, 2.5)
-    else:  # uniform disk of radius 5 px: sigma = 2.5 px
-        y, x = np.mgrid[-6:7, -6:7]
-        k = (x * x + y * y <= 25).astype(np.float32)
-        blurred = ndi.convolve(sharp, k / k.sum(), mode="reflect")
-    est = blur_map(_noisy(blurred), psf=psf)
+    est = blur_map(_noisy(_blurred(sharp, 2.5, psf)), psf=psf)
     assert _median_structured(est, sharp) == pytest.approx(2.5, rel=0.3)
 
 
@@ -376,13 +382,7 @@ def test_correction_leaves_isolated_round_objects_alone(psf):
     sharp = np.full((256, 256), 0.2, np.float32)
     for cy, cx, r in ((64, 64, 30), (70, 180, 40), (185, 110, 35)):
         sharp[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 0.8
-    if psf == "gauss":
-        blurred = ndi.gaussian_filter(sharp, 3.0)
-    else:  # uniform disk of radius 6 px: sigma = 3 px
-        y, x = np.mgrid[-7:8, -7:8]
-        k = (x * x + y * y <= 36).astype(np.float32)
-        blurred = ndi.convolve(sharp, k / k.sum(), mode="reflect")
-    noisy = _noisy(blurred, seed=4)
+    noisy = _noisy(_blurred(sharp, 3.0, psf), seed=4)
     rim = ndi.morphological_gradient(sharp, size=3) > 0
     physical = np.median(blur_map(noisy, psf=psf, correction=False).sigma[rim])
     assert np.median(blur_map(noisy, psf=psf).sigma[rim]) == pytest.approx(physical, rel=0.1)
@@ -455,13 +455,6 @@ def test_confident_values_are_ones_the_measurements_around_them_give():
     # measured: 1.6 % confident, none far (with the measurements' own confidence: 2.6 %, 11 %)
     assert sure.mean() > 0.005
     assert (sure & ~near).sum() < 0.01 * sure.sum()
-
-
-def _disk_blur(img: np.ndarray, radius: float) -> np.ndarray:
-    n = int(np.ceil(radius)) + 1
-    y, x = np.mgrid[-n : n + 1, -n : n + 1]
-    k = (x * x + y * y <= radius * radius).astype(np.float32)
-    return ndi.convolve(img, k / k.sum(), mode="reflect")
 
 
 @pytest.mark.parametrize("sigma", [3.0, 4.0])
