@@ -124,7 +124,7 @@ def test_conversions_and_summary(sharp):
 @pytest.mark.parametrize(
     ("image", "kwargs", "match"),
     [
-        (np.full((64, 64), 3.0), {}, "constant"),
+        (np.full((64, 64), 3.0), {}, r"constant \(3\)"),  # the input's value, not its shift
         (np.full((64, 64), np.nan), {}, "NaN"),
         (np.zeros((8, 64)), {}, "at least"),
         (np.random.default_rng(0).random((64, 64)), {"psf": "ring"}, "unknown psf"),

@@ -886,8 +886,11 @@ def _cells(
     image); a tile of a larger image is given the whole image's."""
     if psf not in PSF_FAMILIES:
         raise BadInputError(f"unknown psf {psf!r}; choose from {', '.join(PSF_FAMILIES)}")
-    image = _centred(np.asarray(image), channel_axis=channel_axis)
-    img = as_float_image(image, channel_axis=channel_axis, min_size=16, allow_constant=False)
+    raw = np.asarray(image)
+    image = _centred(raw, channel_axis=channel_axis)
+    img = as_float_image(image, channel_axis=channel_axis, min_size=16, allow_constant=True)
+    if float(img.max()) == float(img.min()):  # refused with the input's own value, not the shift
+        as_float_image(raw, channel_axis=channel_axis, min_size=16, allow_constant=False)
     if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma >= 0):
         raise BadInputError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
     if noise is not None and noise_sigma is not None:
