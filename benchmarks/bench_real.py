@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import math
 import os
 import platform
@@ -918,20 +919,28 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     ap.add_argument("--quick", action="store_true", help="accepted for run_all; runs in full")
+    ap.add_argument(
+        "--physics-only",
+        action="store_true",
+        help="the blur map without its learned stage (correction=False), to real_physics_only.md",
+    )
     args = ap.parse_args(argv)
     if not (args.data / "real_stacks").is_dir():
         print(f"{args.data}: no real data (real_stacks/ missing); skipped", flush=True)
         return 0
     t0 = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    res = run(data=args.data)
-    regions_picture(args.data)
     est = defocus.blur_map
+    name = f"{est.__module__}.{est.__qualname__}"
     cmd = "python benchmarks/bench_real.py" + (f" --data {args.data}" if args.data != DATA else "")
-    report = write_report(
-        res, cmd, f"{est.__module__}.{est.__qualname__}", time.perf_counter() - t0
-    )
-    out = RESULTS / "real.md"
+    if args.physics_only:
+        res = run(functools.partial(est, correction=False), data=args.data)
+        name, cmd = f"{name}(..., correction=False)", f"{cmd} --physics-only"
+    else:
+        res = run(data=args.data)
+        regions_picture(args.data)
+    report = write_report(res, cmd, name, time.perf_counter() - t0)
+    out = RESULTS / ("real_physics_only.md" if args.physics_only else "real.md")
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text(report + "\n")
     tmp.replace(out)  # atomic: a failed run never leaves half a table

@@ -2,7 +2,7 @@
 
 Run:  python scripts/train_blurmap_correction.py [--out PATH] [--quick]
 
-Deterministic on CPU (fixed seeds; about ten minutes on two cores, most of it rendering and
+Deterministic on CPU (fixed seeds; 3-5 minutes on two cores, most of it rendering and
 measuring the 544 scenes). Training images are scikit-image samples the blur-map benchmark
 does not use (it scores camera, gravel, brick, grass, moon, coins and motorcycle_left) and
 synthetic textures: dead leaves (Lee, Mumford & Huang 2001), shapes, band-pass levels,

@@ -286,3 +286,16 @@ def test_too_few_independent_measurements_is_said_so():
     conf[:, 100:140] = 1
     wide = focal_plane(BlurMap(sig, conf, sig[2::4, 2::4], conf[2::4, 2::4], 4, 0.0, "gauss"))
     assert wide.significant
+
+
+def test_unmeasurable_scatter_is_not_called_varied_blur():
+    # Scattered values, all below the blur map's measurable confidence (0.3): the spread of a
+    # fill the map itself calls "not measurable" is no evidence that blur varies.
+    rng = np.random.default_rng(3)
+    blocks = 0.8 * np.exp(rng.normal(0, 0.6, (15, 20)))
+    sig = np.kron(blocks, np.ones((16, 16))).astype(np.float32)
+    conf = np.full_like(sig, 0.2)
+    fp = focal_plane(BlurMap(sig, conf, sig[2::4, 2::4], conf[2::4, 2::4], 4, 0.0, "gauss"))
+    assert not fp.significant
+    assert fp.summary()["text"].startswith("no significant blur gradient: no focal line (")
+    assert fp.summary()["spread"] is None

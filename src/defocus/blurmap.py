@@ -39,9 +39,9 @@ texture is learned (step 5); the physics alone decides what is measured.
    shows, and the cell is a lower bound.
 5. **Dense texture.** Where neighbouring edges are closer than the blur, those of opposite
    sign cancel at scales near their spacing, the energy falls faster than the step law, and the
-   line fit reads sigma low (0.6-0.75x, a disk PSF alike). A small network trained
-   on images the benchmarks do not use reads a correction of log sigma from the curve's shape
-   around its peak, its departure from the step law and the measured cells around it (how
+   line fit reads sigma low (0.6-0.75x, a disk PSF alike). A small network trained on
+   images the blur-map benchmark does not use reads a correction of log sigma from the curve's
+   shape around its peak, its departure from the step law and the measured cells around it (how
    crowded, what they read; not its signal-to-noise, which gain changes)
    (:mod:`defocus._blurcorrect`). It changes only measured cells of confidence >= 0.3 whose
    physical sigma lies in 1-16 px (where its training images show blur well), never a lower bound;

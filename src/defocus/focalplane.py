@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import gammaincc
 
 from ._errors import BadInputError
-from .blurmap import BlurMap
+from .blurmap import CONFIDENCE_THRESHOLD, BlurMap
 
 __all__ = ["FocalPlane", "Profile", "focal_plane", "region_stats"]
 
@@ -145,9 +145,10 @@ class FocalPlane:
     reason : str
         Empty, or why the gradient is not significant.
     spread : tuple of float
-        The 10th and 90th percentiles of the confident blur measurements (px). Blur that
-        varies widely but not as a tilted plane (a scene with parts at several depths) gets no
-        line, and the summary says the blur varies.
+        The 10th and 90th percentiles of the measurable blur (confidence >= 0.3), as
+        ``sqrt(sigma² + 0.4²)`` in px; NaN where nothing is measurable. Blur that varies widely
+        but not as a tilted plane (a scene with parts at several depths) gets no line, and the
+        summary says the blur varies.
     p_value : float
         Probability that a constant blur, with errors correlated as the fit's residuals are,
         gives a V-shaped law that explains as large a share of the map (see :func:`focal_plane`).
@@ -173,10 +174,8 @@ class FocalPlane:
 
     @property
     def headline(self) -> str:
-        """What the map says of a focal line, without the numbers (for titles)."""
-        if self.significant:
-            return "sharpest line found"
-        return f"{_no_line(self.spread)}: no focal line"
+        """Why a map has no focal line, without the numbers (for titles); empty with a line."""
+        return "" if self.significant else f"{_no_line(self.spread)}: no focal line"
 
     @property
     def outside(self) -> bool:
@@ -224,6 +223,9 @@ class FocalPlane:
                 "significant": False,
                 "reason": self.reason,
                 "p_value": _round_p(self.p_value),
+                "spread": [round(v, 4) for v in self.spread]
+                if math.isfinite(self.spread[0])
+                else None,
                 "position": None,
                 "fitted_position": None,
                 "note": self.note,
@@ -801,15 +803,20 @@ def focal_plane(
         columns=profiles[1],
         note=note,
         p_value=p_value,
-        spread=_spread(sig, wt),
+        spread=_spread(sig, conf),
     )
     reason = _significance(fit, null_share)
     return replace(fit, significant=not reason, reason=reason)
 
 
-def _spread(sig: np.ndarray, wt: np.ndarray) -> tuple[float, float]:
-    """10th and 90th percentiles of the blur over the cells the fit weighs."""
-    lo, hi = np.percentile(sig[wt > 0], (10, 90))
+def _spread(sig: np.ndarray, conf: np.ndarray) -> tuple[float, float]:
+    """10th and 90th percentiles of the measurable blur (confidence >= the blur map's
+    threshold; the fill it calls "not measurable" varies by no evidence), taken with the
+    estimator's floor as the fit takes it; NaN where nothing is measurable."""
+    measured = sig[conf >= CONFIDENCE_THRESHOLD].astype(np.float64)
+    if measured.size == 0:
+        return math.nan, math.nan
+    lo, hi = np.percentile(np.sqrt(measured**2 + _FLOOR**2), (10, 90))
     return float(lo), float(hi)
 
 
