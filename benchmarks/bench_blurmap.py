@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib
 import json
 import os
@@ -46,7 +47,10 @@ FAMILIES = ("gauss", "disk")
 NOISES = (0.01, 0.03)
 TRAP_GAIN, TRAP_OFFSET = 4.0, 0.5  # offset in units of the sharp image's range
 OURS = "defocus.blur_map"
-ABSOLUTE = (OURS, "seed LoG (calibrated)", "Zhuo & Sim")
+# The same estimator without its learned dense-texture stage (correction=False): what the
+# physics alone reads, run beside it so the stage's gain and cost are measured, not recalled.
+PHYSICS = "physics alone"
+ABSOLUTE = (OURS, PHYSICS, "seed LoG (calibrated)", "Zhuo & Sim")
 RELATIVE = ("block acutance", "blur-detector")
 # Realistic track: conditions of _scenes.DEGRADATIONS plus two reference rows (not pooled).
 NO_NOISE, WHITE_REF = "float, no noise", "white noise 1 % (ideal track)"
@@ -257,6 +261,8 @@ def method_table(ours: Callable[..., object] | None, ctx: Ctx) -> dict[str, Call
     methods: dict[str, Callable[..., F32]] = {}
     if ours is not None:
         methods[OURS] = lambda sc: run_ours(ours, sc.blurred, sc.family)
+        physics = functools.partial(ours, correction=False)
+        methods[PHYSICS] = lambda sc: run_ours(physics, sc.blurred, sc.family)
     methods["seed LoG (calibrated)"] = log_cal
     methods["Zhuo & Sim"] = zhuo
     # relative scores are sharpness: negate so that larger = blurrier, like sigma
