@@ -204,12 +204,13 @@ def test_detrend_is_the_least_squares_plane():
 
     blocks = data.camera()[:64, :96].astype(np.float64).reshape(2, 32, 3, 32)
     blocks = blocks.transpose(0, 2, 1, 3).reshape(6, 32, 32)
-    resid, means, varis = _detrend(blocks)
+    resid, means, varis, slopes = _detrend(blocks)
     yy, xx = np.mgrid[:32, :32]
     design = np.stack([np.ones(1024), yy.ravel(), xx.ravel()], axis=1)
     coef, *_ = np.linalg.lstsq(design, blocks.reshape(6, -1).T, rcond=None)
     ref = blocks.reshape(6, -1) - (design @ coef).T
     np.testing.assert_allclose(resid, ref, atol=1e-9)
+    np.testing.assert_allclose(slopes, np.hypot(coef[1], coef[2]), rtol=1e-9)
     np.testing.assert_allclose(means, blocks.mean(axis=(1, 2)))
     np.testing.assert_allclose(varis, (ref**2).sum(axis=1) / (1024 - 3))
 

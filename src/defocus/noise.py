@@ -42,6 +42,7 @@ Zoran D., Weiss Y. (2009) Scale invariance and noise in natural images. ICCV.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -326,9 +327,9 @@ def _fit_variance(means: np.ndarray, varis: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
-def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Residuals of each (n, b, b) block after its least-squares plane, the blocks' means and
-    their residual variances."""
+def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Residuals of each (n, b, b) block after its least-squares plane, the blocks' means,
+    their residual variances and the planes' slopes (grey levels per px)."""
     n, b = len(blocks), blocks.shape[-1]
     # The basis 1, y - c, x - c (centred coordinates) is orthogonal, so each coefficient is one
     # projection; a (n, 3) @ (3, b * b) product to rebuild the plane was 5x slower in BLAS.
@@ -341,7 +342,7 @@ def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     resid -= ay[:, None, None] * c[:, None]  # in place: one block-stack-sized array, not three
     resid -= ax[:, None, None] * c
     resid = resid.reshape(n, b * b)
-    return resid, mean, np.einsum("ij,ij->i", resid, resid) / (b * b - 3)
+    return resid, mean, np.einsum("ij,ij->i", resid, resid) / (b * b - 3), np.hypot(ay, ax)
 
 
 def _flattest(means: np.ndarray, varis: np.ndarray) -> np.ndarray:
@@ -463,10 +464,11 @@ def _increasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _slope_excess(
-    blocks: np.ndarray, resid: np.ndarray, means: np.ndarray, to_var: float, floor: float
+    slope: np.ndarray, resid: np.ndarray, means: np.ndarray, to_var: float, floor: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Excess noise variance against block slope: :class:`NoiseModel`'s ``slopes`` and
-    ``slope_variances``, from (n, b, b) blocks, their plane residuals and means.
+    ``slope_variances``, from the (n, b, b) blocks' plane slopes, residuals and means
+    (:func:`_detrend`).
 
     Each block's fine-scale energy is the trimmed mean square of its finest Haar diagonal
     detail away from edges (:func:`_edge_free_energy`; planes cancel in it exactly, and unlike
@@ -479,12 +481,9 @@ def _slope_excess(
     over intensities and made non-decreasing in slope, is the slope term. ``to_var`` converts
     finest-detail energy to variance as for the flat blocks. Empty where no bin has an excess.
     """
-    n, b = len(blocks), blocks.shape[-1]
+    n, b = len(slope), math.isqrt(resid.shape[-1])
     pick = np.arange(0, n, max(1, n // (2 * _SPECTRUM_BLOCKS)))
-    blocks, resid, means = blocks[pick], resid[pick], means[pick]
-    c = np.arange(b) - (b - 1) / 2
-    norm = b * float(c @ c)
-    slope = np.hypot(blocks.sum(axis=2) @ c / norm, blocks.sum(axis=1) @ c / norm)
+    slope, resid, means = slope[pick], resid[pick], means[pick]
     fine, clean = _edge_free_energy(resid.reshape(-1, b, b), floor)
     means, slope, fine = means[clean], slope[clean], fine[clean] / to_var
     if len(fine) < _SLOPE_MIN_BLOCKS:
@@ -612,7 +611,7 @@ def noise_spectrum(image: np.ndarray, *, channel_axis: int | None = None) -> np.
         return np.ones((b, b))
     stride = max(1, int(np.ceil(np.sqrt(h * w / _SPECTRUM_BLOCKS))))
     grid = img[: h * b, : w * b].reshape(h, b, w, b)[::stride, :, ::stride]
-    resid, means, varis = _detrend(grid.transpose(0, 2, 1, 3).reshape(-1, b, b))
+    resid, means, varis, _ = _detrend(grid.transpose(0, 2, 1, 3).reshape(-1, b, b))
     sel = _flattest(means, varis)
     r = resid[sel].reshape(-1, b, b)
     spec = _periodogram(r, varis[sel], _FLAT_BELOW * b // _BLOCK or 1)
@@ -760,7 +759,7 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     if len(blocks) == 0:
         white = np.ones((b, b))
         return NoiseModel(0.0, q**2 / 12, q, white, (0.0, 0.0), 0)
-    resid, means, varis = _detrend(blocks)
+    resid, means, varis, slopes = _detrend(blocks)
     # Intensity bins by quantile; the least varying blocks of each bin are the flat ones.
     sel = _flattest(means, varis)
     flat = resid[sel].reshape(-1, b, b)
@@ -803,7 +802,7 @@ def estimate_noise(image: np.ndarray, *, channel_axis: int | None = None) -> Noi
     a, c = _fit_variance(levels, variances)
     jpeg = _compression(img)
     to_var = bias * min(max(seen, 1 / _MAX_SPECTRAL), 1.0)
-    slopes, excess = _slope_excess(blocks, resid, means, to_var, max(q**2 / 12, jpeg))
+    slopes, excess = _slope_excess(slopes, resid, means, to_var, max(q**2 / 12, jpeg))
     return NoiseModel(
         a, c, q, spec, corr, len(sel), levels[order], variances[order], jpeg, slopes, excess, b
     )
